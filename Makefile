@@ -1,0 +1,44 @@
+# Two commands matter: `make run` (embedded pipeline on :8080) and `make test` (everything, real Kafka).
+# Both build the environment from uv.lock first, so every clone installs the same versions.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .cache/uv/bin/uv
+VENV := .venv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+export UV_CACHE_DIR := $(CURDIR)/.cache/uv-cache
+
+.PHONY: run run-kafka test lint typecheck kafka-jars env clean
+
+$(UV):
+	$(PYTHON) -m venv .cache/uv
+	.cache/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --python $(PYTHON) --quiet
+	touch $@
+
+env: $(VENV)/.synced
+
+run: env
+	$(VENV)/bin/klantreis up
+
+kafka-jars: env
+	$(VENV)/bin/klantreis kafka fetch
+
+run-kafka: kafka-jars
+	$(VENV)/bin/python deploy/run_kafka_stack.py
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: env
+	$(VENV)/bin/mypy
+
+test: kafka-jars lint typecheck
+	$(VENV)/bin/python -m pytest -ra
+
+clean:
+	rm -rf $(VENV) .cache var .mypy_cache .ruff_cache .pytest_cache

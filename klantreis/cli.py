@@ -1,0 +1,180 @@
+"""The `klantreis` command: one subcommand per service, plus `up`, `simulate` and tooling."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+import uvicorn
+from prometheus_client import CollectorRegistry, start_http_server
+
+from klantreis.config import ConfigurationError, Settings, load_settings
+
+log = logging.getLogger("klantreis")
+
+
+def _serve(app_factory: Callable[[Settings], object], settings: Settings, port: int) -> None:
+    uvicorn.run(
+        app_factory(settings),  # type: ignore[arg-type]
+        host=settings.host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def cmd_up(settings: Settings, _: argparse.Namespace) -> None:
+    if not settings.embedded:
+        raise ConfigurationError(
+            "`klantreis up` runs the embedded pipeline; with KLANTREIS_KAFKA_BOOTSTRAP_SERVERS "
+            "set, run `klantreis ingest`, `klantreis sessionizer` and `klantreis metrics` instead"
+        )
+    from klantreis.embedded import create_app
+
+    log.info(
+        "klantreis embedded: http://%s:%d (data in %s)",
+        settings.host,
+        settings.port,
+        settings.data_dir,
+    )
+    _serve(create_app, settings, settings.port)
+
+
+def cmd_ingest(settings: Settings, _: argparse.Namespace) -> None:
+    settings.require_kafka()
+    from services.ingest.app import create_app
+
+    _serve(create_app, settings, settings.port)
+
+
+def cmd_metrics(settings: Settings, _: argparse.Namespace) -> None:
+    settings.require_kafka()
+    from services.metrics.app import create_app
+
+    _serve(create_app, settings, settings.api_port)
+
+
+def cmd_sessionizer(settings: Settings, _: argparse.Namespace) -> None:
+    settings.require_kafka()
+    from klantreis.phases import DEFAULT_PHASE_MODEL
+    from services.sessionizer.metrics import SessionizerMetrics
+    from services.sessionizer.worker import SessionizerWorker
+
+    registry = CollectorRegistry()
+    metrics = SessionizerMetrics(registry)
+    if settings.sessionizer_port:
+        start_http_server(settings.sessionizer_port, addr=settings.host, registry=registry)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with SessionizerWorker(settings, DEFAULT_PHASE_MODEL, metrics) as worker:
+            log.info("sessionizer running")
+            await worker.run(stop)
+        log.info("sessionizer stopped cleanly")
+
+    asyncio.run(main())
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> None:
+    from services.metrics.app import open_warehouse
+
+    open_warehouse(settings).close()
+    print(f"schema of {settings.clickhouse_database} is up to date")
+
+
+def cmd_topics(settings: Settings, _: argparse.Namespace) -> None:
+    from klantreis.kafka import ensure_topics
+    from klantreis.topics import Topics
+
+    asyncio.run(ensure_topics(settings))
+    print("\n".join(Topics.from_settings(settings).all()))
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
+    from klantreis.simulator import generate_journeys, send_journeys
+
+    journeys = generate_journeys(args.seed, args.visitors, args.days)
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    report = asyncio.run(send_journeys(url, args.key, journeys, concurrency=args.concurrency))
+    print(json.dumps({"visitors": len(journeys), **report.as_dict()}))
+
+
+def cmd_kafka(settings: Settings, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from klantreis.local_kafka import LocalKafka, fetch_jars
+
+    if args.action == "fetch":
+        print(fetch_jars())
+        return
+    broker = LocalKafka(port=args.port, data_dir=Path(args.data_dir) if args.data_dir else None)
+    with broker:
+        print(f"KLANTREIS_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+        stopped = asyncio.Event()
+
+        async def wait() -> None:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stopped.set)
+            await stopped.wait()
+
+        asyncio.run(wait())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="klantreis", description="Real-time customer-journey analytics for web shops."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="run the whole pipeline in one process (embedded, no Kafka)")
+    commands.add_parser("ingest", help="run the collector (needs Kafka)")
+    commands.add_parser("sessionizer", help="run the sessionizer (needs Kafka)")
+    commands.add_parser("metrics", help="run the warehouse writer and read API (needs Kafka)")
+    commands.add_parser("migrate", help="bring the ClickHouse schema up to date")
+    commands.add_parser("topics", help="create the Kafka topics")
+    simulate = commands.add_parser("simulate", help="send realistic shop traffic to a collector")
+    simulate.add_argument("--url", help="collector base URL (default http://HOST:PORT)")
+    simulate.add_argument("--key", default="demo", help="write key (default demo)")
+    simulate.add_argument("--visitors", type=int, default=200)
+    simulate.add_argument("--days", type=float, default=30.0, help="history to spread over")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--concurrency", type=int, default=8)
+    kafka = commands.add_parser("kafka", help="a local single-node Kafka broker for development")
+    kafka.add_argument("action", choices=("fetch", "run"))
+    kafka.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
+    kafka.add_argument("--data-dir", default=None, help="keep the broker's data here")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], None]] = {
+    "up": cmd_up,
+    "ingest": cmd_ingest,
+    "sessionizer": cmd_sessionizer,
+    "metrics": cmd_metrics,
+    "migrate": cmd_migrate,
+    "topics": cmd_topics,
+    "simulate": cmd_simulate,
+    "kafka": cmd_kafka,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings()
+        COMMANDS[args.command](settings, args)
+    except ConfigurationError as exc:
+        print(f"klantreis: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

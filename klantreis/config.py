@@ -1,0 +1,118 @@
+"""The one configuration of every klantreis process, read from the environment.
+
+All services import :func:`load_settings`; a bad value stops the process at start-up with a
+message naming the variable, instead of failing later on the first event that needs it.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "KLANTREIS_"
+
+
+class ConfigurationError(Exception):
+    """Raised at start-up when the environment holds an invalid setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    # --- where things run
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        description="host:port[,host:port]. Unset: `klantreis up` runs embedded, without Kafka.",
+    )
+    data_dir: Path = Field(default=Path("var"), description="Embedded ClickHouse and state.")
+    clickhouse_dsn: str | None = Field(
+        default=None,
+        description="chdb:///path (embedded, the default under data_dir) or http://host:8123.",
+    )
+    clickhouse_database: str = Field(default="klantreis", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    # --- HTTP
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        default=8080, validation_alias=AliasChoices("PORT", "KLANTREIS_PORT")
+    )
+    sessionizer_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    api_port: Annotated[int, Field(ge=1, le=65535)] = 8082
+
+    # --- sites
+    sites: dict[str, str] | None = Field(
+        default=None,
+        description='JSON object of write key -> site id, e.g. {"wk_live_123": "shop"}. '
+        "Unset in embedded mode: the site `demo` with write key `demo`.",
+    )
+
+    # --- Kafka
+    topic_prefix: str = Field(default="klantreis", pattern=r"^[A-Za-z0-9._-]+$")
+    topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 6
+    topic_replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
+    produce_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    # --- ingest limits (docs/event-api.md)
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024
+    max_event_bytes: Annotated[int, Field(ge=256)] = 32 * 1024
+    max_batch_events: Annotated[int, Field(ge=1)] = 500
+
+    # --- journeys
+    session_timeout_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 30.0
+
+    # --- warehouse writes
+    flush_rows: Annotated[int, Field(ge=1)] = 5000
+    flush_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+
+    @field_validator("kafka_bootstrap_servers", "clickhouse_dsn")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @property
+    def embedded(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+    @cached_property
+    def resolved_clickhouse_dsn(self) -> str:
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+    @cached_property
+    def write_keys(self) -> dict[str, str]:
+        """Write key -> site id. The demo site exists only when no site is configured, embedded."""
+        if self.sites is not None:
+            return dict(self.sites)
+        return {"demo": "demo"} if self.embedded else {}
+
+    @cached_property
+    def site_ids(self) -> frozenset[str]:
+        return frozenset(self.write_keys.values())
+
+    def require_kafka(self) -> str:
+        if self.kafka_bootstrap_servers is None:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}KAFKA_BOOTSTRAP_SERVERS is not set; this command needs a Kafka "
+                "broker (`klantreis up` runs without one)"
+            )
+        return self.kafka_bootstrap_servers
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the environment; raise ConfigurationError naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            variable = "PORT" if field == "port" else f"{ENV_PREFIX}{field.upper()}"
+            problems.append(f"{variable}: {error['msg']}")
+        raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(problems)) from exc

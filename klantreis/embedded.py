@@ -1,0 +1,174 @@
+"""`klantreis up` without Kafka: collector, sessionizer and warehouse writer in one process.
+
+The same stage code as the Kafka services runs here; only the hand-offs differ. The collector's
+sink feeds the sessionizer core directly, and everything goes to the embedded ClickHouse (chDB)
+in group commits: a request is answered once the insert holding its events has succeeded, so
+requests arriving within one flush interval share one insert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+
+import orjson
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from klantreis.config import Settings
+from klantreis.events import DeadLetter, Event
+from klantreis.phases import DEFAULT_PHASE_MODEL
+from services.ingest import api as ingest_api
+from services.ingest.app import add_probes
+from services.ingest.metrics import IngestMetrics
+from services.ingest.sink import SinkUnavailable
+from services.metrics import api as read_api
+from services.metrics.app import open_warehouse
+from services.metrics.metrics import WarehouseMetrics
+from services.metrics.rows import Record
+from services.metrics.warehouse import Warehouse
+from services.metrics.writer import WarehouseWriter
+from services.sessionizer.core import Sessionizer
+from services.sessionizer.metrics import SessionizerMetrics
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "sessionizer-state.json"
+
+
+class EmbeddedPipeline:
+    """An EventSink that runs the rest of the pipeline in-process.
+
+    A clean stop flushes every pending row and saves the sessionizer's state to the data
+    directory, so a restart continues the same sessions. A crash loses nothing a client was told
+    was stored, but the sessionizer state since the last clean start is gone: a visitor's next
+    session after a crash starts afresh, while their journey's furthest phase, kept in the
+    warehouse, is unaffected.
+    """
+
+    def __init__(self, settings: Settings, warehouse: Warehouse, registry: CollectorRegistry):
+        self._settings = settings
+        self._writer = WarehouseWriter(warehouse, WarehouseMetrics(registry))
+        self._metrics = SessionizerMetrics(registry)
+        self._sessionizer = Sessionizer(
+            DEFAULT_PHASE_MODEL, timedelta(minutes=settings.session_timeout_minutes)
+        )
+        self._state_path = Path(settings.data_dir) / STATE_FILE
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._last_flush_failed = False
+
+    async def __aenter__(self) -> EmbeddedPipeline:
+        if self._state_path.exists():
+            self._sessionizer.restore_state(orjson.loads(self._state_path.read_bytes()))
+            log.info("restored %d journeys", self._sessionizer.active_journeys)
+        self._flusher = asyncio.create_task(self._flush_forever(), name="embedded-flush")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        flusher, self._flusher = self._flusher, None
+        try:
+            if flusher is not None:
+                flusher.cancel()
+                with suppress(asyncio.CancelledError):
+                    await flusher
+        finally:
+            await self._flush_once()
+            self._save_state()
+
+    def is_ready(self) -> bool:
+        return self._flusher is not None and not self._last_flush_failed
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        records: list[Record] = []
+        for event in events:
+            records.append(event)
+            records.extend(self._sessionizer.process(event))
+            self._metrics.events_processed.inc()
+        self._metrics.active_journeys.set(self._sessionizer.active_journeys)
+        await self._commit(records)
+
+    async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        await self._commit(letters)
+
+    async def _commit(self, records: Sequence[Record]) -> None:
+        if self._flusher is None:
+            raise SinkUnavailable("the pipeline is not running")
+        self._writer.add(records)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if self._writer.pending_rows >= self._settings.flush_rows:
+            self._wake.set()
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(waiter), timeout=self._settings.produce_timeout_seconds
+            )
+        except TimeoutError:
+            raise SinkUnavailable("the warehouse did not store the events in time") from None
+
+    async def _flush_forever(self) -> None:
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=self._settings.flush_interval_seconds
+                )
+            self._wake.clear()
+            await self._flush_once()
+
+    async def _flush_once(self) -> None:
+        """Insert what is pending and release the requests waiting on it. A failed insert keeps
+        its rows for the next attempt; its requests time out with 503 and may retry, which the
+        replacing tables absorb."""
+        waiters, self._waiters = self._waiters, []
+        try:
+            if self._writer.pending_rows:
+                await self._writer.flush()
+        except Exception:
+            log.exception("embedded warehouse insert failed; will retry")
+            self._last_flush_failed = True
+            self._waiters = waiters + self._waiters
+            return
+        self._last_flush_failed = False
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _save_state(self) -> None:
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._state_path.with_suffix(".tmp")
+        temporary.write_bytes(orjson.dumps(self._sessionizer.export_state()))
+        temporary.replace(self._state_path)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    registry = CollectorRegistry()
+    ingest_metrics = IngestMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        warehouse = await asyncio.to_thread(open_warehouse, settings)
+        try:
+            async with EmbeddedPipeline(settings, warehouse, registry) as pipeline:
+                app.state.ingest = ingest_api.IngestContext(settings, pipeline, ingest_metrics)
+                app.state.read = read_api.ReadContext(settings, warehouse, DEFAULT_PHASE_MODEL)
+                yield
+        finally:
+            warehouse.close()
+
+    app = FastAPI(title="klantreis", version="1", lifespan=lifespan)
+    ingest_api.install(app)
+    app.include_router(read_api.router)
+    add_probes(app, registry)
+    return app

@@ -1,0 +1,142 @@
+"""The internal event: what the collector writes to Kafka and every later stage reads.
+
+It is the client's event after validation and enrichment: the site is resolved from the write key,
+the event time is corrected for client clock skew, and the client's IP address is gone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class EventType(StrEnum):
+    PAGE = "page"
+    TRACK = "track"
+    IDENTIFY = "identify"
+    ALIAS = "alias"
+
+
+class PageContext(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = Field(default=None, max_length=2048)
+    path: str | None = Field(default=None, max_length=2048)
+    referrer: str | None = Field(default=None, max_length=2048)
+    title: str | None = Field(default=None, max_length=1024)
+    search: str | None = Field(default=None, max_length=2048)
+
+
+class CampaignContext(BaseModel):
+    """UTM parameters, named as Segment and GA name them (utm_campaign is `name`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str | None = Field(default=None, max_length=256)
+    medium: str | None = Field(default=None, max_length=256)
+    name: str | None = Field(default=None, max_length=256)
+    term: str | None = Field(default=None, max_length=256)
+    content: str | None = Field(default=None, max_length=256)
+
+
+class EventContext(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    page: PageContext = PageContext()
+    campaign: CampaignContext = CampaignContext()
+    user_agent: str | None = Field(default=None, max_length=1024)
+    locale: str | None = Field(default=None, max_length=64)
+    library: str | None = Field(default=None, max_length=128)
+
+
+class Event(BaseModel):
+    """One enriched event. Timestamps are timezone-aware UTC; `timestamp` is the event time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    event_id: str
+    site_id: str
+    type: EventType
+    event: str | None = None
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    previous_id: str | None = None
+    timestamp: AwareDatetime
+    original_timestamp: AwareDatetime | None = None
+    sent_at: AwareDatetime | None = None
+    received_at: AwareDatetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    context: EventContext = EventContext()
+
+    @property
+    def visitor_id(self) -> str:
+        """The id the collector partitions by: the device's anonymous id, else the user id.
+
+        Keeping one device on one partition keeps its events in order for the sessionizer.
+        """
+        visitor = self.anonymous_id or self.user_id
+        assert visitor is not None, "validated events carry anonymous_id or user_id"
+        return visitor
+
+    @property
+    def partition_key(self) -> bytes:
+        return f"{self.site_id}/{self.visitor_id}".encode()
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_defaults=True).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Event:
+        return cls.model_validate_json(raw)
+
+
+def correct_clock_skew(
+    client_timestamp: datetime | None, sent_at: datetime | None, received_at: datetime
+) -> datetime:
+    """The event time on the server's clock.
+
+    A client's clock can be off by hours; the offset between when it says it sent a request and
+    when the server received it measures that error, and the same error applies to when the event
+    happened: `timestamp + (received_at - sent_at)`. Network delay is counted as skew, which keeps
+    the corrected time at or before `received_at` for an honest client.
+    """
+    if client_timestamp is None:
+        return received_at
+    if sent_at is None:
+        return client_timestamp
+    return client_timestamp + (received_at - sent_at)
+
+
+class DeadLetterReason(StrEnum):
+    SCHEMA_VIOLATION = "schema_violation"
+    SIZE_VIOLATION = "size_violation"
+    UNDECODABLE = "undecodable"
+
+
+class DeadLetter(BaseModel):
+    """Input that was refused, kept with the reason so nothing vanishes without a trace."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    site_id: str | None
+    reason: DeadLetterReason
+    message: str
+    payload: str = Field(description="The refused input, cut to the first 64 KiB.")
+    stage: Literal["ingest", "sessionizer", "metrics"]
+    received_at: AwareDatetime
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> DeadLetter:
+        return cls.model_validate_json(raw)
+
+
+DEAD_LETTER_PAYLOAD_LIMIT = 64 * 1024

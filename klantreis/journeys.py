@@ -1,0 +1,79 @@
+"""What the sessionizer emits: session snapshots and journey phase transitions.
+
+Both carry deterministic ids derived from their input, so a replay after a crash produces the
+same records again and the warehouse collapses them instead of counting twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+# Fixed namespace: ids derived from it are stable across processes, versions and replays.
+KLANTREIS_NAMESPACE = uuid.UUID("5b0c1a52-3f0e-4a57-9d0c-6b6c616e7472")
+
+
+def derived_id(*parts: str) -> str:
+    return str(uuid.uuid5(KLANTREIS_NAMESPACE, "\x1f".join(parts)))
+
+
+class SessionSnapshot(BaseModel):
+    """The state of one session after its newest event; `version` grows with every event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    session_id: str
+    site_id: str
+    journey_id: str
+    anonymous_id: str | None
+    user_id: str | None
+    started_at: AwareDatetime
+    last_event_at: AwareDatetime
+    event_count: int
+    page_views: int
+    landing_url: str | None
+    exit_url: str | None
+    version: int
+
+    @property
+    def partition_key(self) -> bytes:
+        return f"{self.site_id}/{self.journey_id}".encode()
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> SessionSnapshot:
+        return cls.model_validate_json(raw)
+
+
+class PhaseTransition(BaseModel):
+    """A journey moved from one phase to another (`from_phase` is None when it began)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    transition_id: str
+    site_id: str
+    journey_id: str
+    session_id: str
+    from_phase: str | None
+    to_phase: str
+    furthest_phase: str
+    at: AwareDatetime
+    event_id: str
+    event_name: str | None
+
+    @property
+    def partition_key(self) -> bytes:
+        return f"{self.site_id}/{self.journey_id}".encode()
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> PhaseTransition:
+        return cls.model_validate_json(raw)

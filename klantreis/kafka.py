@@ -1,0 +1,74 @@
+"""Kafka clients configured the one way klantreis uses them, and topic creation.
+
+Producers wait for all in-sync replicas and are idempotent, so a retried send never duplicates a
+record; consumers read only committed records and commit offsets themselves, after their output
+is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from klantreis.config import Settings
+from klantreis.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.require_kafka(),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "request_timeout_ms": 10_000,
+        "client_id": f"{settings.topic_prefix}-producer",
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def new_consumer(
+    settings: Settings, *topics: str, group_id: str, **overrides: Any
+) -> AIOKafkaConsumer:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.require_kafka(),
+        "group_id": group_id,
+        "isolation_level": "read_committed",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_poll_records": 2000,
+        "client_id": f"{group_id}-consumer",
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create klantreis's topics with explicit partition counts; existing ones are left alone."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.require_kafka())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+            )
+            for name in Topics.from_settings(settings).all()
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                log.debug("another process created the topics first")
+            log.info("created topics %s", [topic.name for topic in missing])
+    finally:
+        await admin.close()

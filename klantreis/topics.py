@@ -1,0 +1,53 @@
+"""Kafka topic names: the contract between the three services.
+
+Every name carries a schema version (`.v1`): a breaking change to a record gets a new topic, so
+old and new services can run side by side during a deploy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from klantreis.config import Settings
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topics of one klantreis installation; the prefix lets several share a broker."""
+
+    prefix: str
+
+    @property
+    def events(self) -> str:
+        """Validated, enriched events from the collector, keyed by site and visitor."""
+        return f"{self.prefix}.events.v1"
+
+    @property
+    def dead_letters(self) -> str:
+        """Input that could not be accepted, with a typed reason (never silently dropped)."""
+        return f"{self.prefix}.dead-letters.v1"
+
+    @property
+    def sessions(self) -> str:
+        """Session snapshots from the sessionizer; the newest version of a session wins."""
+        return f"{self.prefix}.sessions.v1"
+
+    @property
+    def transitions(self) -> str:
+        """Journey phase transitions from the sessionizer."""
+        return f"{self.prefix}.transitions.v1"
+
+    def all(self) -> tuple[str, ...]:
+        return (self.events, self.dead_letters, self.sessions, self.transitions)
+
+    @property
+    def sessionizer_group(self) -> str:
+        return f"{self.prefix}.sessionizer"
+
+    @property
+    def metrics_group(self) -> str:
+        return f"{self.prefix}.metrics"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topics:
+        return cls(prefix=settings.topic_prefix)

@@ -1,0 +1,205 @@
+"""The collector's HTTP surface: authenticate, read, validate, publish, answer.
+
+Request bodies are read by hand (not through FastAPI's body parsing) so that a malformed,
+oversized or mistyped body gets its own precise 4xx message and can never surface as a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from klantreis.config import Settings
+from services.ingest.intake import BodyError, decode_body, intake
+from services.ingest.metrics import IngestMetrics
+from services.ingest.schema import IncomingEvent
+from services.ingest.sink import EventSink, SinkUnavailable
+
+# The body is always JSON. text/plain and form-urlencoded are accepted because browsers send
+# them without a CORS preflight (sendBeacon, simple fetches) and curl sends the latter by default.
+ACCEPTED_CONTENT_TYPES = (
+    "application/json",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "",
+)
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    settings: Settings
+    sink: EventSink
+    metrics: IngestMetrics
+
+
+router = APIRouter()
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/IncomingEvent"},
+                        {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/IncomingEvent"},
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+def install(app: FastAPI) -> None:
+    """Mount the collector's routes and publish the event schema in the app's OpenAPI document.
+
+    The body is parsed by hand, so FastAPI cannot see its model; the schema is added here.
+    """
+    app.include_router(router)
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build_openapi()
+            schema = IncomingEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            components.update(schema.pop("$defs", {}))
+            components["IncomingEvent"] = schema
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+
+
+@router.post(
+    "/v1/events",
+    openapi_extra=_REQUEST_BODY,
+    summary="Send one event or a batch of events",
+    responses={
+        200: {"description": "Accepted (refused events of a batch are listed in `rejected`)"},
+        400: {"description": "Malformed body, or no event in it was valid"},
+        401: {"description": "Missing or unknown write key"},
+        413: {"description": "Body or batch too large"},
+        415: {"description": "Unsupported content type or encoding"},
+        503: {"description": "Events could not be stored in time; retry"},
+    },
+)
+async def post_events(request: Request) -> JSONResponse:
+    context: IngestContext = request.app.state.ingest
+    context.metrics.in_flight.inc()
+    try:
+        response = await _handle(request, context)
+    finally:
+        context.metrics.in_flight.dec()
+    context.metrics.requests.labels("/v1/events", str(response.status_code)).inc()
+    return response
+
+
+async def _handle(request: Request, context: IngestContext) -> JSONResponse:
+    settings = context.settings
+    try:
+        site_id = authenticate(request, settings.write_keys)
+        raw = await read_body(request, settings.max_body_bytes)
+        context.metrics.request_bytes.inc(len(raw))
+        items = decode_body(raw, settings.max_batch_events)
+    except BodyError as exc:
+        return _error(exc.status, exc.code, exc.message)
+
+    result = intake(items, site_id, datetime.now(UTC), settings.max_event_bytes)
+    started = time.perf_counter()
+    try:
+        if result.dead_letters:
+            await context.sink.dead_letter(result.dead_letters)
+        if result.events:
+            await context.sink.publish(result.events)
+    except SinkUnavailable:
+        return _error(
+            503,
+            "unavailable",
+            "events could not be stored right now; retry the same request later",
+        )
+    context.metrics.publish_seconds.observe(time.perf_counter() - started)
+    for rejection in result.rejections:
+        context.metrics.events_rejected.labels(site_id, rejection.reason.value).inc()
+    context.metrics.events_accepted.labels(site_id).inc(len(result.events))
+
+    rejected = [
+        {"index": r.index, "reason": r.reason.value, "message": r.message}
+        for r in result.rejections
+    ]
+    if not result.events:
+        first = result.rejections[0]
+        prefix = f"event {first.index}: " if len(items) > 1 else ""
+        return _error(400, "invalid_event", prefix + first.message, rejected=rejected)
+    body: dict[str, Any] = {"accepted": len(result.events)}
+    if rejected:
+        body["rejected"] = rejected
+    return JSONResponse(body)
+
+
+def authenticate(request: Request, write_keys: dict[str, str]) -> str:
+    """The site of the request's write key: HTTP Basic user name (as Segment's libraries send
+    it) or the `key` query parameter (for beacons and pixels, which cannot set headers)."""
+    key = request.query_params.get("key")
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "basic":
+            raise BodyError(401, "bad_authorization", "use HTTP Basic with the write key as user")
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise BodyError(
+                401, "bad_authorization", "the Authorization header is not valid HTTP Basic"
+            ) from None
+        key = decoded.partition(":")[0]
+    if not key:
+        raise BodyError(
+            401,
+            "missing_write_key",
+            "no write key: send it as the HTTP Basic user name or the `key` query parameter",
+        )
+    site_id = write_keys.get(key)
+    if site_id is None:
+        raise BodyError(401, "unknown_write_key", "the write key is not known to this collector")
+    return site_id
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise BodyError(
+            415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported"
+        )
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ACCEPTED_CONTENT_TYPES:
+        raise BodyError(
+            415,
+            "unsupported_content_type",
+            f"Content-Type {content_type!r} is not supported; send application/json",
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyError(413, "body_too_large", f"the body is {declared} bytes; at most {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(413, "body_too_large", f"the body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

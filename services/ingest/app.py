@@ -1,0 +1,62 @@
+"""The collector as its own process (`klantreis ingest`), producing to Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+
+from klantreis.config import Settings
+from klantreis.kafka import ensure_topics, new_producer
+from klantreis.observability import metrics_response
+from klantreis.topics import Topics
+from services.ingest import api
+from services.ingest.metrics import IngestMetrics
+from services.ingest.sink import KafkaEventSink
+
+
+def add_probes(app: FastAPI, registry: CollectorRegistry) -> None:
+    """`/healthz` says the process lives; `/readyz` says events would be stored now."""
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        context: api.IngestContext | None = getattr(app.state, "ingest", None)
+        ready = context is not None and context.sink.is_ready()
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return metrics_response(registry)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ensure_topics(settings)
+        producer = new_producer(settings)
+        await producer.start()
+        try:
+            sink = KafkaEventSink(
+                producer, Topics.from_settings(settings), settings.produce_timeout_seconds
+            )
+            app.state.ingest = api.IngestContext(settings, sink, metrics)
+            yield
+        finally:
+            await producer.stop()
+
+    app = FastAPI(title="klantreis collector", version="1", lifespan=lifespan)
+    api.install(app)
+    add_probes(app, registry)
+    return app

@@ -1,0 +1,204 @@
+"""From a request body to enriched events and refusals: pure, so every rule is unit-testable.
+
+The HTTP layer decides status codes; this module decides, per event, accepted or refused and why.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from pydantic import ValidationError
+
+from klantreis.events import (
+    DEAD_LETTER_PAYLOAD_LIMIT,
+    CampaignContext,
+    DeadLetter,
+    DeadLetterReason,
+    Event,
+    EventContext,
+    correct_clock_skew,
+)
+from klantreis.journeys import derived_id
+from services.ingest.schema import IncomingEvent
+
+# Events claiming to happen further ahead than this, after skew correction, are refused:
+# they would sit in the future of every dashboard.
+MAX_FUTURE = timedelta(days=1)
+
+
+class BodyError(Exception):
+    """The request as a whole cannot be read; maps to one 4xx status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int
+    reason: DeadLetterReason
+    message: str
+
+
+@dataclass
+class Intake:
+    events: list[Event] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def decode_body(raw: bytes, max_events: int) -> list[Any]:
+    """One event object or a JSON array of them."""
+    if not raw.strip():
+        raise BodyError(400, "empty_body", "the request body is empty; send a JSON event or array")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BodyError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    if isinstance(document, dict):
+        return [document]
+    if isinstance(document, list):
+        if not document:
+            raise BodyError(400, "empty_batch", "the batch is an empty array")
+        if len(document) > max_events:
+            raise BodyError(
+                413,
+                "too_many_events",
+                f"the batch has {len(document)} events; at most {max_events} per request",
+            )
+        return document
+    raise BodyError(
+        400, "not_an_event", f"expected a JSON object or array, got {type(document).__name__}"
+    )
+
+
+def describe(error: ValidationError) -> str:
+    """Pydantic's errors as one line a shop developer can act on: `field: problem; ...`."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden" and where and where.lower() != where:
+            snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in where)
+            message += f" (did you mean {snake}?)"
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def intake(
+    items: Sequence[Any],
+    site_id: str,
+    received_at: datetime,
+    max_event_bytes: int,
+) -> Intake:
+    result = Intake()
+    for index, item in enumerate(items):
+        encoded = orjson.dumps(item)
+        try:
+            if len(encoded) > max_event_bytes:
+                raise _Refused(
+                    DeadLetterReason.SIZE_VIOLATION,
+                    f"the event is {len(encoded)} bytes; at most {max_event_bytes}",
+                )
+            if not isinstance(item, dict):
+                raise _Refused(
+                    DeadLetterReason.SCHEMA_VIOLATION,
+                    f"an event must be a JSON object, got {type(item).__name__}",
+                )
+            try:
+                incoming = IncomingEvent.model_validate(item)
+            except ValidationError as exc:
+                raise _Refused(DeadLetterReason.SCHEMA_VIOLATION, describe(exc)) from None
+            result.events.append(enrich(incoming, site_id, received_at))
+        except _Refused as refused:
+            result.rejections.append(Rejection(index, refused.reason, refused.message))
+            result.dead_letters.append(
+                DeadLetter(
+                    site_id=site_id,
+                    reason=refused.reason,
+                    message=refused.message,
+                    payload=encoded[:DEAD_LETTER_PAYLOAD_LIMIT].decode(errors="replace"),
+                    stage="ingest",
+                    received_at=received_at,
+                )
+            )
+    return result
+
+
+class _Refused(Exception):
+    def __init__(self, reason: DeadLetterReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def enrich(incoming: IncomingEvent, site_id: str, received_at: datetime) -> Event:
+    timestamp = correct_clock_skew(incoming.timestamp, incoming.sent_at, received_at)
+    if timestamp - received_at > MAX_FUTURE:
+        raise _Refused(
+            DeadLetterReason.SCHEMA_VIOLATION,
+            f"timestamp: {timestamp.isoformat()} is more than a day after the server's clock",
+        )
+    context = incoming.context
+    return Event(
+        event_id=incoming.event_id or _derived_event_id(incoming, site_id),
+        site_id=site_id,
+        type=incoming.type,
+        event=incoming.event or incoming.name,
+        anonymous_id=incoming.anonymous_id,
+        user_id=incoming.user_id,
+        previous_id=incoming.previous_id,
+        timestamp=timestamp,
+        original_timestamp=incoming.timestamp,
+        sent_at=incoming.sent_at,
+        received_at=received_at,
+        properties=incoming.properties,
+        traits=incoming.traits,
+        context=EventContext(
+            page=context.page,
+            campaign=_campaign(context.campaign, context.page.url),
+            user_agent=context.user_agent,
+            locale=context.locale,
+            library=context.library,
+        ),
+    )
+
+
+def _derived_event_id(incoming: IncomingEvent, site_id: str) -> str:
+    """An id for a client that sent none.
+
+    With a client timestamp the content identifies the event, so a retried request (which may
+    carry a new `sent_at`) gets the same id and is de-duplicated; without one, two identical page
+    views seconds apart are different events, and only a random id keeps them apart.
+    """
+    if incoming.timestamp is None:
+        return str(uuid.uuid4())
+    return derived_id("event", site_id, incoming.model_dump_json(exclude={"sent_at"}))
+
+
+def _campaign(campaign: CampaignContext, url: str | None) -> CampaignContext:
+    """UTM parameters from the page URL when the client did not send them parsed."""
+    if campaign != CampaignContext() or not url:
+        return campaign
+    query = parse_qs(urlsplit(url).query)
+
+    def first(name: str) -> str | None:
+        values = query.get(f"utm_{name}")
+        return values[0][:256] if values else None
+
+    return CampaignContext(
+        source=first("source"),
+        medium=first("medium"),
+        name=first("campaign"),
+        term=first("term"),
+        content=first("content"),
+    )

@@ -1,0 +1,71 @@
+"""The metrics worker as its own process (`klantreis metrics`): the Kafka-to-ClickHouse worker
+and the read API over the same warehouse.
+
+They share a process because the embedded engine (chDB) opens its data directory in one process
+only; with a ClickHouse server the read API could run anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from prometheus_client import CollectorRegistry
+
+from klantreis.config import Settings
+from klantreis.observability import metrics_response
+from klantreis.phases import DEFAULT_PHASE_MODEL
+from services.metrics import api
+from services.metrics.metrics import WarehouseMetrics
+from services.metrics.warehouse import Warehouse
+from services.metrics.worker import MetricsWorker
+
+log = logging.getLogger(__name__)
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    """Connect and bring the schema up to date: every process that writes or reads does this."""
+    warehouse = Warehouse(settings.resolved_clickhouse_dsn, settings.clickhouse_database)
+    try:
+        warehouse.migrate()
+    except BaseException:
+        warehouse.close()
+        raise
+    return warehouse
+
+
+def create_app(settings: Settings) -> FastAPI:
+    registry = CollectorRegistry()
+    metrics = WarehouseMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        warehouse = await asyncio.to_thread(open_warehouse, settings)
+        stop = asyncio.Event()
+        try:
+            app.state.read = api.ReadContext(settings, warehouse, DEFAULT_PHASE_MODEL)
+            async with MetricsWorker(settings, warehouse, metrics) as worker:
+                task = asyncio.create_task(worker.run(stop), name="metrics-worker")
+                try:
+                    yield
+                finally:
+                    stop.set()
+                    await task
+        finally:
+            warehouse.close()
+
+    app = FastAPI(title="klantreis read API", version="1", lifespan=lifespan)
+    app.include_router(api.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return metrics_response(registry)
+
+    return app

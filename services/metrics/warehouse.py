@@ -1,0 +1,126 @@
+"""ClickHouse access through clickhouse-connect: migrations, batched inserts, queries.
+
+The same code serves a ClickHouse server (`http://host:8123`) and the embedded engine
+(`chdb:///path`). The client is synchronous and chDB allows one database path per process, so a
+process shares one Warehouse and the async services call it through `asyncio.to_thread`; a lock
+keeps one call at a time on the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self, database: str) -> list[str]:
+        text = self.sql.replace("{database}", database)
+        return [part.strip() for part in text.split(";\n") if _strip_comments(part).strip()]
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+
+
+def load_migrations() -> list[Migration]:
+    """The numbered DDL files beside this module, in order: the schema's one source of truth."""
+    found = []
+    for entry in resources.files("services.metrics.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text()))
+    found.sort(key=lambda migration: migration.version)
+    versions = [migration.version for migration in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations must be numbered 0001.. without gaps, found {versions}")
+    return found
+
+
+class Warehouse:
+    def __init__(self, dsn: str, database: str) -> None:
+        self.database = database
+        self._lock = threading.Lock()
+        self._client: Client = clickhouse_connect.get_client(dsn=dsn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet applied; return their names.
+
+        Every statement is idempotent (IF NOT EXISTS), so a migration interrupted half-way is
+        simply applied again; it is recorded only after all of its statements ran.
+        """
+        db = self.database
+        with self._lock:
+            self._client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+            self._client.command(
+                f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
+                "(version UInt32, name String, applied_at DateTime64(3, 'UTC')) "
+                "ENGINE = MergeTree ORDER BY version"
+            )
+            done = {
+                row[0]
+                for row in self._client.query(
+                    f"SELECT version FROM {db}.schema_migrations"
+                ).result_rows
+            }
+            applied = []
+            for migration in load_migrations():
+                if migration.version in done:
+                    continue
+                for statement in migration.statements(db):
+                    self._client.command(statement)
+                self._client.insert(
+                    f"{db}.schema_migrations",
+                    [(migration.version, migration.name, datetime.now(UTC))],
+                    column_names=["version", "name", "applied_at"],
+                )
+                log.info("applied migration %s", migration.name)
+                applied.append(migration.name)
+            return applied
+
+    def insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        dedup_token: str | None = None,
+    ) -> None:
+        """One insert of many rows. With `dedup_token`, a repeat of the same token is a no-op
+        (within the table's deduplication window), which makes retries safe."""
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        with self._lock:
+            self._client.insert(
+                f"{self.database}.{table}",
+                rows,
+                column_names=list(columns),
+                settings=settings,
+            )
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a read query; `{database}` in the text names this warehouse's database."""
+        with self._lock:
+            result = self._client.query(
+                sql.replace("{database}", self.database), parameters=parameters
+            )
+            return [tuple(row) for row in result.result_rows]
