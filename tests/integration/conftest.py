@@ -1,0 +1,76 @@
+"""One real Kafka broker per test session; each test gets its own topics, consumer groups and
+ClickHouse database, so tests never see each other's records.
+
+Set KLANTREIS_TEST_KAFKA_BOOTSTRAP_SERVERS to use a running broker instead of starting one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from klantreis.config import Settings, load_settings
+from klantreis.local_kafka import LocalKafka, kafka_version
+from services.metrics.app import open_warehouse
+from services.metrics.warehouse import Warehouse
+
+WRITE_KEY = "wk_test"
+SITE = "shop"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    external = os.environ.get("KLANTREIS_TEST_KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        if reporter:
+            reporter.write_line(f"\nkafka: using the broker at {external}")
+        yield external
+        return
+    with LocalKafka() as broker:
+        if reporter:
+            reporter.write_line(
+                f"\nkafka: started Apache Kafka {kafka_version()} (KRaft) at "
+                f"{broker.bootstrap_servers} for this session"
+            )
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def chdb_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """chDB opens one data path per process, so every in-process test shares this one."""
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, chdb_dsn: str, tmp_path: Path) -> Settings:
+    unique = uuid.uuid4().hex[:10]
+    return load_settings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"test-{unique}",
+        topic_partitions=3,
+        clickhouse_dsn=chdb_dsn,
+        clickhouse_database=f"test_{unique}",
+        data_dir=tmp_path,
+        sites={WRITE_KEY: SITE},
+        flush_interval_seconds=0.2,
+    )
+
+
+@pytest.fixture
+def warehouse(settings: Settings) -> Iterator[Warehouse]:
+    warehouse = open_warehouse(settings)
+    try:
+        yield warehouse
+    finally:
+        warehouse.close()

@@ -1,0 +1,68 @@
+"""Running klantreis commands as real processes, the way an operator starts them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+KLANTREIS = str(Path(sys.executable).with_name("klantreis"))
+CLEAN_STOP_LINES = ("Application shutdown complete", "sessionizer stopped cleanly")
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> bool:
+        """SIGTERM, as an orchestrator stops a service; True if it shut down cleanly.
+
+        Clean means: it exited with 0, or re-raised the SIGTERM after its shutdown completed (as
+        uvicorn does), and its log shows the shutdown finished.
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(f"{self.name} did not stop on SIGTERM:\n{self.output()}")
+        finished = any(line in self.output() for line in CLEAN_STOP_LINES)
+        return self.process.returncode in (0, -signal.SIGTERM) and finished
+
+
+def start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Service:
+    log = logs / f"{name}.log"
+    process = subprocess.Popen(
+        [KLANTREIS, *args],
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    return Service(name, process, log)
+
+
+def wait_for_http(url: str, service: Service, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise AssertionError(f"{service.name} exited early:\n{service.output()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer 200 within {timeout}s:\n{service.output()}")

@@ -1,0 +1,107 @@
+"""`klantreis up`, as `make run` starts it: the whole pipeline in one process, no broker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from klantreis.local_kafka import free_port
+from tests.integration.processes import Service, start, wait_for_http
+
+JOURNEY = [
+    {"type": "page", "anonymous_id": "visitor-1", "name": "Home"},
+    {"type": "track", "event": "Product Viewed", "anonymous_id": "visitor-1"},
+    {"type": "track", "event": "Order Completed", "anonymous_id": "visitor-1"},
+]
+
+
+def up(tmp_path: Path, port: int) -> Service:
+    service = start(
+        "up",
+        ["up"],
+        {"PORT": str(port), "KLANTREIS_DATA_DIR": str(tmp_path / "var")},
+        tmp_path,
+    )
+    wait_for_http(f"http://127.0.0.1:{port}/readyz", service)
+    return service
+
+
+def funnel(base: str) -> dict[str, int]:
+    body = httpx.get(f"{base}/api/v1/funnel", params={"site": "demo"}).json()
+    return {phase["phase"]: phase["journeys"] for phase in body["phases"]}
+
+
+def test_a_journey_posted_to_the_demo_site_shows_in_the_funnel_within_5_seconds(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = up(tmp_path, port)
+    try:
+        for event in JOURNEY:  # one request per event, as a browser sends them
+            response = httpx.post(f"{base}/v1/events", json=event, auth=("demo", ""))
+            assert response.status_code == 200, response.text
+        posted = time.monotonic()
+        expected = {"awareness": 1, "consideration": 1, "purchase": 1}
+        while {k: v for k, v in funnel(base).items() if k in expected} != expected:
+            assert time.monotonic() - posted < 5, funnel(base)
+            time.sleep(0.1)
+    finally:
+        assert service.stop(), service.output()
+
+    # A clean stop loses nothing: after a restart the journey is still counted, and the next
+    # event continues the same journey instead of starting a new one.
+    service = up(tmp_path, port)
+    try:
+        assert funnel(base)["purchase"] == 1
+        again = {"type": "track", "event": "Order Completed", "anonymous_id": "visitor-1"}
+        assert httpx.post(f"{base}/v1/events", json=again, auth=("demo", "")).status_code == 200
+        assert funnel(base)["retention"] == 1  # the second order of the same customer
+        assert funnel(base)["awareness"] == 1
+    finally:
+        assert service.stop(), service.output()
+
+
+def test_bad_input_gets_a_precise_4xx_and_never_a_5xx(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = up(tmp_path, port)
+    try:
+        cases = {
+            "malformed JSON": (
+                httpx.post(f"{base}/v1/events", content=b"{not json", auth=("demo", "")),
+                400,
+                "not valid JSON",
+            ),
+            "wrong write key": (
+                httpx.post(f"{base}/v1/events", json=JOURNEY[0], auth=("wrong", "")),
+                401,
+                "write key",
+            ),
+            "no write key": (
+                httpx.post(f"{base}/v1/events", json=JOURNEY[0]),
+                401,
+                "write key",
+            ),
+            "oversized body": (
+                httpx.post(
+                    f"{base}/v1/events",
+                    content=b"[" + b" " * (600 * 1024) + b"]",
+                    auth=("demo", ""),
+                ),
+                413,
+                "at most",
+            ),
+            "no anonymous_id nor user_id": (
+                httpx.post(f"{base}/v1/events", json={"type": "page"}, auth=("demo", "")),
+                400,
+                "anonymous_id or user_id",
+            ),
+        }
+        for case, (response, status, words) in cases.items():
+            assert response.status_code == status, (case, response.text)
+            assert words in response.json()["message"], (case, response.text)
+    finally:
+        assert service.stop(), service.output()

@@ -1,0 +1,71 @@
+"""The three services as separate processes on the real broker, as `make run-kafka` and
+docker-compose run them: the collector, the sessionizer and the metrics worker with its API."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+
+from klantreis.config import Settings
+from klantreis.local_kafka import free_port
+from tests.integration.conftest import SITE, WRITE_KEY
+from tests.integration.processes import start, wait_for_http
+
+
+def test_separate_services_carry_events_from_http_to_the_funnel(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ingest_port, api_port = free_port(), free_port()
+    env = {
+        "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
+        "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
+        "KLANTREIS_TOPIC_PARTITIONS": "3",
+        "KLANTREIS_SITES": json.dumps({WRITE_KEY: SITE}),
+        "KLANTREIS_DATA_DIR": str(tmp_path / "var"),
+        "KLANTREIS_SESSIONIZER_PORT": "0",
+        "KLANTREIS_FLUSH_INTERVAL_SECONDS": "0.2",
+        "PORT": str(ingest_port),
+        "KLANTREIS_API_PORT": str(api_port),
+    }
+    services = [
+        start("metrics", ["metrics"], env, tmp_path),
+        start("sessionizer", ["sessionizer"], env, tmp_path),
+        start("ingest", ["ingest"], env, tmp_path),
+    ]
+    metrics, _, ingest = services
+    try:
+        wait_for_http(f"http://127.0.0.1:{ingest_port}/readyz", ingest)
+        wait_for_http(f"http://127.0.0.1:{api_port}/healthz", metrics)
+        events = [
+            {"type": "page", "anonymous_id": "a"},
+            {"type": "track", "event": "Product Added", "anonymous_id": "a"},
+            {"type": "page", "anonymous_id": "b"},
+            {"type": "page", "anonymous_id": "c"},
+            {"type": "track", "event": "Products Searched", "anonymous_id": "c"},
+        ]
+        response = httpx.post(
+            f"http://127.0.0.1:{ingest_port}/v1/events", json=events, auth=(WRITE_KEY, "")
+        )
+        assert response.json() == {"accepted": 5}
+
+        expected = {"awareness": 3, "consideration": 2, "purchase": 1}
+        deadline = time.monotonic() + 60
+        while True:
+            body = httpx.get(
+                f"http://127.0.0.1:{api_port}/api/v1/funnel", params={"site": SITE}
+            ).json()
+            reach = {p["phase"]: p["journeys"] for p in body["phases"]}
+            if {k: reach[k] for k in expected} == expected:
+                break
+            assert time.monotonic() < deadline, (reach, metrics.output())
+            time.sleep(0.25)
+        exposed = httpx.get(f"http://127.0.0.1:{api_port}/metrics").text
+        assert 'klantreis_warehouse_rows_written_total{table="events"} 5.0' in exposed
+    finally:
+        codes = {service.name: service.stop() for service in reversed(services)}
+    assert codes == {"ingest": True, "sessionizer": True, "metrics": True}, {
+        s.name: s.output()[-2000:] for s in services
+    }

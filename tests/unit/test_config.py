@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from klantreis.config import ConfigurationError, load_settings
+from klantreis.phases import PhaseModel, PhaseRule
+
+
+def test_defaults_run_embedded_with_the_demo_site(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KLANTREIS_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    settings = load_settings()
+    assert settings.embedded
+    assert settings.write_keys == {"demo": "demo"}
+    assert settings.port == 8080
+    assert settings.resolved_clickhouse_dsn == f"chdb://{Path('var/chdb').resolve()}"
+
+
+def test_with_kafka_there_is_no_default_site(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KLANTREIS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    settings = load_settings()
+    assert not settings.embedded
+    assert settings.write_keys == {}
+
+
+def test_sites_and_port_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KLANTREIS_SITES", '{"wk_live_1": "shop-a", "wk_live_2": "shop-b"}')
+    monkeypatch.setenv("PORT", "9000")
+    settings = load_settings()
+    assert settings.site_ids == {"shop-a", "shop-b"}
+    assert settings.port == 9000
+
+
+def test_an_invalid_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "eighty")
+    monkeypatch.setenv("KLANTREIS_SESSION_TIMEOUT_MINUTES", "-5")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "PORT:" in str(caught.value)
+    assert "KLANTREIS_SESSION_TIMEOUT_MINUTES:" in str(caught.value)
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings()
+    with pytest.raises(Exception, match="frozen"):
+        settings.port = 1  # type: ignore[misc]
+
+
+def test_a_service_without_kafka_says_which_variable_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KLANTREIS_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    with pytest.raises(ConfigurationError, match="KLANTREIS_KAFKA_BOOTSTRAP_SERVERS"):
+        load_settings().require_kafka()
+
+
+def test_a_phase_model_refuses_rules_for_phases_it_does_not_have() -> None:
+    with pytest.raises(ValueError, match="unknown phases"):
+        PhaseModel(
+            name="broken",
+            phases=("awareness", "purchase"),
+            rules=(PhaseRule("loyalty", event_names=frozenset({"Order Completed"})),),
+            purchase_events=frozenset(),
+            repeat_purchase_phase=None,
+        )

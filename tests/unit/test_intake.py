@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from klantreis.events import DeadLetterReason, correct_clock_skew
+from services.ingest.intake import BodyError, decode_body, intake
+
+RECEIVED = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+
+
+def accept(*items: Any, max_event_bytes: int = 32 * 1024) -> Any:
+    return intake(list(items), "shop", RECEIVED, max_event_bytes)
+
+
+def only_rejection(*items: Any) -> str:
+    result = accept(*items)
+    assert not result.events
+    assert len(result.rejections) == 1
+    return result.rejections[0].message
+
+
+def test_a_valid_page_view_becomes_an_enriched_event() -> None:
+    result = accept({"type": "page", "anonymous_id": "a1", "name": "Home"})
+    (event,) = result.events
+    assert event.site_id == "shop"
+    assert event.event == "Home"
+    assert event.timestamp == RECEIVED  # no client clock: the server's
+    assert event.received_at == RECEIVED
+    assert event.timestamp.tzinfo is not None
+
+
+def test_client_clock_skew_is_corrected_by_the_sent_at_offset() -> None:
+    # The client's clock runs two hours fast; the event happened 10 s before sending.
+    result = accept(
+        {
+            "type": "page",
+            "anonymous_id": "a1",
+            "timestamp": "2026-05-04T13:59:50+00:00",
+            "sent_at": "2026-05-04T14:00:00+00:00",
+        }
+    )
+    (event,) = result.events
+    assert event.timestamp == RECEIVED - timedelta(seconds=10)
+    assert event.original_timestamp == datetime(2026, 5, 4, 13, 59, 50, tzinfo=UTC)
+
+
+def test_clock_skew_without_sent_at_trusts_the_timestamp() -> None:
+    ts = RECEIVED - timedelta(days=3)
+    assert correct_clock_skew(ts, None, RECEIVED) == ts
+    assert correct_clock_skew(None, None, RECEIVED) == RECEIVED
+
+
+def test_an_event_needs_an_anonymous_or_user_id() -> None:
+    assert "anonymous_id or user_id" in only_rejection({"type": "page"})
+
+
+def test_a_track_needs_its_event_name() -> None:
+    assert "needs `event`" in only_rejection({"type": "track", "anonymous_id": "a"})
+
+
+def test_an_alias_needs_previous_and_user_id() -> None:
+    message = only_rejection({"type": "alias", "anonymous_id": "a", "user_id": "u"})
+    assert "previous_id" in message
+
+
+@pytest.mark.parametrize("placeholder", ["null", "undefined", "anonymous", "0", "  "])
+def test_placeholder_ids_are_refused(placeholder: str) -> None:
+    message = only_rejection({"type": "page", "user_id": placeholder})
+    assert message.startswith("user_id:")
+
+
+def test_a_naive_timestamp_is_refused_rather_than_guessed() -> None:
+    message = only_rejection(
+        {"type": "page", "anonymous_id": "a", "timestamp": "2026-05-04T12:00:00"}
+    )
+    assert message == "timestamp: Input should have timezone info"
+
+
+def test_a_camel_case_field_gets_a_hint() -> None:
+    message = only_rejection({"type": "page", "anonymousId": "a"})
+    assert "anonymousId" in message and "did you mean anonymous_id?" in message
+
+
+def test_an_event_far_in_the_future_is_refused() -> None:
+    message = only_rejection(
+        {"type": "page", "anonymous_id": "a", "timestamp": "2026-05-07T12:00:00Z"}
+    )
+    assert "more than a day after" in message
+
+
+def test_an_oversized_event_is_a_size_violation() -> None:
+    result = accept(
+        {"type": "page", "anonymous_id": "a", "properties": {"blob": "x" * 2000}},
+        max_event_bytes=1024,
+    )
+    assert result.rejections[0].reason is DeadLetterReason.SIZE_VIOLATION
+    assert result.dead_letters[0].reason is DeadLetterReason.SIZE_VIOLATION
+
+
+def test_a_batch_keeps_the_valid_events_and_reports_the_invalid_by_index() -> None:
+    result = accept(
+        {"type": "page", "anonymous_id": "a"},
+        {"type": "track", "anonymous_id": "a"},
+        "not an object",
+        {"type": "track", "event": "Product Viewed", "anonymous_id": "a"},
+    )
+    assert [e.event for e in result.events] == [None, "Product Viewed"]
+    assert [r.index for r in result.rejections] == [1, 2]
+    assert all(letter.site_id == "shop" for letter in result.dead_letters)
+    assert orjson.loads(result.dead_letters[0].payload) == {"type": "track", "anonymous_id": "a"}
+
+
+def test_the_visitor_ip_never_reaches_the_event() -> None:
+    (event,) = accept(
+        {"type": "page", "anonymous_id": "a", "context": {"ip": "203.0.113.9"}}
+    ).events
+    assert "203.0.113.9" not in event.to_bytes().decode()
+
+
+def test_utm_parameters_are_read_from_the_page_url() -> None:
+    url = "https://shop.example/p/1?utm_source=google&utm_medium=cpc&utm_campaign=sale"
+    (event,) = accept({"type": "page", "anonymous_id": "a", "context": {"page": {"url": url}}}).events
+    campaign = event.context.campaign
+    assert (campaign.source, campaign.medium, campaign.name) == ("google", "cpc", "sale")
+
+
+def test_a_missing_event_id_is_derived_so_a_retry_is_the_same_event() -> None:
+    body = {"type": "page", "anonymous_id": "a", "timestamp": "2026-05-04T11:00:00Z"}
+    first = accept({**body, "sent_at": "2026-05-04T11:00:01Z"}).events[0]
+    retry = accept({**body, "sent_at": "2026-05-04T11:05:00Z"}).events[0]
+    other = accept({**body, "timestamp": "2026-05-04T11:00:02Z"}).events[0]
+    assert first.event_id == retry.event_id
+    assert first.event_id != other.event_id
+
+
+def test_without_a_timestamp_identical_events_stay_distinct() -> None:
+    body = {"type": "page", "anonymous_id": "a"}
+    assert accept(body).events[0].event_id != accept(body).events[0].event_id
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (b"", 400, "empty_body"),
+        (b"{nope", 400, "malformed_json"),
+        (b"[]", 400, "empty_batch"),
+        (b"42", 400, "not_an_event"),
+        (orjson.dumps([{"type": "page"}] * 3), 413, "too_many_events"),
+    ],
+)
+def test_unreadable_bodies_are_refused_whole(raw: bytes, status: int, code: str) -> None:
+    with pytest.raises(BodyError) as caught:
+        decode_body(raw, max_events=2)
+    assert (caught.value.status, caught.value.code) == (status, code)
+
+
+def test_a_single_object_and_an_array_both_decode() -> None:
+    assert decode_body(b'{"type": "page"}', 10) == [{"type": "page"}]
+    assert len(decode_body(b'[{"type": "page"}, {"type": "page"}]', 10)) == 2
