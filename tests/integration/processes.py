@@ -38,7 +38,9 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-                raise AssertionError(f"{self.name} did not stop on SIGTERM:\n{self.output()}")
+                raise AssertionError(
+                    f"{self.name} did not stop on SIGTERM:\n{self.output()}"
+                ) from None
         finished = any(line in self.output() for line in CLEAN_STOP_LINES)
         return self.process.returncode in (0, -signal.SIGTERM) and finished
 

@@ -71,11 +71,13 @@ async def test_events_posted_over_http_reach_clickhouse_and_the_funnel(
             assert [r["index"] for r in response.json()["rejected"]] == [4]
 
             await eventually(
-                lambda: scalar(warehouse, "SELECT count() FROM {database}.events") == 4
-                and scalar(warehouse, "SELECT count() FROM {database}.dead_letters") == 1
-                and scalar(warehouse, "SELECT uniqExact(journey_id) FROM {database}.sessions")
-                == 2
-                and scalar(warehouse, "SELECT count() FROM {database}.phase_transitions") == 4
+                lambda: (
+                    scalar(warehouse, "SELECT count() FROM {database}.events") == 4
+                    and scalar(warehouse, "SELECT count() FROM {database}.dead_letters") == 1
+                    and scalar(warehouse, "SELECT uniqExact(journey_id) FROM {database}.sessions")
+                    == 2
+                    and scalar(warehouse, "SELECT count() FROM {database}.phase_transitions") == 4
+                )
             )
         finally:
             stop.set()

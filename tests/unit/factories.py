@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from klantreis.events import Event, EventType
+from klantreis.events import Event, EventContext, EventType, PageContext
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -32,5 +32,5 @@ def make_event(
         timestamp=timestamp,
         received_at=timestamp,
         properties=properties,
-        context={"page": {"url": url}} if url else {},  # type: ignore[arg-type]
+        context=EventContext(page=PageContext(url=url)),
     )

@@ -7,12 +7,12 @@ import orjson
 import pytest
 
 from klantreis.events import DeadLetterReason, correct_clock_skew
-from services.ingest.intake import BodyError, decode_body, intake
+from services.ingest.intake import BodyError, Intake, decode_body, intake
 
 RECEIVED = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
 
-def accept(*items: Any, max_event_bytes: int = 32 * 1024) -> Any:
+def accept(*items: Any, max_event_bytes: int = 32 * 1024) -> Intake:
     return intake(list(items), "shop", RECEIVED, max_event_bytes)
 
 
@@ -123,7 +123,9 @@ def test_the_visitor_ip_never_reaches_the_event() -> None:
 
 def test_utm_parameters_are_read_from_the_page_url() -> None:
     url = "https://shop.example/p/1?utm_source=google&utm_medium=cpc&utm_campaign=sale"
-    (event,) = accept({"type": "page", "anonymous_id": "a", "context": {"page": {"url": url}}}).events
+    (event,) = accept(
+        {"type": "page", "anonymous_id": "a", "context": {"page": {"url": url}}}
+    ).events
     campaign = event.context.campaign
     assert (campaign.source, campaign.medium, campaign.name) == ("google", "cpc", "sale")
 

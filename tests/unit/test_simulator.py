@@ -21,13 +21,17 @@ def test_traffic_has_short_and_long_journeys_buyers_reviewers_and_drop_outs() ->
     assert min(lengths) <= 2 and max(lengths) >= 15
     assert names["Order Completed"] > 0 and names["Product Reviewed"] > 0
     abandoned = [
-        j for j in journeys
+        j
+        for j in journeys
         if any(e.get("event") == "Checkout Started" for e in j)
         and not any(e.get("event") == "Order Completed" for e in j)
     ]
     assert abandoned
-    mediums = {e["context"]["page"]["url"].partition("utm_medium=")[2].split("&")[0]
-               for j in journeys for e in j}
+    mediums = {
+        e["context"]["page"]["url"].partition("utm_medium=")[2].split("&")[0]
+        for j in journeys
+        for e in j
+    }
     assert {"cpc", "email", "paid_social"} <= mediums
 
 

@@ -1,0 +1,66 @@
+"""`make run-kafka`: the production layout on one machine.
+
+A local KRaft broker and the three services as separate processes (collector on :8080, read API
+on :8082, sessionizer metrics on :8081), with the embedded ClickHouse under var/. Ctrl-C stops
+the services first, then the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from klantreis.config import load_settings
+from klantreis.local_kafka import LocalKafka
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    settings = load_settings()
+    data_dir = Path(settings.data_dir).resolve()
+    broker = LocalKafka(data_dir=data_dir / "kafka")
+    klantreis = str(Path(sys.executable).with_name("klantreis"))
+    env = {
+        **os.environ,
+        "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "KLANTREIS_DATA_DIR": str(data_dir),
+        "KLANTREIS_SITES": os.environ.get("KLANTREIS_SITES", json.dumps({"demo": "demo"})),
+    }
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    with broker:
+        print(f"kafka: {broker.bootstrap_servers} (data in {broker.dir})", flush=True)
+        services = [
+            subprocess.Popen([klantreis, name], env=env, cwd=ROOT)
+            for name in ("metrics", "sessionizer", "ingest")
+        ]
+        print(
+            f"collector: http://{settings.host}:{settings.port}  "
+            f"read API: http://{settings.host}:{settings.api_port}/api/v1/funnel?site=demo",
+            flush=True,
+        )
+        try:
+            while not stopping and all(service.poll() is None for service in services):
+                time.sleep(0.5)
+        finally:
+            for service in reversed(services):
+                if service.poll() is None:
+                    service.send_signal(signal.SIGTERM)
+            for service in services:
+                service.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
