@@ -28,21 +28,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+_broker_used: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say in the output which real broker the integration tests ran against."""
+    for line in _broker_used:
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+def kafka_bootstrap() -> Iterator[str]:
     external = os.environ.get("KLANTREIS_TEST_KAFKA_BOOTSTRAP_SERVERS")
     if external:
-        if reporter:
-            reporter.write_line(f"\nkafka: using the broker at {external}")
+        _broker_used.append(f"kafka: integration tests used the broker at {external}")
         yield external
         return
     with LocalKafka() as broker:
-        if reporter:
-            reporter.write_line(
-                f"\nkafka: started Apache Kafka {kafka_version()} (KRaft) at "
-                f"{broker.bootstrap_servers} for this session"
-            )
+        _broker_used.append(
+            f"kafka: integration tests ran against Apache Kafka {kafka_version()} (KRaft), "
+            f"started at {broker.bootstrap_servers} for this session"
+        )
         yield broker.bootstrap_servers
 
 
