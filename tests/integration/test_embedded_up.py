@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -103,5 +105,68 @@ def test_bad_input_gets_a_precise_4xx_and_never_a_5xx(tmp_path: Path) -> None:
         for case, (response, status, words) in cases.items():
             assert response.status_code == status, (case, response.text)
             assert words in response.json()["message"], (case, response.text)
+    finally:
+        assert service.stop(), service.output()
+
+
+CONSIDERATION = {
+    "Products Searched",
+    "Product List Viewed",
+    "Product List Filtered",
+    "Product Clicked",
+    "Product Viewed",
+    "Product Added to Wishlist",
+    "Promotion Clicked",
+    "Email Link Clicked",
+}
+PURCHASE = {
+    "Product Added",
+    "Cart Viewed",
+    "Checkout Started",
+    "Checkout Step Viewed",
+    "Checkout Step Completed",
+    "Payment Info Entered",
+    "Coupon Applied",
+    "Order Completed",
+}
+ADVOCACY = {"Product Reviewed", "Product Shared", "Cart Shared"}
+
+
+def expected_reach(journeys: list[list[dict[str, object]]]) -> dict[str, int]:
+    """The funnel as docs/data-model.md defines it, computed from the event names alone."""
+    reach = dict.fromkeys(("awareness", "consideration", "purchase", "retention", "advocacy"), 0)
+    for journey in journeys:
+        names = [str(event.get("event")) for event in journey]
+        advocate = any(name in ADVOCACY for name in names)
+        retained = names.count("Order Completed") >= 2 or advocate
+        bought = any(name in PURCHASE for name in names) or retained
+        considered = any(name in CONSIDERATION for name in names) or bought
+        reach["awareness"] += 1
+        reach["consideration"] += considered
+        reach["purchase"] += bought
+        reach["retention"] += retained
+        reach["advocacy"] += advocate
+    return reach
+
+
+def test_simulated_traffic_gives_the_funnel_its_journeys_define(tmp_path: Path) -> None:
+    from klantreis.simulator import generate_journeys
+    from tests.integration.processes import KLANTREIS
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = up(tmp_path, port)
+    try:
+        sent = subprocess.run(
+            [KLANTREIS, "simulate", "--url", base, "--visitors", "150", "--seed", "11"],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        report = json.loads(sent.stdout)
+        journeys = generate_journeys(11, 150, 30)
+        assert report["accepted"] == report["events"] == sum(len(j) for j in journeys)
+        assert report["rejected"] == 0
+        assert funnel(base) == expected_reach(journeys)
     finally:
         assert service.stop(), service.output()
