@@ -6,11 +6,24 @@ the event time is corrected for client clock skew, and the client's IP address i
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class KafkaRecord(BaseModel):
+    """A record on a klantreis topic: immutable, strict, JSON on the wire."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        return cls.model_validate_json(raw)
 
 
 class EventType(StrEnum):
@@ -21,7 +34,7 @@ class EventType(StrEnum):
 
 
 class PageContext(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     url: str | None = Field(default=None, max_length=2048)
     path: str | None = Field(default=None, max_length=2048)
@@ -33,7 +46,7 @@ class PageContext(BaseModel):
 class CampaignContext(BaseModel):
     """UTM parameters, named as Segment and GA name them (utm_campaign is `name`)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     source: str | None = Field(default=None, max_length=256)
     medium: str | None = Field(default=None, max_length=256)
@@ -52,10 +65,8 @@ class EventContext(BaseModel):
     library: str | None = Field(default=None, max_length=128)
 
 
-class Event(BaseModel):
+class Event(KafkaRecord):
     """One enriched event. Timestamps are timezone-aware UTC; `timestamp` is the event time."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
     event_id: str
@@ -88,11 +99,8 @@ class Event(BaseModel):
         return f"{self.site_id}/{self.visitor_id}".encode()
 
     def to_bytes(self) -> bytes:
+        # Most events leave most fields at their defaults; leaving them out halves the record.
         return self.model_dump_json(exclude_defaults=True).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Event:
-        return cls.model_validate_json(raw)
 
 
 def correct_clock_skew(
@@ -112,16 +120,17 @@ def correct_clock_skew(
     return client_timestamp + (received_at - sent_at)
 
 
+DEAD_LETTER_PAYLOAD_LIMIT = 64 * 1024
+
+
 class DeadLetterReason(StrEnum):
     SCHEMA_VIOLATION = "schema_violation"
     SIZE_VIOLATION = "size_violation"
     UNDECODABLE = "undecodable"
 
 
-class DeadLetter(BaseModel):
+class DeadLetter(KafkaRecord):
     """Input that was refused, kept with the reason so nothing vanishes without a trace."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
     site_id: str | None
@@ -131,12 +140,21 @@ class DeadLetter(BaseModel):
     stage: Literal["ingest", "sessionizer", "metrics"]
     received_at: AwareDatetime
 
-    def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
-
     @classmethod
-    def from_bytes(cls, raw: bytes) -> DeadLetter:
-        return cls.model_validate_json(raw)
-
-
-DEAD_LETTER_PAYLOAD_LIMIT = 64 * 1024
+    def of(
+        cls,
+        payload: bytes | None,
+        reason: DeadLetterReason,
+        message: str,
+        stage: Literal["ingest", "sessionizer", "metrics"],
+        site_id: str | None = None,
+        received_at: datetime | None = None,
+    ) -> DeadLetter:
+        return cls(
+            site_id=site_id,
+            reason=reason,
+            message=message,
+            payload=(payload or b"")[:DEAD_LETTER_PAYLOAD_LIMIT].decode(errors="replace"),
+            stage=stage,
+            received_at=received_at or datetime.now(UTC),
+        )

@@ -9,20 +9,25 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime
+
+from klantreis.events import KafkaRecord
 
 # Fixed namespace: ids derived from it are stable across processes, versions and replays.
 KLANTREIS_NAMESPACE = uuid.UUID("5b0c1a52-3f0e-4a57-9d0c-6b6c616e7472")
+
+
+def journey_key(site_id: str, journey_id: str) -> bytes:
+    """Outputs are keyed by journey, so all of one journey's records share a partition."""
+    return f"{site_id}/{journey_id}".encode()
 
 
 def derived_id(*parts: str) -> str:
     return str(uuid.uuid5(KLANTREIS_NAMESPACE, "\x1f".join(parts)))
 
 
-class SessionSnapshot(BaseModel):
+class SessionSnapshot(KafkaRecord):
     """The state of one session after its newest event; `version` grows with every event."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
     session_id: str
@@ -40,20 +45,11 @@ class SessionSnapshot(BaseModel):
 
     @property
     def partition_key(self) -> bytes:
-        return f"{self.site_id}/{self.journey_id}".encode()
-
-    def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> SessionSnapshot:
-        return cls.model_validate_json(raw)
+        return journey_key(self.site_id, self.journey_id)
 
 
-class PhaseTransition(BaseModel):
+class PhaseTransition(KafkaRecord):
     """A journey moved from one phase to another (`from_phase` is None when it began)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
     transition_id: str
@@ -69,11 +65,4 @@ class PhaseTransition(BaseModel):
 
     @property
     def partition_key(self) -> bytes:
-        return f"{self.site_id}/{self.journey_id}".encode()
-
-    def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> PhaseTransition:
-        return cls.model_validate_json(raw)
+        return journey_key(self.site_id, self.journey_id)

@@ -16,7 +16,6 @@ import orjson
 from pydantic import ValidationError
 
 from klantreis.events import (
-    DEAD_LETTER_PAYLOAD_LIMIT,
     CampaignContext,
     DeadLetter,
     DeadLetterReason,
@@ -122,13 +121,8 @@ def intake(
         except _Refused as refused:
             result.rejections.append(Rejection(index, refused.reason, refused.message))
             result.dead_letters.append(
-                DeadLetter(
-                    site_id=site_id,
-                    reason=refused.reason,
-                    message=refused.message,
-                    payload=encoded[:DEAD_LETTER_PAYLOAD_LIMIT].decode(errors="replace"),
-                    stage="ingest",
-                    received_at=received_at,
+                DeadLetter.of(
+                    encoded, refused.reason, refused.message, "ingest", site_id, received_at
                 )
             )
     return result

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,6 +39,14 @@ def open_warehouse(settings: Settings) -> Warehouse:
     return warehouse
 
 
+def _stop_process_if_failed(task: asyncio.Task[None]) -> None:
+    """A worker that died must not leave an API serving stale data behind a green health check:
+    stop the whole process, so the orchestrator restarts it and the group replays."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("metrics worker failed; stopping", exc_info=task.exception())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def create_app(settings: Settings) -> FastAPI:
     registry = CollectorRegistry()
     metrics = WarehouseMetrics(registry)
@@ -49,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.read = api.ReadContext(settings, warehouse, DEFAULT_PHASE_MODEL)
             async with MetricsWorker(settings, warehouse, metrics) as worker:
                 task = asyncio.create_task(worker.run(stop), name="metrics-worker")
+                task.add_done_callback(_stop_process_if_failed)
                 try:
                     yield
                 finally:

@@ -6,19 +6,13 @@ import asyncio
 import hashlib
 import logging
 import time
-from datetime import UTC, datetime
 from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from pydantic import ValidationError
 
 from klantreis.config import Settings
-from klantreis.events import (
-    DEAD_LETTER_PAYLOAD_LIMIT,
-    DeadLetter,
-    DeadLetterReason,
-    Event,
-)
+from klantreis.events import DeadLetter, DeadLetterReason, Event
 from klantreis.journeys import PhaseTransition, SessionSnapshot
 from klantreis.kafka import ensure_topics, new_consumer
 from klantreis.topics import Topics
@@ -154,13 +148,8 @@ class MetricsWorker:
             return self._decoders[topic].model_validate_json(value or b"")
         except ValidationError as exc:
             self._metrics.undecodable_records.labels(topic).inc()
-            return DeadLetter(
-                site_id=None,
-                reason=DeadLetterReason.UNDECODABLE,
-                message=f"{topic}: {exc.errors()[0]['msg']}",
-                payload=(value or b"")[:DEAD_LETTER_PAYLOAD_LIMIT].decode(errors="replace"),
-                stage="metrics",
-                received_at=datetime.now(UTC),
+            return DeadLetter.of(
+                value, DeadLetterReason.UNDECODABLE, f"{topic}: {exc.errors()[0]['msg']}", "metrics"
             )
 
     def _require_consumer(self) -> AIOKafkaConsumer:

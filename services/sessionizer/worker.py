@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from pydantic import ValidationError
 
 from klantreis.config import Settings
-from klantreis.events import DEAD_LETTER_PAYLOAD_LIMIT, DeadLetter, DeadLetterReason, Event
+from klantreis.events import DeadLetter, DeadLetterReason, Event
 from klantreis.journeys import PhaseTransition
 from klantreis.kafka import ensure_topics, new_consumer, new_producer
 from klantreis.phases import PhaseModel
@@ -131,13 +131,11 @@ class SessionizerWorker:
             event = Event.from_bytes(value or b"")
         except ValidationError as exc:
             self._metrics.undecodable_events.inc()
-            letter = DeadLetter(
-                site_id=None,
-                reason=DeadLetterReason.UNDECODABLE,
-                message=f"events topic: {exc.errors()[0]['msg']}",
-                payload=(value or b"")[:DEAD_LETTER_PAYLOAD_LIMIT].decode(errors="replace"),
-                stage="sessionizer",
-                received_at=datetime.now(UTC),
+            letter = DeadLetter.of(
+                value,
+                DeadLetterReason.UNDECODABLE,
+                f"{self._topics.events}: {exc.errors()[0]['msg']}",
+                "sessionizer",
             )
             return [await producer.send(self._topics.dead_letters, letter.to_bytes(), key=b"")]
         self._metrics.events_processed.inc()
