@@ -62,7 +62,6 @@ def cmd_metrics(settings: Settings, _: argparse.Namespace) -> None:
 
 def cmd_sessionizer(settings: Settings, _: argparse.Namespace) -> None:
     settings.require_kafka()
-    from klantreis.phases import DEFAULT_PHASE_MODEL
     from services.sessionizer.metrics import SessionizerMetrics
     from services.sessionizer.worker import SessionizerWorker
 
@@ -76,7 +75,7 @@ def cmd_sessionizer(settings: Settings, _: argparse.Namespace) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with SessionizerWorker(settings, DEFAULT_PHASE_MODEL, metrics) as worker:
+        async with SessionizerWorker(settings, metrics) as worker:
             log.info("sessionizer running")
             await worker.run(stop)
         log.info("sessionizer stopped cleanly")

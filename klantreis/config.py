@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from klantreis.phases import PhaseModel
 
 ENV_PREFIX = "KLANTREIS_"
 
@@ -64,7 +67,13 @@ class Settings(BaseSettings):
     max_batch_events: Annotated[int, Field(ge=1)] = 500
 
     # --- journeys
+    phase_model: str = Field(
+        default="default",
+        description="A preset (default, iab, five_stages, digital) or the path of a TOML model.",
+    )
     session_timeout_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 30.0
+    max_session_hours: Annotated[float, Field(gt=0, le=7 * 24)] = 12.0
+    allowed_lateness_minutes: Annotated[float, Field(ge=0, le=24 * 60)] = 10.0
 
     # --- warehouse writes
     flush_rows: Annotated[int, Field(ge=1)] = 5000
@@ -74,6 +83,29 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
+
+    @field_validator("phase_model")
+    @classmethod
+    def _phase_model_loads(cls, value: str) -> str:
+        from klantreis.phases import load_phase_model
+
+        load_phase_model(value)
+        return value
+
+    @model_validator(mode="after")
+    def _lateness_within_a_session(self) -> Settings:
+        if self.allowed_lateness_minutes > self.session_timeout_minutes:
+            raise ValueError(
+                "allowed_lateness_minutes must not exceed session_timeout_minutes: a late event "
+                "must still fit in the session it belongs to"
+            )
+        return self
+
+    @cached_property
+    def phase_model_loaded(self) -> PhaseModel:
+        from klantreis.phases import load_phase_model
+
+        return load_phase_model(self.phase_model)
 
     @property
     def embedded(self) -> bool:
@@ -113,6 +145,6 @@ def load_settings(**overrides: object) -> Settings:
         problems = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
-            variable = "PORT" if field == "port" else f"{ENV_PREFIX}{field.upper()}"
+            variable = {"port": "PORT", "": "settings"}.get(field, f"{ENV_PREFIX}{field.upper()}")
             problems.append(f"{variable}: {error['msg']}")
         raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(problems)) from exc

@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -22,7 +21,6 @@ from prometheus_client import CollectorRegistry
 
 from klantreis.config import Settings
 from klantreis.events import DeadLetter, Event
-from klantreis.phases import DEFAULT_PHASE_MODEL
 from services.ingest import api as ingest_api
 from services.ingest.app import add_probes
 from services.ingest.metrics import IngestMetrics
@@ -33,12 +31,13 @@ from services.metrics.metrics import WarehouseMetrics
 from services.metrics.rows import Record
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import WarehouseWriter
-from services.sessionizer.core import Sessionizer
+from services.sessionizer.core import JourneyEngine, JourneyRules
 from services.sessionizer.metrics import SessionizerMetrics
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "sessionizer-state.json"
+STATE_VERSION = 2
 
 
 class EmbeddedPipeline:
@@ -55,9 +54,7 @@ class EmbeddedPipeline:
         self._settings = settings
         self._writer = WarehouseWriter(warehouse, WarehouseMetrics(registry))
         self._metrics = SessionizerMetrics(registry)
-        self._sessionizer = Sessionizer(
-            DEFAULT_PHASE_MODEL, timedelta(minutes=settings.session_timeout_minutes)
-        )
+        self._engine = JourneyEngine(JourneyRules.from_settings(settings))
         self._state_path = Path(settings.data_dir) / STATE_FILE
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
@@ -66,8 +63,12 @@ class EmbeddedPipeline:
 
     async def __aenter__(self) -> EmbeddedPipeline:
         if self._state_path.exists():
-            self._sessionizer.restore_state(orjson.loads(self._state_path.read_bytes()))
-            log.info("restored %d journeys", self._sessionizer.active_journeys)
+            saved = orjson.loads(self._state_path.read_bytes())
+            if isinstance(saved, dict) and saved.get("version") == STATE_VERSION:
+                self._engine.restore_state(saved["engine"])
+                log.info("restored %d journeys", self._engine.active_journeys)
+            else:
+                log.warning("ignoring %s: written by another version", self._state_path)
         self._flusher = asyncio.create_task(self._flush_forever(), name="embedded-flush")
         return self
 
@@ -94,9 +95,9 @@ class EmbeddedPipeline:
         records: list[Record] = []
         for event in events:
             records.append(event)
-            records.extend(self._sessionizer.process(event))
+            records.extend(self._engine.process(event))
             self._metrics.events_processed.inc()
-        self._metrics.active_journeys.set(self._sessionizer.active_journeys)
+        self._metrics.active_journeys.set(self._engine.active_journeys)
         await self._commit(records)
 
     async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
@@ -147,7 +148,9 @@ class EmbeddedPipeline:
     def _save_state(self) -> None:
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self._state_path.with_suffix(".tmp")
-        temporary.write_bytes(orjson.dumps(self._sessionizer.export_state()))
+        temporary.write_bytes(
+            orjson.dumps({"version": STATE_VERSION, "engine": self._engine.export_state()})
+        )
         temporary.replace(self._state_path)
 
 
@@ -162,7 +165,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             async with EmbeddedPipeline(settings, warehouse, registry) as pipeline:
                 app.state.ingest = ingest_api.IngestContext(settings, pipeline, ingest_metrics)
-                app.state.read = read_api.ReadContext(settings, warehouse, DEFAULT_PHASE_MODEL)
+                app.state.read = read_api.ReadContext(
+                    settings, warehouse, settings.phase_model_loaded
+                )
                 yield
         finally:
             warehouse.close()

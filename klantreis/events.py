@@ -80,6 +80,7 @@ class Event(KafkaRecord):
     original_timestamp: AwareDatetime | None = None
     sent_at: AwareDatetime | None = None
     received_at: AwareDatetime
+    channel: str = Field(default="direct", description="Default channel group of the visit.")
     properties: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict)
     context: EventContext = EventContext()
@@ -88,8 +89,11 @@ class Event(KafkaRecord):
     def visitor_id(self) -> str:
         """The id the collector partitions by: the device's anonymous id, else the user id.
 
-        Keeping one device on one partition keeps its events in order for the sessionizer.
+        Keeping one device on one partition keeps its events in order for the sessionizer. An
+        alias goes with the id it merges away (`previous_id`), where that id's state lives.
         """
+        if self.type is EventType.ALIAS and self.previous_id:
+            return self.previous_id
         visitor = self.anonymous_id or self.user_id
         assert visitor is not None, "validated events carry anonymous_id or user_id"
         return visitor
@@ -127,6 +131,7 @@ class DeadLetterReason(StrEnum):
     SCHEMA_VIOLATION = "schema_violation"
     SIZE_VIOLATION = "size_violation"
     UNDECODABLE = "undecodable"
+    LATE_EVENT = "late_event"
 
 
 class DeadLetter(KafkaRecord):
@@ -139,6 +144,10 @@ class DeadLetter(KafkaRecord):
     payload: str = Field(description="The refused input, cut to the first 64 KiB.")
     stage: Literal["ingest", "sessionizer", "metrics"]
     received_at: AwareDatetime
+
+    @property
+    def partition_key(self) -> bytes:
+        return (self.site_id or "").encode()
 
     @classmethod
     def of(

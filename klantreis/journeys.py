@@ -1,15 +1,16 @@
-"""What the sessionizer emits: session snapshots and journey phase transitions.
+"""What the sessionizer emits: sessions, phase transitions, signals and identity links.
 
-Both carry deterministic ids derived from their input, so a replay after a crash produces the
-same records again and the warehouse collapses them instead of counting twice.
+Every record carries an id derived from its input, so a replay after a crash produces the same
+records again and the warehouse collapses them instead of counting twice.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from enum import StrEnum
+from typing import Any, Literal
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from klantreis.events import KafkaRecord
 
@@ -17,52 +18,111 @@ from klantreis.events import KafkaRecord
 KLANTREIS_NAMESPACE = uuid.UUID("5b0c1a52-3f0e-4a57-9d0c-6b6c616e7472")
 
 
+def derived_id(*parts: str) -> str:
+    return str(uuid.uuid5(KLANTREIS_NAMESPACE, "\x1f".join(parts)))
+
+
 def journey_key(site_id: str, journey_id: str) -> bytes:
     """Outputs are keyed by journey, so all of one journey's records share a partition."""
     return f"{site_id}/{journey_id}".encode()
 
 
-def derived_id(*parts: str) -> str:
-    return str(uuid.uuid5(KLANTREIS_NAMESPACE, "\x1f".join(parts)))
-
-
-class SessionSnapshot(KafkaRecord):
-    """The state of one session after its newest event; `version` grows with every event."""
-
+class JourneyRecord(KafkaRecord):
     schema_version: Literal[1] = 1
-    session_id: str
     site_id: str
     journey_id: str
+
+    @property
+    def partition_key(self) -> bytes:
+        return journey_key(self.site_id, self.journey_id)
+
+
+class SessionSnapshot(JourneyRecord):
+    """A session as it stands; a later `version` of the same `session_id` replaces it.
+
+    Emitted when a session starts, when it becomes engaged, every few events, and when it
+    closes (`closed`), so the warehouse always holds a recent picture without a record per event.
+    """
+
+    session_id: str
     anonymous_id: str | None
     user_id: str | None
     started_at: AwareDatetime
     last_event_at: AwareDatetime
     event_count: int
     page_views: int
-    landing_url: str | None
-    exit_url: str | None
+    conversions: int
+    engaged: bool
+    closed: bool
+    channel: str
+    landing_path: str | None
+    exit_path: str | None
     version: int
 
-    @property
-    def partition_key(self) -> bytes:
-        return journey_key(self.site_id, self.journey_id)
+
+class TransitionKind(StrEnum):
+    ENTERED = "entered"  # the journey's first event
+    ADVANCED = "advanced"  # to a later phase
+    FELL_BACK = "fell_back"  # to an earlier phase (journeys are not linear)
+    DROPPED_OFF = "dropped_off"  # quiet for the phase's drop-off time
+    RETURNED = "returned"  # active again after dropping off
+    MERGED = "merged"  # another identity's history joined this journey
 
 
-class PhaseTransition(KafkaRecord):
-    """A journey moved from one phase to another (`from_phase` is None when it began)."""
+class PhaseTransition(JourneyRecord):
+    """A journey changed phase or state; `from_phase` is None when it began."""
 
-    schema_version: Literal[1] = 1
     transition_id: str
-    site_id: str
-    journey_id: str
     session_id: str
+    kind: TransitionKind
     from_phase: str | None
     to_phase: str
     furthest_phase: str
     at: AwareDatetime
-    event_id: str
+    seconds_in_previous_phase: float | None
+    event_id: str | None
     event_name: str | None
+    channel: str | None
+    touchpoint: str | None
+
+
+class SignalKind(StrEnum):
+    CART_ABANDONED = "cart_abandoned"
+    DROPPED_OFF = "dropped_off"
+    RETURNED = "returned"
+    REPEAT_PURCHASE = "repeat_purchase"
+    PHASE_REACHED = "phase_reached"  # the journey got further than ever before
+
+
+class Signal(JourneyRecord):
+    """A journey change worth acting on now (an e-mail, an ad audience, a chat prompt)."""
+
+    signal_id: str
+    kind: SignalKind
+    phase: str
+    at: AwareDatetime
+    event_id: str | None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class LinkKind(StrEnum):
+    LINKED = "linked"  # an anonymous id logged in: its history joins the customer's journey
+    RELINKED = "relinked"  # a device already linked logged in as someone else: only later events
+    ALIASED = "aliased"  # an explicit alias merged one id into another
+
+
+class IdentityLink(KafkaRecord):
+    """`previous_id` (an anonymous or former id) belongs to `customer_id` from `at` on."""
+
+    schema_version: Literal[1] = 1
+    link_id: str
+    site_id: str
+    previous_id: str
+    customer_id: str
+    kind: LinkKind
+    at: AwareDatetime
+    event_id: str
 
     @property
     def partition_key(self) -> bytes:
-        return journey_key(self.site_id, self.journey_id)
+        return journey_key(self.site_id, self.customer_id)

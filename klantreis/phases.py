@@ -1,28 +1,81 @@
 """Journey phase models: which phases a shop's journey has, and which events move a customer.
 
-Shops disagree on the phase list (see docs/data-model.md), so a model is data. The sessionizer
-asks it where an event puts a journey; the read API asks it for the phase order of the funnel.
+Shops disagree on the phase list (docs/data-model.md), so a model is a TOML file: the presets in
+`klantreis/phase_models/` or a shop's own, chosen with KLANTREIS_PHASE_MODEL. The sessionizer asks
+a model where an event puts a journey and when a quiet journey has dropped off; the read API asks
+it for the phase order of the funnel.
 """
 
 from __future__ import annotations
 
+import re
+import tomllib
 from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
 
 from klantreis.events import Event, EventType
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `30m`, `1h`, `14d`, `2w`."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 30m, 1h or 14d")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Matches an event when every given field matches (a list field matches any of its items)."""
+
+    events: frozenset[str] = frozenset()
+    types: frozenset[EventType] = frozenset()
+    channels: frozenset[str] = frozenset()
+    paths: tuple[str, ...] = ()
+
+    def matches(self, event: Event) -> bool:
+        if self.events and (event.type is not EventType.TRACK or event.event not in self.events):
+            return False
+        if self.types and event.type not in self.types:
+            return False
+        if self.channels and event.channel not in self.channels:
+            return False
+        if self.paths:
+            path = event.context.page.path or ""
+            if not any(path == prefix or path.startswith(prefix + "/") for prefix in self.paths):
+                return False
+        return True
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any], where: str) -> Condition:
+        known = {"events", "types", "channels", "paths"}
+        condition = cls(
+            events=frozenset(raw.get("events", ())),
+            types=frozenset(EventType(t) for t in raw.get("types", ())),
+            channels=frozenset(raw.get("channels", ())),
+            paths=tuple(p.rstrip("/") for p in raw.get("paths", ())),
+        )
+        if not any(raw.get(field) for field in known):
+            raise ValueError(f"{where} needs at least one of {sorted(known)}")
+        return condition
 
 
 @dataclass(frozen=True)
 class PhaseRule:
-    """Events of these types and (for tracks) names put a journey in `phase`."""
-
     phase: str
-    event_names: frozenset[str] = frozenset()
-    event_types: frozenset[EventType] = frozenset()
+    when: Condition
 
-    def matches(self, event: Event) -> bool:
-        if event.type in self.event_types:
-            return True
-        return event.type is EventType.TRACK and event.event in self.event_names
+
+@dataclass(frozen=True)
+class Touchpoint:
+    name: str
+    when: Condition
 
 
 @dataclass(frozen=True)
@@ -30,78 +83,101 @@ class PhaseModel:
     """An ordered list of phases and the rules that map events onto them.
 
     A journey enters at `phases[0]` with its first event unless a rule places that event later.
-    An event no rule matches leaves the journey where it is. `repeat_purchase_phase` is where a
-    second purchase puts a customer (a returning buyer is past the purchase phase).
+    An event no rule matches leaves the journey where it is. A second order puts a customer in
+    `repeat_purchase_phase`. A journey quiet for `dropoff[phase]` has dropped off there; an add
+    to cart with no order within `cart_abandon_after` is an abandoned cart.
     """
 
     name: str
+    description: str
     phases: tuple[str, ...]
     rules: tuple[PhaseRule, ...]
-    purchase_events: frozenset[str]
+    touchpoints: tuple[Touchpoint, ...]
+    order_events: frozenset[str]
     repeat_purchase_phase: str | None
+    dropoff: dict[str, timedelta]
+    cart_add_events: frozenset[str]
+    cart_abandon_after: timedelta | None
 
     def __post_init__(self) -> None:
         if len(set(self.phases)) != len(self.phases) or not self.phases:
             raise ValueError(f"phase model {self.name!r}: phases must be unique and non-empty")
-        unknown = {rule.phase for rule in self.rules} - set(self.phases)
+        named = {rule.phase for rule in self.rules} | set(self.dropoff)
         if self.repeat_purchase_phase is not None:
-            unknown |= {self.repeat_purchase_phase} - set(self.phases)
+            named.add(self.repeat_purchase_phase)
+        unknown = named - set(self.phases)
         if unknown:
-            raise ValueError(f"phase model {self.name!r}: rules name unknown phases {unknown}")
+            raise ValueError(f"phase model {self.name!r}: names unknown phases {sorted(unknown)}")
 
     def index(self, phase: str) -> int:
         return self.phases.index(phase)
 
     def phase_of(self, event: Event) -> str | None:
         for rule in self.rules:
-            if rule.matches(event):
+            if rule.when.matches(event):
                 return rule.phase
         return None
 
-    def is_purchase(self, event: Event) -> bool:
-        return event.type is EventType.TRACK and event.event in self.purchase_events
+    def touchpoint_of(self, event: Event) -> str:
+        for touchpoint in self.touchpoints:
+            if touchpoint.when.matches(event):
+                return touchpoint.name
+        return "page" if event.type is EventType.PAGE else (event.event or event.type.value)
+
+    def is_order(self, event: Event) -> bool:
+        return event.type is EventType.TRACK and event.event in self.order_events
+
+    def is_cart_add(self, event: Event) -> bool:
+        return event.type is EventType.TRACK and event.event in self.cart_add_events
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "<model>") -> PhaseModel:
+        raw = tomllib.loads(text)
+        try:
+            cart = raw.get("cart", {})
+            return cls(
+                name=raw["name"],
+                description=raw.get("description", ""),
+                phases=tuple(raw["phases"]),
+                rules=tuple(
+                    PhaseRule(rule["phase"], Condition.parse(rule, f"{source}: rules[{i}]"))
+                    for i, rule in enumerate(raw.get("rules", ()))
+                ),
+                touchpoints=tuple(
+                    Touchpoint(t["name"], Condition.parse(t, f"{source}: touchpoints[{i}]"))
+                    for i, t in enumerate(raw.get("touchpoints", ()))
+                ),
+                order_events=frozenset(raw.get("order_events", ())),
+                repeat_purchase_phase=raw.get("repeat_purchase_phase"),
+                dropoff={
+                    phase: parse_duration(value) for phase, value in raw.get("dropoff", {}).items()
+                },
+                cart_add_events=frozenset(cart.get("add_events", ())),
+                cart_abandon_after=(
+                    parse_duration(cart["abandon_after"]) if "abandon_after" in cart else None
+                ),
+            )
+        except KeyError as exc:
+            raise ValueError(f"{source}: missing {exc.args[0]!r}") from None
 
 
-# Event names follow the Segment e-commerce spec, the vocabulary shops' tools already send.
-DEFAULT_PHASE_MODEL = PhaseModel(
-    name="default",
-    phases=("awareness", "consideration", "purchase", "retention", "advocacy"),
-    rules=(
-        PhaseRule(
-            "consideration",
-            event_names=frozenset(
-                {
-                    "Products Searched",
-                    "Product List Viewed",
-                    "Product List Filtered",
-                    "Product Clicked",
-                    "Product Viewed",
-                    "Product Added to Wishlist",
-                    "Promotion Clicked",
-                    "Email Link Clicked",
-                }
-            ),
-        ),
-        PhaseRule(
-            "purchase",
-            event_names=frozenset(
-                {
-                    "Product Added",
-                    "Cart Viewed",
-                    "Checkout Started",
-                    "Checkout Step Viewed",
-                    "Checkout Step Completed",
-                    "Payment Info Entered",
-                    "Coupon Applied",
-                    "Order Completed",
-                }
-            ),
-        ),
-        PhaseRule(
-            "advocacy",
-            event_names=frozenset({"Product Reviewed", "Product Shared", "Cart Shared"}),
-        ),
-    ),
-    purchase_events=frozenset({"Order Completed"}),
-    repeat_purchase_phase="retention",
-)
+def preset_names() -> list[str]:
+    folder = resources.files("klantreis.phase_models")
+    return sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml"))
+
+
+def load_phase_model(name_or_path: str) -> PhaseModel:
+    """A preset by name (`default`, `iab`, `five_stages`, `digital`) or a TOML file's path."""
+    if name_or_path in preset_names():
+        text = (resources.files("klantreis.phase_models") / f"{name_or_path}.toml").read_text()
+        return PhaseModel.from_toml(text, f"preset {name_or_path}")
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ValueError(
+            f"phase model {name_or_path!r} is neither a preset ({', '.join(preset_names())}) "
+            "nor a TOML file"
+        )
+    return PhaseModel.from_toml(path.read_text(), str(path))
+
+
+DEFAULT_PHASE_MODEL = load_phase_model("default")

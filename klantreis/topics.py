@@ -37,8 +37,25 @@ class Topics:
         """Journey phase transitions from the sessionizer."""
         return f"{self.prefix}.transitions.v1"
 
+    @property
+    def signals(self) -> str:
+        """Journey changes to act on: abandoned carts, drop-offs, returns, repeat purchases."""
+        return f"{self.prefix}.signals.v1"
+
+    @property
+    def identities(self) -> str:
+        """Identity links: which anonymous or former ids belong to which customer."""
+        return f"{self.prefix}.identities.v1"
+
     def all(self) -> tuple[str, ...]:
-        return (self.events, self.dead_letters, self.sessions, self.transitions)
+        return (
+            self.events,
+            self.dead_letters,
+            self.sessions,
+            self.transitions,
+            self.signals,
+            self.identities,
+        )
 
     @property
     def sessionizer_group(self) -> str:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 from pydantic import ValidationError
 
+from klantreis.channels import classify, visit_from
 from klantreis.events import (
     CampaignContext,
     DeadLetter,
@@ -143,6 +144,10 @@ def enrich(incoming: IncomingEvent, site_id: str, received_at: datetime) -> Even
             f"timestamp: {timestamp.isoformat()} is more than a day after the server's clock",
         )
     context = incoming.context
+    campaign = _campaign(context.campaign, context.page.url)
+    visit = visit_from(
+        context.page.url, context.page.referrer, campaign.source, campaign.medium, campaign.name
+    )
     return Event(
         event_id=incoming.event_id or _derived_event_id(incoming, site_id),
         site_id=site_id,
@@ -155,11 +160,12 @@ def enrich(incoming: IncomingEvent, site_id: str, received_at: datetime) -> Even
         original_timestamp=incoming.timestamp,
         sent_at=incoming.sent_at,
         received_at=received_at,
+        channel=classify(visit).value,
         properties=incoming.properties,
         traits=incoming.traits,
         context=EventContext(
             page=context.page,
-            campaign=_campaign(context.campaign, context.page.url),
+            campaign=campaign,
             user_agent=context.user_agent,
             locale=context.locale,
             library=context.library,

@@ -51,7 +51,7 @@ class KafkaEventSink:
     async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
         await self._send_all(
             [
-                (self._topics.dead_letters, (letter.site_id or "").encode(), letter.to_bytes())
+                (self._topics.dead_letters, letter.partition_key, letter.to_bytes())
                 for letter in letters
             ]
         )

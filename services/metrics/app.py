@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 
 from klantreis.config import Settings
 from klantreis.observability import metrics_response
-from klantreis.phases import DEFAULT_PHASE_MODEL
 from services.metrics import api
 from services.metrics.metrics import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
@@ -56,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         warehouse = await asyncio.to_thread(open_warehouse, settings)
         stop = asyncio.Event()
         try:
-            app.state.read = api.ReadContext(settings, warehouse, DEFAULT_PHASE_MODEL)
+            app.state.read = api.ReadContext(settings, warehouse, settings.phase_model_loaded)
             async with MetricsWorker(settings, warehouse, metrics) as worker:
                 task = asyncio.create_task(worker.run(stop), name="metrics-worker")
                 task.add_done_callback(_stop_process_if_failed)

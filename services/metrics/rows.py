@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 
 from klantreis.events import DeadLetter, Event
-from klantreis.journeys import PhaseTransition, SessionSnapshot
+from klantreis.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
 
 Row = tuple[Any, ...]
-Record = Event | SessionSnapshot | PhaseTransition | DeadLetter
+Record = Event | SessionSnapshot | PhaseTransition | Signal | IdentityLink | DeadLetter
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ def _event_row(event: Event) -> Row:
         event.original_timestamp,
         event.sent_at,
         event.received_at,
+        event.channel,
         page.url or "",
         page.path or "",
         page.title or "",
@@ -68,8 +69,12 @@ def _session_row(session: SessionSnapshot) -> Row:
         session.last_event_at,
         session.event_count,
         session.page_views,
-        session.landing_url or "",
-        session.exit_url or "",
+        session.conversions,
+        session.engaged,
+        session.closed,
+        session.channel,
+        session.landing_path or "",
+        session.exit_path or "",
         session.version,
     )
 
@@ -80,12 +85,41 @@ def _transition_row(transition: PhaseTransition) -> Row:
         transition.transition_id,
         transition.journey_id,
         transition.session_id,
+        transition.kind.value,
         transition.from_phase or "",
         transition.to_phase,
         transition.furthest_phase,
         transition.at,
-        transition.event_id,
+        transition.seconds_in_previous_phase,
+        transition.event_id or "",
         transition.event_name or "",
+        transition.channel or "",
+        transition.touchpoint or "",
+    )
+
+
+def _signal_row(signal: Signal) -> Row:
+    return (
+        signal.site_id,
+        signal.signal_id,
+        signal.journey_id,
+        signal.kind.value,
+        signal.phase,
+        signal.at,
+        signal.event_id or "",
+        orjson.dumps(signal.details).decode(),
+    )
+
+
+def _identity_row(link: IdentityLink) -> Row:
+    return (
+        link.site_id,
+        link.link_id,
+        link.previous_id,
+        link.customer_id,
+        link.kind.value,
+        link.at,
+        link.event_id,
     )
 
 
@@ -114,6 +148,7 @@ MAPPINGS: dict[type[Any], TableMapping] = {
             "original_timestamp",
             "sent_at",
             "received_at",
+            "channel",
             "page_url",
             "page_path",
             "page_title",
@@ -143,8 +178,12 @@ MAPPINGS: dict[type[Any], TableMapping] = {
             "last_event_at",
             "event_count",
             "page_views",
-            "landing_url",
-            "exit_url",
+            "conversions",
+            "engaged",
+            "closed",
+            "channel",
+            "landing_path",
+            "exit_path",
             "version",
         ),
         _session_row,
@@ -156,14 +195,28 @@ MAPPINGS: dict[type[Any], TableMapping] = {
             "transition_id",
             "journey_id",
             "session_id",
+            "kind",
             "from_phase",
             "to_phase",
             "furthest_phase",
             "at",
+            "seconds_in_previous_phase",
             "event_id",
             "event_name",
+            "channel",
+            "touchpoint",
         ),
         _transition_row,
+    ),
+    Signal: TableMapping(
+        "signals",
+        ("site_id", "signal_id", "journey_id", "kind", "phase", "at", "event_id", "details"),
+        _signal_row,
+    ),
+    IdentityLink: TableMapping(
+        "identities",
+        ("site_id", "link_id", "previous_id", "customer_id", "kind", "at", "event_id"),
+        _identity_row,
     ),
     DeadLetter: TableMapping(
         "dead_letters",

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from klantreis.config import Settings
 from klantreis.events import DeadLetter, DeadLetterReason, Event
-from klantreis.journeys import PhaseTransition, SessionSnapshot
+from klantreis.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
 from klantreis.kafka import ensure_topics, new_consumer
 from klantreis.topics import Topics
 from services.metrics.metrics import WarehouseMetrics
@@ -40,7 +40,7 @@ class _FlushBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class MetricsWorker:
-    """Consumes the events, sessions, transitions and dead-letter topics into the warehouse.
+    """Consumes every topic the pipeline writes into the warehouse.
 
     Commit order, at every flush:
       1. Insert the buffered rows, one insert per table, each carrying a deduplication token
@@ -62,6 +62,8 @@ class MetricsWorker:
             self._topics.sessions: SessionSnapshot,
             self._topics.transitions: PhaseTransition,
             self._topics.dead_letters: DeadLetter,
+            self._topics.signals: Signal,
+            self._topics.identities: IdentityLink,
         }
         self._ranges: dict[TopicPartition, tuple[int, int]] = {}
         self._oldest_pending: float | None = None

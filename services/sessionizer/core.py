@@ -1,185 +1,686 @@
-"""Sessions and journey phases from a stream of events: pure logic, no I/O.
+"""Sessions, identities and journey phases from a stream of events: pure logic, no I/O.
 
-The Kafka worker and the embedded pipeline both feed events in per-visitor order and forward what
-comes out. Everything here is deterministic: the same events in the same order give the same
-outputs with the same ids, which is what makes replays after a crash harmless downstream.
+Two stages, each a deterministic state machine over one ordered stream:
+
+* `IdentityResolver`, keyed like the collector's partitions (by device, or by the id an alias
+  merges away): drops duplicate event ids, links anonymous ids to customers, and says which
+  journey each event belongs to.
+* `JourneyTracker`, keyed by journey: sessions, phases, drop-off and abandoned-cart timers in
+  event time, and signals.
+
+The same events in the same order give the same outputs with the same ids, which is what makes a
+replay after a crash harmless downstream. State is plain data (`export_state`/`restore_state`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import hashlib
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from klantreis.events import Event, EventType
-from klantreis.journeys import PhaseTransition, SessionSnapshot, derived_id
+from klantreis.config import Settings
+from klantreis.events import DeadLetter, DeadLetterReason, Event, EventType
+from klantreis.journeys import (
+    IdentityLink,
+    LinkKind,
+    PhaseTransition,
+    SessionSnapshot,
+    Signal,
+    SignalKind,
+    TransitionKind,
+    derived_id,
+)
 from klantreis.phases import PhaseModel
 
-SessionizerOutput = SessionSnapshot | PhaseTransition
+SessionizerOutput = SessionSnapshot | PhaseTransition | Signal | IdentityLink | DeadLetter
+
+DEDUP_WINDOW = 16  # event ids remembered per device: a retried batch is caught within it
+SNAPSHOT_EVERY = 10  # events between session snapshots of an open session
+ENGAGED_SECONDS = 10.0
+ENGAGED_PAGE_VIEWS = 2
 
 
-@dataclass
-class JourneyState:
-    """What the sessionizer remembers of one visitor between events."""
+@dataclass(frozen=True)
+class JourneyRules:
+    model: PhaseModel
+    session_timeout: timedelta = timedelta(minutes=30)
+    max_session: timedelta = timedelta(hours=12)
+    allowed_lateness: timedelta = timedelta(minutes=10)
 
-    site_id: str
-    journey_id: str
-    anonymous_id: str | None
-    user_id: str | None
-    session_id: str
-    session_started_at: datetime
-    last_event_at: datetime
-    session_events: int
-    session_page_views: int
-    landing_url: str | None
-    exit_url: str | None
-    phase: str
-    furthest_phase: str
-    orders: int
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JourneyRules:
+        return cls(
+            model=settings.phase_model_loaded,
+            session_timeout=timedelta(minutes=settings.session_timeout_minutes),
+            max_session=timedelta(hours=settings.max_session_hours),
+            allowed_lateness=timedelta(minutes=settings.allowed_lateness_minutes),
+        )
 
 
-class Sessionizer:
-    """Turns one partition's events into session snapshots and phase transitions.
+# --- stage 1: identities ---------------------------------------------------------------------
 
-    A session ends after `session_timeout` without events (in event time, so a replay splits
-    sessions exactly as the live run did). It is not split at midnight or on a campaign change.
+
+def _event_hash(event_id: str) -> bytes:
+    return hashlib.blake2b(event_id.encode(), digest_size=4).digest()
+
+
+@dataclass(slots=True)
+class IdentityState:
+    """Per device key: the customer it belongs to (if known) and its recent event ids."""
+
+    customer: str | None = None
+    recent: bytes = b""  # the last DEDUP_WINDOW event-id hashes, 4 bytes each
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What stage 1 made of an event: its journey (None: a duplicate, dropped), the identity
+    link it established, and the journey whose history now belongs to the customer."""
+
+    journey_id: str | None
+    link: IdentityLink | None = None
+    merge_from: str | None = None
+
+
+class IdentityResolver:
+    """Which journey an event belongs to.
+
+    An anonymous id's first login claims its history for that customer (`linked`). A device
+    already linked that logs in as someone else is relinked for later events only: two customers
+    are never merged by a login. An alias merges explicitly. Placeholder ids never get here (the
+    collector refuses them).
     """
 
-    def __init__(self, model: PhaseModel, session_timeout: timedelta) -> None:
-        self._model = model
-        self._timeout = session_timeout
+    def __init__(self) -> None:
+        self._states: dict[tuple[str, str], IdentityState] = {}
+        self.duplicates = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def resolve(self, event: Event) -> Resolution:
+        key = (event.site_id, event.visitor_id)
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = IdentityState()
+        digest = _event_hash(event.event_id)
+        if any(state.recent[i : i + 4] == digest for i in range(0, len(state.recent), 4)):
+            self.duplicates += 1
+            return Resolution(journey_id=None)
+        state.recent = (state.recent + digest)[-4 * DEDUP_WINDOW :]
+
+        visitor = event.visitor_id
+        customer = event.user_id
+        if customer is None or customer == visitor:
+            return Resolution(journey_id=state.customer or visitor)
+        if event.type is EventType.ALIAS:
+            kind = LinkKind.ALIASED
+        elif state.customer is None:
+            kind = LinkKind.LINKED
+        elif state.customer != customer:
+            kind = LinkKind.RELINKED
+        else:
+            return Resolution(journey_id=customer)
+        state.customer = customer
+        link = IdentityLink(
+            link_id=derived_id(event.site_id, visitor, customer, event.event_id),
+            site_id=event.site_id,
+            previous_id=visitor,
+            customer_id=customer,
+            kind=kind,
+            at=event.timestamp,
+            event_id=event.event_id,
+        )
+        merge_from = None if kind is LinkKind.RELINKED else visitor
+        return Resolution(journey_id=customer, link=link, merge_from=merge_from)
+
+    def export_state(self) -> list[list[Any]]:
+        return [[site, visitor, s.customer, s.recent.hex()] for (site, visitor), s in
+                self._states.items()]  # fmt: skip
+
+    def restore_state(self, rows: Iterable[list[Any]]) -> None:
+        for site, visitor, customer, recent in rows:
+            self._states[(site, visitor)] = IdentityState(customer, bytes.fromhex(recent))
+
+
+# --- stage 2: journeys -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SessionState:
+    id: str
+    started_at: datetime
+    last_event_at: datetime
+    events: int = 0
+    page_views: int = 0
+    conversions: int = 0
+    channel: str = "direct"
+    landing_path: str | None = None
+    exit_path: str | None = None
+    engaged: bool = False
+    closed: bool = False
+    anonymous_id: str | None = None
+    user_id: str | None = None
+
+
+@dataclass(slots=True)
+class JourneyState:
+    site_id: str
+    journey_id: str
+    first_seen: datetime
+    first_channel: str
+    first_touchpoint: str
+    phase: str
+    phase_since: datetime
+    furthest: str
+    last_event_at: datetime
+    session: SessionState
+    orders: int = 0
+    dropped: bool = False
+    cart_since: datetime | None = None
+
+
+@dataclass(order=True, frozen=True)
+class _Timer:
+    deadline: datetime
+    site_id: str
+    journey_id: str
+    kind: str = field(compare=True)
+
+
+class JourneyTracker:
+    """Sessions, phases, timers and signals for the journeys of one partition.
+
+    Time is event time. The partition's watermark is the newest event time seen minus the
+    allowed lateness; timers (session end, drop-off, abandoned cart) fire when it passes them.
+    An event older than its journey's newest event by more than the allowed lateness cannot be
+    placed in a closed session: it is routed out as a late event, not folded in.
+    """
+
+    def __init__(self, rules: JourneyRules) -> None:
+        self._rules = rules
+        self._model = rules.model
         self._journeys: dict[tuple[str, str], JourneyState] = {}
+        self._timers: list[_Timer] = []
+        self._newest: datetime | None = None
+        self.late_events = 0
+
+    def __len__(self) -> int:
+        return len(self._journeys)
+
+    @property
+    def open_sessions(self) -> int:
+        return sum(not j.session.closed for j in self._journeys.values())
+
+    @property
+    def watermark(self) -> datetime | None:
+        return None if self._newest is None else self._newest - self._rules.allowed_lateness
+
+    def journey(self, site_id: str, journey_id: str) -> JourneyState | None:
+        return self._journeys.get((site_id, journey_id))
+
+    # --- events -------------------------------------------------------------------------------
+
+    def process(self, event: Event, journey_id: str) -> list[SessionizerOutput]:
+        outputs: list[SessionizerOutput] = []
+        key = (event.site_id, journey_id)
+        journey = self._journeys.get(key)
+        if journey is None:
+            journey = self._begin(event, journey_id, outputs)
+        elif event.timestamp < journey.last_event_at - self._rules.allowed_lateness:
+            self.late_events += 1
+            outputs.append(
+                DeadLetter.of(
+                    event.to_bytes(),
+                    DeadLetterReason.LATE_EVENT,
+                    f"{(journey.last_event_at - event.timestamp).total_seconds():.0f}s older "
+                    f"than the journey's newest event; allowed lateness is "
+                    f"{self._rules.allowed_lateness.total_seconds():.0f}s",
+                    "sessionizer",
+                    event.site_id,
+                    received_at=event.received_at,  # not the clock: a replay must be identical
+                )
+            )
+            return outputs + self._advance(event.timestamp)
+        else:
+            self._continue(journey, event, outputs)
+        self._schedule(journey)
+        return outputs + self._advance(event.timestamp)
+
+    def _begin(
+        self, event: Event, journey_id: str, outputs: list[SessionizerOutput]
+    ) -> JourneyState:
+        phase = self._target_phase(event, orders_before=0) or self._model.phases[0]
+        journey = JourneyState(
+            site_id=event.site_id,
+            journey_id=journey_id,
+            first_seen=event.timestamp,
+            first_channel=event.channel,
+            first_touchpoint=self._model.touchpoint_of(event),
+            phase=phase,
+            phase_since=event.timestamp,
+            furthest=phase,
+            last_event_at=event.timestamp,
+            session=self._new_session(event, journey_id),
+        )
+        self._journeys[(event.site_id, journey_id)] = journey
+        self._record(journey, event, outputs)
+        outputs.append(self._transition(journey, event, TransitionKind.ENTERED, None, None))
+        outputs.append(self._signal(journey, SignalKind.PHASE_REACHED, event.timestamp, event))
+        return journey
+
+    def _continue(
+        self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput]
+    ) -> None:
+        session = journey.session
+        gap = event.timestamp - session.last_event_at
+        if (
+            session.closed
+            or gap > self._rules.session_timeout
+            or event.timestamp - session.started_at > self._rules.max_session
+        ):
+            if not session.closed:
+                outputs.append(self._close(journey))
+            journey.session = self._new_session(event, journey.journey_id)
+        if journey.dropped:
+            journey.dropped = False
+            outputs.append(
+                self._transition(journey, event, TransitionKind.RETURNED, journey.phase, None)
+            )
+            outputs.append(self._signal(journey, SignalKind.RETURNED, event.timestamp, event))
+        self._record(journey, event, outputs)
+        self._move(journey, event, outputs)
+
+    def _new_session(self, event: Event, journey_id: str) -> SessionState:
+        return SessionState(
+            id=derived_id(event.site_id, journey_id, event.event_id),
+            started_at=event.timestamp,
+            last_event_at=event.timestamp,
+            channel=event.channel,
+        )
+
+    def _record(
+        self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput]
+    ) -> None:
+        session = journey.session
+        was_engaged = session.engaged
+        session.events += 1
+        # An out-of-order event joins the session without moving its end backwards.
+        session.last_event_at = max(session.last_event_at, event.timestamp)
+        session.started_at = min(session.started_at, event.timestamp)
+        journey.last_event_at = max(journey.last_event_at, event.timestamp)
+        session.anonymous_id = event.anonymous_id or session.anonymous_id
+        session.user_id = event.user_id or session.user_id
+        if event.type is EventType.PAGE:
+            session.page_views += 1
+            path = event.context.page.path
+            session.landing_path = session.landing_path or path
+            session.exit_path = path or session.exit_path
+        if self._model.is_order(event):
+            session.conversions += 1
+            journey.orders += 1
+            journey.cart_since = None
+        elif self._model.is_cart_add(event):
+            journey.cart_since = event.timestamp
+        session.engaged = (
+            session.page_views >= ENGAGED_PAGE_VIEWS
+            or session.conversions > 0
+            or (session.last_event_at - session.started_at).total_seconds() >= ENGAGED_SECONDS
+        )
+        if (
+            session.events == 1
+            or session.engaged != was_engaged
+            or (session.events % SNAPSHOT_EVERY == 0)
+        ):
+            outputs.append(self._snapshot(journey))
+
+    def _target_phase(self, event: Event, orders_before: int) -> str | None:
+        repeat = self._model.repeat_purchase_phase
+        if repeat and self._model.is_order(event) and orders_before >= 1:
+            return repeat
+        return self._model.phase_of(event)
+
+    def _move(self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput]) -> None:
+        orders_before = journey.orders - (1 if self._model.is_order(event) else 0)
+        if self._model.is_order(event) and orders_before == 1:
+            outputs.append(
+                self._signal(journey, SignalKind.REPEAT_PURCHASE, event.timestamp, event)
+            )
+        target = self._target_phase(event, orders_before)
+        if target is None or target == journey.phase:
+            return
+        index = self._model.index
+        kind = (
+            TransitionKind.ADVANCED
+            if index(target) > index(journey.phase)
+            else (TransitionKind.FELL_BACK)
+        )
+        left, spent = journey.phase, (event.timestamp - journey.phase_since).total_seconds()
+        journey.phase, journey.phase_since = target, event.timestamp
+        further = index(target) > index(journey.furthest)
+        if further:
+            journey.furthest = target
+        outputs.append(self._transition(journey, event, kind, left, spent))
+        if further:
+            outputs.append(self._signal(journey, SignalKind.PHASE_REACHED, event.timestamp, event))
+
+    # --- identities -----------------------------------------------------------------------------
+
+    def merge(self, site_id: str, from_journey: str, into_journey: str) -> list[SessionizerOutput]:
+        """The history of `from_journey` now belongs to `into_journey` (a login or an alias).
+
+        If the customer has no journey here yet, the anonymous journey simply becomes theirs,
+        session and all, so logging in does not split a session. Otherwise the two combine:
+        the earliest first touch, the furthest phase, the phase of the most recent activity.
+        """
+        source = self._journeys.pop((site_id, from_journey), None)
+        if source is None or from_journey == into_journey:
+            return []
+        target = self._journeys.get((site_id, into_journey))
+        if target is None:
+            source.journey_id = into_journey
+            self._journeys[(site_id, into_journey)] = source
+            self._schedule(source)
+            return []
+        outputs: list[SessionizerOutput] = []
+        before = (target.furthest, target.first_seen)
+        if source.first_seen < target.first_seen:
+            target.first_seen = source.first_seen
+            target.first_channel = source.first_channel
+            target.first_touchpoint = source.first_touchpoint
+        index = self._model.index
+        if index(source.furthest) > index(target.furthest):
+            target.furthest = source.furthest
+        if source.last_event_at > target.last_event_at:
+            target.phase, target.phase_since = source.phase, source.phase_since
+            target.last_event_at = source.last_event_at
+            target.session, displaced = source.session, target.session
+        else:
+            displaced = source.session
+        if not displaced.closed:
+            # One journey has one current session; the other one ends here.
+            kept, target.session = target.session, displaced
+            outputs.append(self._close(target))
+            target.session = kept
+        target.orders += source.orders
+        target.dropped = target.dropped and source.dropped
+        if source.cart_since and (not target.cart_since or source.cart_since > target.cart_since):
+            target.cart_since = source.cart_since
+        self._schedule(target)
+        if (target.furthest, target.first_seen) == before:
+            return outputs
+        return outputs + [
+            PhaseTransition(
+                transition_id=derived_id(site_id, into_journey, "merged", from_journey),
+                site_id=site_id,
+                journey_id=into_journey,
+                session_id=target.session.id,
+                kind=TransitionKind.MERGED,
+                from_phase=target.phase,
+                to_phase=target.phase,
+                furthest_phase=target.furthest,
+                at=max(source.last_event_at, target.last_event_at),
+                seconds_in_previous_phase=None,
+                event_id=None,
+                event_name=None,
+                channel=target.first_channel,
+                touchpoint=target.first_touchpoint,
+            )
+        ]
+
+    # --- timers ---------------------------------------------------------------------------------
+
+    def _deadlines(self, journey: JourneyState) -> list[tuple[datetime, str]]:
+        deadlines = []
+        if not journey.session.closed:
+            deadlines.append(
+                (journey.session.last_event_at + self._rules.session_timeout, "session")
+            )
+        dropoff = self._model.dropoff.get(journey.phase)
+        if dropoff is not None and not journey.dropped:
+            deadlines.append((journey.last_event_at + dropoff, "dropoff"))
+        abandon = self._model.cart_abandon_after
+        if abandon is not None and journey.cart_since is not None:
+            deadlines.append((journey.cart_since + abandon, "cart"))
+        return deadlines
+
+    def _schedule(self, journey: JourneyState) -> None:
+        for deadline, kind in self._deadlines(journey):
+            heapq.heappush(
+                self._timers, _Timer(deadline, journey.site_id, journey.journey_id, kind)
+            )
+        if len(self._timers) > 8 * len(self._journeys) + 1024:
+            self._rebuild_timers()  # drop the entries later events made stale
+
+    def _rebuild_timers(self) -> None:
+        self._timers = [
+            _Timer(deadline, journey.site_id, journey.journey_id, kind)
+            for journey in self._journeys.values()
+            for deadline, kind in self._deadlines(journey)
+        ]
+        heapq.heapify(self._timers)
+
+    def _advance(self, event_time: datetime) -> list[SessionizerOutput]:
+        if self._newest is None or event_time > self._newest:
+            self._newest = event_time
+        watermark = self.watermark
+        assert watermark is not None
+        outputs: list[SessionizerOutput] = []
+        while self._timers and self._timers[0].deadline <= watermark:
+            timer = heapq.heappop(self._timers)
+            journey = self._journeys.get((timer.site_id, timer.journey_id))
+            if journey is None or (timer.deadline, timer.kind) not in self._deadlines(journey):
+                continue  # stale: the journey moved on (or merged away) since it was set
+            outputs.extend(self._fire(journey, timer))
+        return outputs
+
+    def _fire(self, journey: JourneyState, timer: _Timer) -> list[SessionizerOutput]:
+        if timer.kind == "session":
+            return [self._close(journey)]
+        if timer.kind == "cart":
+            since = journey.cart_since
+            journey.cart_since = None
+            return [
+                self._signal(
+                    journey,
+                    SignalKind.CART_ABANDONED,
+                    timer.deadline,
+                    None,
+                    {"cart_since": since.isoformat() if since else None},
+                )
+            ]
+        journey.dropped = True
+        return [
+            PhaseTransition(
+                transition_id=derived_id(
+                    journey.site_id, journey.journey_id, "dropped_off", timer.deadline.isoformat()
+                ),
+                site_id=journey.site_id,
+                journey_id=journey.journey_id,
+                session_id=journey.session.id,
+                kind=TransitionKind.DROPPED_OFF,
+                from_phase=journey.phase,
+                to_phase=journey.phase,
+                furthest_phase=journey.furthest,
+                at=timer.deadline,
+                seconds_in_previous_phase=(timer.deadline - journey.phase_since).total_seconds(),
+                event_id=None,
+                event_name=None,
+                channel=None,
+                touchpoint=None,
+            ),
+            self._signal(journey, SignalKind.DROPPED_OFF, timer.deadline, None),
+        ]
+
+    # --- records --------------------------------------------------------------------------------
+
+    def _close(self, journey: JourneyState) -> SessionSnapshot:
+        journey.session.closed = True
+        return self._snapshot(journey)
+
+    def _snapshot(self, journey: JourneyState) -> SessionSnapshot:
+        session = journey.session
+        return SessionSnapshot(
+            session_id=session.id,
+            site_id=journey.site_id,
+            journey_id=journey.journey_id,
+            anonymous_id=session.anonymous_id,
+            user_id=session.user_id,
+            started_at=session.started_at,
+            last_event_at=session.last_event_at,
+            event_count=session.events,
+            page_views=session.page_views,
+            conversions=session.conversions,
+            engaged=session.engaged,
+            closed=session.closed,
+            channel=session.channel,
+            landing_path=session.landing_path,
+            exit_path=session.exit_path,
+            version=2 * session.events + int(session.closed),
+        )
+
+    def _transition(
+        self,
+        journey: JourneyState,
+        event: Event,
+        kind: TransitionKind,
+        from_phase: str | None,
+        seconds: float | None,
+    ) -> PhaseTransition:
+        return PhaseTransition(
+            transition_id=derived_id(
+                journey.site_id, journey.journey_id, event.event_id, kind.value, journey.phase
+            ),
+            site_id=journey.site_id,
+            journey_id=journey.journey_id,
+            session_id=journey.session.id,
+            kind=kind,
+            from_phase=from_phase,
+            to_phase=journey.phase,
+            furthest_phase=journey.furthest,
+            at=event.timestamp,
+            seconds_in_previous_phase=seconds,
+            event_id=event.event_id,
+            event_name=event.event,
+            channel=event.channel,
+            touchpoint=self._model.touchpoint_of(event),
+        )
+
+    def _signal(
+        self,
+        journey: JourneyState,
+        kind: SignalKind,
+        at: datetime,
+        event: Event | None,
+        details: dict[str, Any] | None = None,
+    ) -> Signal:
+        return Signal(
+            signal_id=derived_id(
+                journey.site_id, journey.journey_id, kind.value, journey.phase, at.isoformat()
+            ),
+            site_id=journey.site_id,
+            journey_id=journey.journey_id,
+            kind=kind,
+            phase=journey.furthest if kind is SignalKind.PHASE_REACHED else journey.phase,
+            at=at,
+            event_id=event.event_id if event else None,
+            details=details or {},
+        )
+
+    # --- state --------------------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        return {
+            "newest": self._newest.isoformat() if self._newest else None,
+            "journeys": [_journey_row(journey) for journey in self._journeys.values()],
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        newest = state.get("newest")
+        self._newest = datetime.fromisoformat(newest) if newest else None
+        for row in state["journeys"]:
+            journey = _journey_from_row(row)
+            self._journeys[(journey.site_id, journey.journey_id)] = journey
+        self._rebuild_timers()
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def _journey_row(j: JourneyState) -> list[Any]:
+    s = j.session
+    return [
+        j.site_id, j.journey_id, _time(j.first_seen), j.first_channel, j.first_touchpoint,
+        j.phase, _time(j.phase_since), j.furthest, _time(j.last_event_at), j.orders, j.dropped,
+        _time(j.cart_since),
+        [s.id, _time(s.started_at), _time(s.last_event_at), s.events, s.page_views,
+         s.conversions, s.channel, s.landing_path, s.exit_path, s.engaged, s.closed,
+         s.anonymous_id, s.user_id],
+    ]  # fmt: skip
+
+
+def _journey_from_row(row: list[Any]) -> JourneyState:
+    (site, journey_id, first_seen, first_channel, first_touchpoint, phase, phase_since, furthest,
+     last_event_at, orders, dropped, cart_since, s) = row  # fmt: skip
+    session = SessionState(
+        id=s[0], started_at=datetime.fromisoformat(s[1]),
+        last_event_at=datetime.fromisoformat(s[2]), events=s[3], page_views=s[4],
+        conversions=s[5], channel=s[6], landing_path=s[7], exit_path=s[8], engaged=s[9],
+        closed=s[10], anonymous_id=s[11], user_id=s[12],
+    )  # fmt: skip
+    return JourneyState(
+        site_id=site, journey_id=journey_id, first_seen=datetime.fromisoformat(first_seen),
+        first_channel=first_channel, first_touchpoint=first_touchpoint, phase=phase,
+        phase_since=datetime.fromisoformat(phase_since), furthest=furthest,
+        last_event_at=datetime.fromisoformat(last_event_at), session=session, orders=orders,
+        dropped=dropped, cart_since=_parse(cart_since),
+    )  # fmt: skip
+
+
+class JourneyEngine:
+    """Both stages over one ordered stream: the embedded pipeline, and a Kafka partition.
+
+    Because every journey of the stream is here, a login merges the anonymous history at once.
+    """
+
+    def __init__(self, rules: JourneyRules) -> None:
+        self.identities = IdentityResolver()
+        self.journeys = JourneyTracker(rules)
+
+    def process(self, event: Event) -> list[SessionizerOutput]:
+        resolution = self.identities.resolve(event)
+        if resolution.journey_id is None:
+            return []
+        outputs: list[SessionizerOutput] = []
+        if resolution.link is not None:
+            outputs.append(resolution.link)
+        if resolution.merge_from is not None:
+            outputs.extend(
+                self.journeys.merge(event.site_id, resolution.merge_from, resolution.journey_id)
+            )
+        if event.type is EventType.ALIAS:
+            return outputs  # an alias links ids; it is not an interaction of the customer
+        outputs.extend(self.journeys.process(event, resolution.journey_id))
+        return outputs
 
     @property
     def active_journeys(self) -> int:
-        return len(self._journeys)
+        return len(self.journeys)
 
-    def export_state(self) -> list[dict[str, Any]]:
-        """Every journey's state as plain data, for a snapshot that `restore_state` reads back."""
-        return [asdict(state) for state in self._journeys.values()]
+    def export_state(self) -> dict[str, Any]:
+        return {
+            "identities": self.identities.export_state(),
+            "journeys": self.journeys.export_state(),
+        }
 
-    def restore_state(self, states: list[dict[str, Any]]) -> None:
-        for raw in states:
-            state = JourneyState(**raw)
-            for name in ("session_started_at", "last_event_at"):
-                value = getattr(state, name)
-                if isinstance(value, str):
-                    setattr(state, name, datetime.fromisoformat(value))
-            self._journeys[(state.site_id, state.journey_id)] = state
-
-    def process(self, event: Event) -> list[SessionizerOutput]:
-        key = (event.site_id, event.visitor_id)
-        state = self._journeys.get(key)
-        outputs: list[SessionizerOutput] = []
-        if state is None:
-            state = self._begin_journey(event)
-            self._journeys[key] = state
-            outputs.append(self._transition(state, event, from_phase=None))
-        else:
-            if event.timestamp - state.last_event_at > self._timeout:
-                self._begin_session(state, event)
-            self._record_event(state, event)
-            moved_from = self._apply_phase(state, event)
-            if moved_from is not None:
-                outputs.append(self._transition(state, event, from_phase=moved_from))
-        outputs.insert(0, self._snapshot(state))
-        return outputs
-
-    def _begin_journey(self, event: Event) -> JourneyState:
-        phase = self._target_phase(event, orders_before=0) or self._model.phases[0]
-        state = JourneyState(
-            site_id=event.site_id,
-            journey_id=event.visitor_id,
-            anonymous_id=event.anonymous_id,
-            user_id=event.user_id,
-            session_id="",
-            session_started_at=event.timestamp,
-            last_event_at=event.timestamp,
-            session_events=0,
-            session_page_views=0,
-            landing_url=None,
-            exit_url=None,
-            phase=phase,
-            furthest_phase=phase,
-            orders=0,
-        )
-        self._begin_session(state, event)
-        self._record_event(state, event)
-        return state
-
-    def _begin_session(self, state: JourneyState, event: Event) -> None:
-        state.session_id = derived_id(state.site_id, state.journey_id, event.event_id)
-        state.session_started_at = event.timestamp
-        state.last_event_at = event.timestamp
-        state.session_events = 0
-        state.session_page_views = 0
-        state.landing_url = None
-        state.exit_url = None
-
-    def _record_event(self, state: JourneyState, event: Event) -> None:
-        state.session_events += 1
-        # An out-of-order event belongs to the session but does not move its end backwards.
-        state.last_event_at = max(state.last_event_at, event.timestamp)
-        if event.user_id:
-            state.user_id = event.user_id
-        if event.type is EventType.PAGE:
-            state.session_page_views += 1
-            url = event.context.page.url
-            if state.landing_url is None:
-                state.landing_url = url
-            state.exit_url = url
-        if self._model.is_purchase(event):
-            state.orders += 1
-
-    def _target_phase(self, event: Event, orders_before: int) -> str | None:
-        if (
-            self._model.is_purchase(event)
-            and orders_before >= 1
-            and self._model.repeat_purchase_phase
-        ):
-            return self._model.repeat_purchase_phase
-        return self._model.phase_of(event)
-
-    def _apply_phase(self, state: JourneyState, event: Event) -> str | None:
-        """Move the journey if the event says so; return the phase it left, or None."""
-        orders_before = state.orders - (1 if self._model.is_purchase(event) else 0)
-        target = self._target_phase(event, orders_before)
-        if target is None or target == state.phase:
-            return None
-        left = state.phase
-        state.phase = target
-        if self._model.index(target) > self._model.index(state.furthest_phase):
-            state.furthest_phase = target
-        return left
-
-    def _transition(
-        self, state: JourneyState, event: Event, from_phase: str | None
-    ) -> PhaseTransition:
-        return PhaseTransition(
-            transition_id=derived_id(state.site_id, state.journey_id, event.event_id, state.phase),
-            site_id=state.site_id,
-            journey_id=state.journey_id,
-            session_id=state.session_id,
-            from_phase=from_phase,
-            to_phase=state.phase,
-            furthest_phase=state.furthest_phase,
-            at=event.timestamp,
-            event_id=event.event_id,
-            event_name=event.event,
-        )
-
-    def _snapshot(self, state: JourneyState) -> SessionSnapshot:
-        return SessionSnapshot(
-            session_id=state.session_id,
-            site_id=state.site_id,
-            journey_id=state.journey_id,
-            anonymous_id=state.anonymous_id,
-            user_id=state.user_id,
-            started_at=state.session_started_at,
-            last_event_at=state.last_event_at,
-            event_count=state.session_events,
-            page_views=state.session_page_views,
-            landing_url=state.landing_url,
-            exit_url=state.exit_url,
-            version=state.session_events,
-        )
+    def restore_state(self, state: dict[str, Any]) -> None:
+        self.identities.restore_state(state["identities"])
+        self.journeys.restore_state(state["journeys"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import timedelta
 from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -13,11 +12,10 @@ from pydantic import ValidationError
 
 from klantreis.config import Settings
 from klantreis.events import DeadLetter, DeadLetterReason, Event
-from klantreis.journeys import PhaseTransition
+from klantreis.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
 from klantreis.kafka import ensure_topics, new_consumer, new_producer
-from klantreis.phases import PhaseModel
 from klantreis.topics import Topics
-from services.sessionizer.core import Sessionizer
+from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
 from services.sessionizer.metrics import SessionizerMetrics
 
 log = logging.getLogger(__name__)
@@ -56,21 +54,21 @@ class SessionizerWorker:
     deterministic ids, and the warehouse's replacing tables collapse them.
     """
 
-    def __init__(self, settings: Settings, model: PhaseModel, metrics: SessionizerMetrics) -> None:
+    def __init__(self, settings: Settings, metrics: SessionizerMetrics) -> None:
         self._settings = settings
         self._topics = Topics.from_settings(settings)
-        self._model = model
+        self._rules = JourneyRules.from_settings(settings)
         self._metrics = metrics
-        self.partitions: dict[TopicPartition, Sessionizer] = {}
+        self.partitions: dict[TopicPartition, JourneyEngine] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
 
-    def new_sessionizer(self) -> Sessionizer:
-        return Sessionizer(self._model, timedelta(minutes=self._settings.session_timeout_minutes))
+    def new_sessionizer(self) -> JourneyEngine:
+        return JourneyEngine(self._rules)
 
     def update_gauges(self) -> None:
         self._metrics.active_journeys.set(
-            sum(sessionizer.active_journeys for sessionizer in self.partitions.values())
+            sum(engine.active_journeys for engine in self.partitions.values())
         )
 
     async def __aenter__(self) -> SessionizerWorker:
@@ -123,8 +121,20 @@ class SessionizerWorker:
             self.update_gauges()
             self._metrics.batch_seconds.observe(time.perf_counter() - started)
 
+    def _topic_of(self, output: SessionizerOutput) -> str:
+        if isinstance(output, SessionSnapshot):
+            return self._topics.sessions
+        if isinstance(output, PhaseTransition):
+            self._metrics.transitions.labels(output.to_phase).inc()
+            return self._topics.transitions
+        if isinstance(output, Signal):
+            return self._topics.signals
+        if isinstance(output, IdentityLink):
+            return self._topics.identities
+        return self._topics.dead_letters
+
     async def _process(
-        self, producer: AIOKafkaProducer, sessionizer: Sessionizer, value: bytes | None
+        self, producer: AIOKafkaProducer, sessionizer: JourneyEngine, value: bytes | None
     ) -> list[asyncio.Future[object]]:
         """1. Feed one record to the core and send its outputs; return the send futures."""
         try:
@@ -141,10 +151,6 @@ class SessionizerWorker:
         self._metrics.events_processed.inc()
         acks = []
         for output in sessionizer.process(event):
-            if isinstance(output, PhaseTransition):
-                self._metrics.transitions.labels(output.to_phase).inc()
-                topic = self._topics.transitions
-            else:
-                topic = self._topics.sessions
+            topic = self._topic_of(output)
             acks.append(await producer.send(topic, output.to_bytes(), key=output.partition_key))
         return acks

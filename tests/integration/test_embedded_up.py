@@ -113,7 +113,7 @@ def test_bad_input_gets_a_precise_4xx_and_never_a_5xx(tmp_path: Path) -> None:
 def names_of(phase: str) -> frozenset[str]:
     """The event names the default model maps to `phase` (the docs table, as data)."""
     return frozenset().union(
-        *(rule.event_names for rule in DEFAULT_PHASE_MODEL.rules if rule.phase == phase)
+        *(rule.when.events for rule in DEFAULT_PHASE_MODEL.rules if rule.phase == phase)
     )
 
 

@@ -48,7 +48,7 @@ async def test_events_posted_over_http_reach_clickhouse_and_the_funnel(
 
     async with (
         collector.router.lifespan_context(collector),
-        SessionizerWorker(settings, DEFAULT_PHASE_MODEL, SessionizerMetrics(registry)) as sessions,
+        SessionizerWorker(settings, SessionizerMetrics(registry)) as sessions,
         MetricsWorker(settings, warehouse, WarehouseMetrics(registry)) as writer,
     ):
         tasks = [asyncio.create_task(sessions.run(stop)), asyncio.create_task(writer.run(stop))]

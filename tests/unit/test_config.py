@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from klantreis.config import ConfigurationError, load_settings
-from klantreis.phases import PhaseModel, PhaseRule
 
 
 def test_defaults_run_embedded_with_the_demo_site(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,14 +52,3 @@ def test_a_service_without_kafka_says_which_variable_is_missing(
     monkeypatch.delenv("KLANTREIS_KAFKA_BOOTSTRAP_SERVERS", raising=False)
     with pytest.raises(ConfigurationError, match="KLANTREIS_KAFKA_BOOTSTRAP_SERVERS"):
         load_settings().require_kafka()
-
-
-def test_a_phase_model_refuses_rules_for_phases_it_does_not_have() -> None:
-    with pytest.raises(ValueError, match="unknown phases"):
-        PhaseModel(
-            name="broken",
-            phases=("awareness", "purchase"),
-            rules=(PhaseRule("loyalty", event_names=frozenset({"Order Completed"})),),
-            purchase_events=frozenset(),
-            repeat_purchase_phase=None,
-        )
