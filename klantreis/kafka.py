@@ -34,7 +34,7 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
 
 
 def new_consumer(
-    settings: Settings, *topics: str, group_id: str, **overrides: Any
+    settings: Settings, *topics: str, group_id: str | None, **overrides: Any
 ) -> AIOKafkaConsumer:
     options: dict[str, Any] = {
         "bootstrap_servers": settings.require_kafka(),
@@ -55,13 +55,16 @@ async def ensure_topics(settings: Settings) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        topics = Topics.from_settings(settings)
+        configs = topics.configs()
         missing = [
             NewTopic(
                 name,
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication_factor,
+                topic_configs=configs.get(name, {}),
             )
-            for name in Topics.from_settings(settings).all()
+            for name in topics.all()
             if name not in existing
         ]
         if missing:

@@ -47,6 +47,16 @@ class Topics:
         """Identity links: which anonymous or former ids belong to which customer."""
         return f"{self.prefix}.identities.v1"
 
+    @property
+    def sessionizer_changelog(self) -> str:
+        """The sessionizer's state, one partition per events partition; compacted, so it holds
+        the latest state of every key and a restore reads no more than that."""
+        return f"{self.prefix}.sessionizer-changelog.v1"
+
+    def configs(self) -> dict[str, dict[str, str]]:
+        """Per-topic configuration for the topics that need more than the broker's defaults."""
+        return {self.sessionizer_changelog: {"cleanup.policy": "compact"}}
+
     def all(self) -> tuple[str, ...]:
         return (
             self.events,
@@ -55,7 +65,12 @@ class Topics:
             self.transitions,
             self.signals,
             self.identities,
+            self.sessionizer_changelog,
         )
+
+    def outputs(self) -> tuple[str, ...]:
+        """The topics the metrics worker writes to the warehouse."""
+        return tuple(topic for topic in self.all() if topic != self.sessionizer_changelog)
 
     @property
     def sessionizer_group(self) -> str:

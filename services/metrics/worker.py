@@ -77,6 +77,7 @@ class MetricsWorker:
         )
         await consumer.start()
         self._consumer = consumer
+        assert set(self._decoders) == set(self._topics.outputs()), "every output topic decoded"
         consumer.subscribe(list(self._decoders), listener=_FlushBeforeRevoke(self))
         return self
 

@@ -14,12 +14,15 @@ replay after a crash harmless downstream. State is plain data (`export_state`/`r
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from klantreis.config import Settings
 from klantreis.events import DeadLetter, DeadLetterReason, Event, EventType
@@ -96,6 +99,7 @@ class IdentityResolver:
 
     def __init__(self) -> None:
         self._states: dict[tuple[str, str], IdentityState] = {}
+        self._changed: set[tuple[str, str]] = set()
         self.duplicates = 0
 
     def __len__(self) -> int:
@@ -111,6 +115,7 @@ class IdentityResolver:
             self.duplicates += 1
             return Resolution(journey_id=None)
         state.recent = (state.recent + digest)[-4 * DEDUP_WINDOW :]
+        self._changed.add(key)
 
         visitor = event.visitor_id
         customer = event.user_id
@@ -137,13 +142,24 @@ class IdentityResolver:
         merge_from = None if kind is LinkKind.RELINKED else visitor
         return Resolution(journey_id=customer, link=link, merge_from=merge_from)
 
+    def take_changes(self) -> list[tuple[tuple[str, str], list[Any]]]:
+        """The states changed since the last call, as rows for a changelog."""
+        changed, self._changed = self._changed, set()
+        return [(key, self._row(key)) for key in sorted(changed)]
+
+    def _row(self, key: tuple[str, str]) -> list[Any]:
+        state = self._states[key]
+        return [state.customer, base64.b64encode(state.recent).decode()]
+
+    def apply_row(self, key: tuple[str, str], row: list[Any]) -> None:
+        self._states[key] = IdentityState(row[0], base64.b64decode(row[1]))
+
     def export_state(self) -> list[list[Any]]:
-        return [[site, visitor, s.customer, s.recent.hex()] for (site, visitor), s in
-                self._states.items()]  # fmt: skip
+        return [[*key, *self._row(key)] for key in self._states]
 
     def restore_state(self, rows: Iterable[list[Any]]) -> None:
-        for site, visitor, customer, recent in rows:
-            self._states[(site, visitor)] = IdentityState(customer, bytes.fromhex(recent))
+        for site, visitor, *row in rows:
+            self.apply_row((site, visitor), row)
 
 
 # --- stage 2: journeys -----------------------------------------------------------------------
@@ -206,6 +222,7 @@ class JourneyTracker:
         self._journeys: dict[tuple[str, str], JourneyState] = {}
         self._timers: list[_Timer] = []
         self._newest: datetime | None = None
+        self._changed: set[tuple[str, str]] = set()
         self.late_events = 0
 
     def __len__(self) -> int:
@@ -247,6 +264,7 @@ class JourneyTracker:
             return outputs + self._advance(event.timestamp)
         else:
             self._continue(journey, event, outputs)
+        self._changed.add(key)
         self._schedule(journey)
         return outputs + self._advance(event.timestamp)
 
@@ -376,9 +394,12 @@ class JourneyTracker:
         session and all, so logging in does not split a session. Otherwise the two combine:
         the earliest first touch, the furthest phase, the phase of the most recent activity.
         """
-        source = self._journeys.pop((site_id, from_journey), None)
-        if source is None or from_journey == into_journey:
+        if from_journey == into_journey:
             return []
+        source = self._journeys.pop((site_id, from_journey), None)
+        if source is None:
+            return []
+        self._changed |= {(site_id, from_journey), (site_id, into_journey)}
         target = self._journeys.get((site_id, into_journey))
         if target is None:
             source.journey_id = into_journey
@@ -478,6 +499,7 @@ class JourneyTracker:
         return outputs
 
     def _fire(self, journey: JourneyState, timer: _Timer) -> list[SessionizerOutput]:
+        self._changed.add((journey.site_id, journey.journey_id))
         if timer.kind == "session":
             return [self._close(journey)]
         if timer.kind == "cart":
@@ -592,57 +614,97 @@ class JourneyTracker:
 
     # --- state --------------------------------------------------------------------------------
 
+    def take_changes(self) -> list[tuple[tuple[str, str], list[Any] | None]]:
+        """Journeys changed since the last call as changelog rows; None for one merged away."""
+        changed, self._changed = self._changed, set()
+        return [
+            (key, _journey_row(self._journeys[key]) if key in self._journeys else None)
+            for key in sorted(changed)
+        ]
+
+    def apply_row(self, key: tuple[str, str], row: list[Any] | None) -> None:
+        if row is None:
+            self._journeys.pop(key, None)
+        else:
+            self._journeys[key] = _journey_from_row(key, row)
+
+    @property
+    def newest(self) -> int | None:
+        return _micros(self._newest)
+
+    def restore_newest(self, micros: int | None) -> None:
+        self._newest = _from_micros(micros)
+
+    def rebuild_timers(self) -> None:
+        """Timers are derived from the journeys; after restoring rows, derive them again."""
+        self._rebuild_timers()
+
     def export_state(self) -> dict[str, Any]:
         return {
-            "newest": self._newest.isoformat() if self._newest else None,
-            "journeys": [_journey_row(journey) for journey in self._journeys.values()],
+            "newest": self.newest,
+            "journeys": [[*key, *_journey_row(j)] for key, j in self._journeys.items()],
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
-        newest = state.get("newest")
-        self._newest = datetime.fromisoformat(newest) if newest else None
-        for row in state["journeys"]:
-            journey = _journey_from_row(row)
-            self._journeys[(journey.site_id, journey.journey_id)] = journey
+        self.restore_newest(state.get("newest"))
+        for site, journey_id, *row in state["journeys"]:
+            self.apply_row((site, journey_id), row)
         self._rebuild_timers()
 
 
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value is not None else None
+def _micros(value: datetime | None) -> int | None:
+    """Exact: a restored journey must compute the same deadlines as one never restored."""
+    return None if value is None else (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_micros(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+def _at(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
 
 
 def _journey_row(j: JourneyState) -> list[Any]:
+    """A journey as a compact row (the key holds site and journey id)."""
     s = j.session
     return [
-        j.site_id, j.journey_id, _time(j.first_seen), j.first_channel, j.first_touchpoint,
-        j.phase, _time(j.phase_since), j.furthest, _time(j.last_event_at), j.orders, j.dropped,
-        _time(j.cart_since),
-        [s.id, _time(s.started_at), _time(s.last_event_at), s.events, s.page_views,
-         s.conversions, s.channel, s.landing_path, s.exit_path, s.engaged, s.closed,
-         s.anonymous_id, s.user_id],
+        _micros(j.first_seen), j.first_channel, j.first_touchpoint, j.phase,
+        _micros(j.phase_since), j.furthest, _micros(j.last_event_at), j.orders, j.dropped,
+        _micros(j.cart_since),
+        s.id, _micros(s.started_at), _micros(s.last_event_at), s.events, s.page_views,
+        s.conversions, s.channel, s.landing_path, s.exit_path, s.engaged, s.closed,
+        s.anonymous_id, s.user_id,
     ]  # fmt: skip
 
 
-def _journey_from_row(row: list[Any]) -> JourneyState:
-    (site, journey_id, first_seen, first_channel, first_touchpoint, phase, phase_since, furthest,
-     last_event_at, orders, dropped, cart_since, s) = row  # fmt: skip
+def _journey_from_row(key: tuple[str, str], row: list[Any]) -> JourneyState:
+    (first_seen, first_channel, first_touchpoint, phase, phase_since, furthest, last_event_at,
+     orders, dropped, cart_since, session_id, started_at, session_last, events, page_views,
+     conversions, channel, landing_path, exit_path, engaged, closed, anonymous_id,
+     user_id) = row  # fmt: skip
     session = SessionState(
-        id=s[0], started_at=datetime.fromisoformat(s[1]),
-        last_event_at=datetime.fromisoformat(s[2]), events=s[3], page_views=s[4],
-        conversions=s[5], channel=s[6], landing_path=s[7], exit_path=s[8], engaged=s[9],
-        closed=s[10], anonymous_id=s[11], user_id=s[12],
+        id=session_id, started_at=_at(started_at), last_event_at=_at(session_last),
+        events=events, page_views=page_views, conversions=conversions, channel=channel,
+        landing_path=landing_path, exit_path=exit_path, engaged=engaged, closed=closed,
+        anonymous_id=anonymous_id, user_id=user_id,
     )  # fmt: skip
     return JourneyState(
-        site_id=site, journey_id=journey_id, first_seen=datetime.fromisoformat(first_seen),
+        site_id=key[0], journey_id=key[1], first_seen=_at(first_seen),
         first_channel=first_channel, first_touchpoint=first_touchpoint, phase=phase,
-        phase_since=datetime.fromisoformat(phase_since), furthest=furthest,
-        last_event_at=datetime.fromisoformat(last_event_at), session=session, orders=orders,
-        dropped=dropped, cart_since=_parse(cart_since),
+        phase_since=_at(phase_since), furthest=furthest, last_event_at=_at(last_event_at),
+        session=session, orders=orders, dropped=dropped, cart_since=_from_micros(cart_since),
     )  # fmt: skip
+
+
+WATERMARK_KEY = b"w"
+
+
+def _key(kind: bytes, key: tuple[str, str]) -> bytes:
+    return b"\x1f".join((kind, key[0].encode(), key[1].encode()))
 
 
 class JourneyEngine:
@@ -674,6 +736,37 @@ class JourneyEngine:
     @property
     def active_journeys(self) -> int:
         return len(self.journeys)
+
+    def take_changes(self) -> list[tuple[bytes, bytes | None]]:
+        """Every state change since the last call, as changelog records (key, value or None).
+
+        Written in the same transaction as the outputs they explain, so a restore from the
+        changelog lands exactly where the committed outputs end.
+        """
+        records: list[tuple[bytes, bytes | None]] = [
+            (_key(b"i", key), orjson.dumps(row)) for key, row in self.identities.take_changes()
+        ]
+        records += [
+            (_key(b"j", key), None if row is None else orjson.dumps(row))
+            for key, row in self.journeys.take_changes()
+        ]
+        records.append((WATERMARK_KEY, orjson.dumps(self.journeys.newest)))
+        return records
+
+    def apply_change(self, key: bytes, value: bytes | None) -> None:
+        """Replay one changelog record; call `finish_restore` after the last."""
+        if key == WATERMARK_KEY:
+            self.journeys.restore_newest(orjson.loads(value) if value else None)
+            return
+        kind, site, ident = key.split(b"\x1f", 2)
+        parts = (site.decode(), ident.decode())
+        if kind == b"i" and value is not None:
+            self.identities.apply_row(parts, orjson.loads(value))
+        elif kind == b"j":
+            self.journeys.apply_row(parts, orjson.loads(value) if value is not None else None)
+
+    def finish_restore(self) -> None:
+        self.journeys.rebuild_timers()
 
     def export_state(self) -> dict[str, Any]:
         return {

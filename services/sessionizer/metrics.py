@@ -14,8 +14,46 @@ class SessionizerMetrics:
         )
         self.transitions = Counter(
             "klantreis_sessionizer_transitions_total",
-            "Phase transitions emitted, by the phase entered.",
-            ["to_phase"],
+            "Phase transitions emitted, by kind and the phase entered.",
+            ["kind", "to_phase"],
+            registry=registry,
+        )
+        self.signals = Counter(
+            "klantreis_sessionizer_signals_total",
+            "Signals emitted, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "klantreis_sessionizer_duplicate_events_total",
+            "Events dropped because their event_id was seen recently for the same device.",
+            registry=registry,
+        )
+        self.late_events = Counter(
+            "klantreis_sessionizer_late_events_total",
+            "Events older than their journey's newest by more than the allowed lateness.",
+            registry=registry,
+        )
+        self.open_sessions = Gauge(
+            "klantreis_sessionizer_open_sessions",
+            "Sessions not yet closed, held by this instance.",
+            registry=registry,
+        )
+        self.state_entries = Gauge(
+            "klantreis_sessionizer_state_entries",
+            "Identity and journey entries held in memory by this instance.",
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "klantreis_sessionizer_consumer_lag",
+            "Events on the input partition not yet processed.",
+            ["partition"],
+            registry=registry,
+        )
+        self.restore_seconds = Histogram(
+            "klantreis_sessionizer_restore_seconds",
+            "Time to restore a partition's state from its changelog on assignment.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=registry,
         )
         self.undecodable_events = Counter(

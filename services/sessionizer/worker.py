@@ -1,13 +1,21 @@
-"""The sessionizer as a Kafka consumer-group member: the I/O around `core.Sessionizer`."""
+"""The sessionizer as a Kafka consumer-group member: the I/O around `core.JourneyEngine`.
+
+Every input partition is an independent, deterministic state machine: its own engine, its own
+changelog partition and its own transactional producer. That is what makes a restart, a crash or
+a rebalance invisible in the outputs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from klantreis.config import Settings
@@ -21,68 +29,66 @@ from services.sessionizer.metrics import SessionizerMetrics
 log = logging.getLogger(__name__)
 
 
-class _PartitionState(ConsumerRebalanceListener):  # type: ignore[misc]
-    """State lives per input partition: created on assignment, released on revoke.
+@dataclass
+class _Partition:
+    """What one input partition owns while it is assigned here."""
 
-    Offsets are committed after every batch, so at a revoke nothing is left uncommitted.
+    tp: TopicPartition
+    engine: JourneyEngine
+    producer: AIOKafkaProducer
+
+
+class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    """State lives per input partition: restored on assignment, released on revoke.
+
+    Every batch is committed before the next poll, and a rebalance happens inside a poll, so at
+    a revoke nothing is uncommitted and releasing is just letting go.
     """
 
     def __init__(self, worker: SessionizerWorker) -> None:
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        for tp in revoked:
-            self._worker.partitions.pop(tp, None)
-        self._worker.update_gauges()
+        await self._worker.release(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        for tp in assigned:
-            self._worker.partitions.setdefault(tp, self._worker.new_sessionizer())
-        log.info("sessionizer assigned %s", sorted(str(tp) for tp in assigned))
-        self._worker.update_gauges()
+        await self._worker.restore(assigned)
 
 
 class SessionizerWorker:
-    """Reads the events topic; writes session snapshots and phase transitions.
+    """Reads the events topic; writes sessions, transitions, signals and identity links.
 
-    Commit order, for every polled batch:
-      1. Feed each record to its partition's Sessionizer and send every output through the
-         idempotent, acks=all producer.
-      2. Wait until Kafka has acknowledged all outputs of the batch.
-      3. Commit the input offsets after the batch's last records.
-    A crash before 3 replays the batch; its outputs are produced again with the same
-    deterministic ids, and the warehouse's replacing tables collapse them.
+    Commit order, for every polled batch of an input partition, inside one Kafka transaction of
+    that partition's producer (transactional id `<group>.<partition>`):
+      1. Send the records the engine made of the batch to the output topics.
+      2. Send the engine's state changes to the same partition of the changelog.
+      3. Add the input offset after the batch to the transaction (send_offsets_to_transaction).
+      4. Commit the transaction.
+    A `read_committed` reader sees all of a batch's records or none. A crash before 4 leaves an
+    open transaction that the next producer with the same id aborts when it starts; the batch is
+    read again from the committed offset by an engine restored from the changelog, which holds
+    exactly the state after the last committed batch, so the same records come out again.
     """
 
     def __init__(self, settings: Settings, metrics: SessionizerMetrics) -> None:
         self._settings = settings
         self._topics = Topics.from_settings(settings)
+        self._group = self._topics.sessionizer_group
         self._rules = JourneyRules.from_settings(settings)
         self._metrics = metrics
-        self.partitions: dict[TopicPartition, JourneyEngine] = {}
+        self._partitions: dict[TopicPartition, _Partition] = {}
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
 
-    def new_sessionizer(self) -> JourneyEngine:
-        return JourneyEngine(self._rules)
-
-    def update_gauges(self) -> None:
-        self._metrics.active_journeys.set(
-            sum(engine.active_journeys for engine in self.partitions.values())
-        )
+    @property
+    def assigned(self) -> list[TopicPartition]:
+        return sorted(self._partitions)
 
     async def __aenter__(self) -> SessionizerWorker:
         await ensure_topics(self._settings)
-        producer = new_producer(self._settings)
-        consumer = new_consumer(self._settings, group_id=self._topics.sessionizer_group)
-        await producer.start()
-        try:
-            await consumer.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        consumer.subscribe([self._topics.events], listener=_PartitionState(self))
-        self._producer, self._consumer = producer, consumer
+        consumer = new_consumer(self._settings, group_id=self._group)
+        await consumer.start()
+        self._consumer = consumer
+        consumer.subscribe([self._topics.events], listener=_Assignment(self))
         return self
 
     async def __aexit__(
@@ -91,66 +97,175 @@ class SessionizerWorker:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        consumer, producer = self._consumer, self._producer
-        self._consumer = self._producer = None
+        consumer, self._consumer = self._consumer, None
         try:
             if consumer is not None:
                 await consumer.stop()
         finally:
-            if producer is not None:
+            await self.release(list(self._partitions))
+
+    # --- assignment -----------------------------------------------------------------------------
+
+    async def restore(self, assigned: list[TopicPartition]) -> None:
+        """Give each newly assigned partition its producer and its state from the changelog.
+
+        The partitions stay paused until then, so no record is processed by an engine that has
+        not caught up with the changelog.
+        """
+        fresh = sorted(tp for tp in assigned if tp not in self._partitions)
+        if not fresh:
+            return
+        consumer = self._require_consumer()
+        consumer.pause(*fresh)
+        started = time.perf_counter()
+        producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        try:
+            for tp in fresh:
+                producer = new_producer(
+                    self._settings, transactional_id=f"{self._group}.{tp.partition}"
+                )
+                producers[tp] = producer
+                await producer.start()  # fences the partition's previous producer, aborting it
+            engines = await self._restore_engines([tp.partition for tp in fresh])
+        except BaseException:
+            for producer in producers.values():
                 await producer.stop()
+            raise
+        for tp in fresh:
+            self._partitions[tp] = _Partition(tp, engines[tp.partition], producers[tp])
+        seconds = time.perf_counter() - started
+        self._metrics.restore_seconds.observe(seconds)
+        log.info(
+            "restored partitions %s (%d journeys) in %.2fs",
+            [tp.partition for tp in fresh],
+            sum(engine.active_journeys for engine in engines.values()),
+            seconds,
+        )
+        self._update_gauges()
+        consumer.resume(*fresh)
+
+    async def _restore_engines(self, partitions: list[int]) -> dict[int, JourneyEngine]:
+        engines = {partition: JourneyEngine(self._rules) for partition in partitions}
+        changelog = [TopicPartition(self._topics.sessionizer_changelog, p) for p in partitions]
+        reader = new_consumer(self._settings, group_id=None, max_poll_records=10_000)
+        await reader.start()
+        try:
+            reader.assign(changelog)
+            await reader.seek_to_beginning(*changelog)
+            ends = await reader.end_offsets(changelog)
+            remaining = {tp for tp in changelog if ends[tp] > 0}
+            while remaining:
+                batches = await reader.getmany(*remaining, timeout_ms=1000)
+                for tp, records in batches.items():
+                    engine = engines[tp.partition]
+                    for record in records:
+                        engine.apply_change(record.key, record.value)
+                for tp in list(remaining):
+                    if await reader.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+        finally:
+            await reader.stop()
+        for engine in engines.values():
+            engine.finish_restore()
+        return engines
+
+    async def release(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            owned = self._partitions.pop(tp, None)
+            if owned is not None:
+                await owned.producer.stop()
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        engines = [owned.engine for owned in self._partitions.values()]
+        self._metrics.active_journeys.set(sum(e.active_journeys for e in engines))
+        self._metrics.open_sessions.set(sum(e.journeys.open_sessions for e in engines))
+        self._metrics.state_entries.set(sum(e.active_journeys + len(e.identities) for e in engines))
+
+    # --- processing -----------------------------------------------------------------------------
+
+    def _require_consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("use `async with SessionizerWorker(...)` before running it")
+        return self._consumer
 
     async def run(self, stop: asyncio.Event) -> None:
-        if self._consumer is None or self._producer is None:
-            raise RuntimeError("use `async with SessionizerWorker(...)` before running it")
-        consumer, producer = self._consumer, self._producer
+        consumer = self._require_consumer()
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
             if not batches:
                 continue
             started = time.perf_counter()
-            acks: list[asyncio.Future[object]] = []
-            for tp, records in batches.items():
-                sessionizer = self.partitions.setdefault(tp, self.new_sessionizer())
-                for record in records:
-                    acks.extend(await self._process(producer, sessionizer, record.value))
-            await asyncio.gather(*acks)  # 2. outputs acknowledged
-            await consumer.commit(  # 3. input offsets after the batch
-                {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            await asyncio.gather(
+                *(self._commit_batch(tp, records) for tp, records in batches.items())
             )
-            self.update_gauges()
             self._metrics.batch_seconds.observe(time.perf_counter() - started)
+            for tp in batches:
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    lag = highwater - await consumer.position(tp)
+                    self._metrics.consumer_lag.labels(str(tp.partition)).set(lag)
+            self._update_gauges()
+
+    async def _commit_batch(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        owned = self._partitions.get(tp)
+        if owned is None:
+            # Fetched in the instant between assignment and pause: read it again once restored.
+            self._require_consumer().seek(tp, records[0].offset)
+            return
+        outputs = [output for record in records for output in self._process(owned, record)]
+        changes = owned.engine.take_changes()
+        producer = owned.producer
+        async with producer.transaction():
+            for output in outputs:  # 1. outputs
+                await producer.send(
+                    self._topic_of(output), output.to_bytes(), key=output.partition_key
+                )
+            for key, value in changes:  # 2. state changes, to this partition's changelog
+                await producer.send(
+                    self._topics.sessionizer_changelog, value, key=key, partition=tp.partition
+                )
+            await producer.send_offsets_to_transaction(  # 3. input offsets
+                {tp: records[-1].offset + 1}, self._group
+            )
+        # 4. committed when the transaction block exits without an exception
+        self._metrics.events_processed.inc(len(records))
+
+    def _process(
+        self, owned: _Partition, record: ConsumerRecord[bytes, bytes]
+    ) -> list[SessionizerOutput]:
+        try:
+            event = Event.from_bytes(record.value or b"")
+        except ValidationError as exc:
+            self._metrics.undecodable_events.inc()
+            return [
+                DeadLetter.of(
+                    record.value,
+                    DeadLetterReason.UNDECODABLE,
+                    f"{self._topics.events}: {exc.errors()[0]['msg']}",
+                    "sessionizer",
+                    # the record's own time, not the clock: a replay must be identical
+                    received_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
+                )
+            ]
+        engine = owned.engine
+        duplicates, late = engine.identities.duplicates, engine.journeys.late_events
+        outputs = engine.process(event)
+        self._metrics.duplicates.inc(engine.identities.duplicates - duplicates)
+        self._metrics.late_events.inc(engine.journeys.late_events - late)
+        return outputs
 
     def _topic_of(self, output: SessionizerOutput) -> str:
         if isinstance(output, SessionSnapshot):
             return self._topics.sessions
         if isinstance(output, PhaseTransition):
-            self._metrics.transitions.labels(output.to_phase).inc()
+            self._metrics.transitions.labels(output.kind.value, output.to_phase).inc()
             return self._topics.transitions
         if isinstance(output, Signal):
+            self._metrics.signals.labels(output.kind.value).inc()
             return self._topics.signals
         if isinstance(output, IdentityLink):
             return self._topics.identities
         return self._topics.dead_letters
-
-    async def _process(
-        self, producer: AIOKafkaProducer, sessionizer: JourneyEngine, value: bytes | None
-    ) -> list[asyncio.Future[object]]:
-        """1. Feed one record to the core and send its outputs; return the send futures."""
-        try:
-            event = Event.from_bytes(value or b"")
-        except ValidationError as exc:
-            self._metrics.undecodable_events.inc()
-            letter = DeadLetter.of(
-                value,
-                DeadLetterReason.UNDECODABLE,
-                f"{self._topics.events}: {exc.errors()[0]['msg']}",
-                "sessionizer",
-            )
-            return [await producer.send(self._topics.dead_letters, letter.to_bytes(), key=b"")]
-        self._metrics.events_processed.inc()
-        acks = []
-        for output in sessionizer.process(event):
-            topic = self._topic_of(output)
-            acks.append(await producer.send(topic, output.to_bytes(), key=output.partition_key))
-        return acks
