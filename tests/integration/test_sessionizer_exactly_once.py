@@ -1,0 +1,215 @@
+"""The sessionizer's delivery guarantee on the real broker: killed with SIGKILL mid-stream, or
+joined and left by a second instance, it produces exactly what an uninterrupted run produces,
+as a read_committed reader sees it: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import signal
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
+
+from klantreis.config import Settings, load_settings
+from klantreis.events import Event
+from klantreis.kafka import ensure_topics
+from klantreis.simulator import generate_journeys
+from klantreis.topics import Topics
+from services.ingest.intake import intake
+from tests.integration.processes import Service, start
+
+PARTITIONS = 6
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+Outputs = dict[str, dict[bytes | None, list[bytes | None]]]
+
+
+def input_events() -> list[Event]:
+    """About 10k events of simulated shop traffic, in the order a live collector sees them."""
+    events = []
+    for journey in generate_journeys(seed=5, visitors=1200, days=20, now=NOW):
+        stamped = [{**e, "sent_at": NOW.isoformat()} for e in journey]
+        events += intake(stamped, "shop", NOW, 32 * 1024).events
+    return sorted(events, key=lambda event: event.timestamp)
+
+
+def prefixed(kafka: str, prefix: str) -> Settings:
+    return load_settings(
+        kafka_bootstrap_servers=kafka, topic_prefix=prefix, topic_partitions=PARTITIONS
+    )
+
+
+async def write_input(settings: Settings, events: list[Event]) -> int:
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        topic = Topics.from_settings(settings).events
+        for event in events:
+            await producer.send(topic, event.to_bytes(), key=event.partition_key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(events)
+
+
+async def committed(settings: Settings) -> int:
+    """Input events the sessionizer group has committed as processed."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(
+            Topics.from_settings(settings).sessionizer_group
+        )
+    except GroupCoordinatorNotAvailableError:
+        return 0  # the group does not exist until the first member joins
+    finally:
+        await admin.close()
+    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+
+
+async def read_outputs(settings: Settings) -> Outputs:
+    """Every committed output record, per topic and key, in order; for the changelog, the
+    state it holds."""
+    topics = Topics.from_settings(settings)
+    names = [topics.sessions, topics.transitions, topics.signals, topics.identities,
+             topics.dead_letters, topics.sessionizer_changelog]  # fmt: skip
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, isolation_level="read_committed"
+    )
+    await reader.start()
+    try:
+        partitions = [TopicPartition(name, p) for name in names for p in range(PARTITIONS)]
+        reader.assign(partitions)
+        await reader.seek_to_beginning(*partitions)
+        ends = await reader.end_offsets(partitions)
+        outputs: Outputs = defaultdict(lambda: defaultdict(list))
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            for tp, records in (await reader.getmany(*remaining, timeout_ms=1000)).items():
+                topic = tp.topic.split(".", 1)[1]
+                for record in records:
+                    if topic.startswith("sessionizer-changelog"):
+                        # How often a key is written depends on batch boundaries; what a restore
+                        # reads is the last value of each key in each partition.
+                        key = b"%d/%s" % (tp.partition, record.key or b"")
+                        outputs[topic][key] = [record.value]
+                    else:
+                        outputs[topic][record.key].append(record.value)
+            remaining = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
+        return outputs
+    finally:
+        await reader.stop()
+
+
+def sessionizer(settings: Settings, logs: Path, name: str) -> Service:
+    env = {
+        "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
+        "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
+        "KLANTREIS_TOPIC_PARTITIONS": str(PARTITIONS),
+        "KLANTREIS_SESSIONIZER_PORT": "0",
+    }
+    return start(name, ["sessionizer"], env, logs)
+
+
+async def wait_until(
+    condition: Callable[[], object], services: list[Service], timeout: float = 180
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        for service in services:
+            assert service.process.poll() is None, service.output()
+        assert time.monotonic() < deadline, "\n".join(s.output()[-3000:] for s in services)
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+async def reference(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Outputs:
+    """The outputs of one uninterrupted run over the input."""
+    settings = prefixed(kafka_bootstrap, f"ref-{uuid.uuid4().hex[:8]}")
+    total = await write_input(settings, input_events())
+    service = sessionizer(settings, tmp_path_factory.mktemp("reference"), "reference")
+    try:
+        await wait_until(lambda: _done(settings, total), [service])
+    finally:
+        assert service.stop(), service.output()
+    return await read_outputs(settings)
+
+
+async def _done(settings: Settings, total: int) -> bool:
+    return await committed(settings) >= total
+
+
+def assert_same(reference: Outputs, actual: Outputs) -> None:
+    assert set(actual) == set(reference)
+    for topic, by_key in reference.items():
+        assert actual[topic].keys() == by_key.keys(), topic
+        for key, values in by_key.items():
+            assert actual[topic][key] == values, (topic, key)
+
+
+async def test_the_reference_run_produced_every_kind_of_output(reference: Outputs) -> None:
+    kinds = {
+        json.loads(v or b"")["kind"] for vs in reference["transitions.v1"].values() for v in vs
+    }
+    signals = {json.loads(v or b"")["kind"] for vs in reference["signals.v1"].values() for v in vs}
+    assert {"entered", "advanced", "fell_back", "dropped_off"} <= kinds
+    assert {"cart_abandoned", "repeat_purchase", "phase_reached"} <= signals
+    assert reference["identities.v1"] and reference["sessionizer-changelog.v1"]
+
+
+async def test_three_sigkills_mid_stream_change_nothing(
+    reference: Outputs, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = prefixed(kafka_bootstrap, f"kill-{uuid.uuid4().hex[:8]}")
+    total = await write_input(settings, input_events())
+    for kill, share in enumerate((0.2, 0.45, 0.7)):
+        service = sessionizer(settings, tmp_path, f"run-{kill}")
+        target = max(await committed(settings) + 1, int(total * share))
+        await wait_until(functools.partial(_past, settings, target), [service])
+        service.process.send_signal(signal.SIGKILL)
+        service.process.wait()
+        assert await committed(settings) < total, "the kill came after the input was done"
+    last = sessionizer(settings, tmp_path, "run-final")
+    try:
+        await wait_until(lambda: _done(settings, total), [last])
+    finally:
+        assert last.stop(), last.output()
+    assert_same(reference, await read_outputs(settings))
+
+
+async def _past(settings: Settings, count: int) -> bool:
+    return await committed(settings) >= count
+
+
+async def test_an_instance_joining_and_leaving_mid_stream_changes_nothing(
+    reference: Outputs, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = prefixed(kafka_bootstrap, f"join-{uuid.uuid4().hex[:8]}")
+    total = await write_input(settings, input_events())
+    first = sessionizer(settings, tmp_path, "first")
+    try:
+        await wait_until(lambda: _past(settings, int(total * 0.2)), [first])
+        second = sessionizer(settings, tmp_path, "second")
+        await wait_until(lambda: "restored partitions" in second.output(), [first, second])
+        await wait_until(lambda: _past(settings, int(total * 0.6)), [first, second])
+        assert second.stop(), second.output()
+        await wait_until(lambda: _done(settings, total), [first])
+    finally:
+        assert first.stop(), first.output()
+    assert_same(reference, await read_outputs(settings))
