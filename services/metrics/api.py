@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -34,7 +35,37 @@ class FunnelResponse(BaseModel):
     phases: list[PhaseCount]
 
 
+class JourneyStep(BaseModel):
+    at: datetime
+    kind: str
+    from_phase: str | None
+    to_phase: str
+    channel: str | None
+    touchpoint: str | None
+    event_name: str | None
+    recorded_as: str
+
+
+class CustomerJourneyResponse(BaseModel):
+    site: str
+    customer_id: str
+    identities: list[str]
+    first_touch: JourneyStep | None
+    furthest_phase: str | None
+    current_phase: str | None
+    steps: list[JourneyStep]
+
+
 router = APIRouter(prefix="/api/v1")
+
+
+def _unknown_site(context: ReadContext, site: str) -> JSONResponse | None:
+    if site in context.settings.site_ids:
+        return None
+    return JSONResponse(
+        {"error": "unknown_site", "message": f"no site {site!r} is configured"},
+        status_code=404,
+    )
 
 
 @router.get(
@@ -47,14 +78,46 @@ async def funnel(
     request: Request, site: Annotated[str, Query(min_length=1, max_length=200)]
 ) -> FunnelResponse | JSONResponse:
     context: ReadContext = request.app.state.read
-    if site not in context.settings.site_ids:
-        return JSONResponse(
-            {"error": "unknown_site", "message": f"no site {site!r} is configured"},
-            status_code=404,
-        )
+    if (refusal := _unknown_site(context, site)) is not None:
+        return refusal
     reach = await asyncio.to_thread(queries.phase_funnel, context.warehouse, site, context.model)
     return FunnelResponse(
         site=site,
         model=context.model.name,
         phases=[PhaseCount(phase=r.phase, journeys=r.journeys) for r in reach],
+    )
+
+
+@router.get(
+    "/customers/{customer_id}/journey",
+    response_model=CustomerJourneyResponse,
+    summary="One customer's journey, with the history of every device and id they logged in from",
+    responses={404: {"description": "Unknown site, or no journey for this customer"}},
+)
+async def customer_journey(
+    request: Request,
+    customer_id: Annotated[str, Path(min_length=1, max_length=200)],
+    site: Annotated[str, Query(min_length=1, max_length=200)],
+) -> CustomerJourneyResponse | JSONResponse:
+    context: ReadContext = request.app.state.read
+    if (refusal := _unknown_site(context, site)) is not None:
+        return refusal
+    journey = await asyncio.to_thread(
+        queries.customer_journey, context.warehouse, site, customer_id
+    )
+    if not journey.steps:
+        return JSONResponse(
+            {"error": "unknown_customer", "message": f"no journey for {customer_id!r}"},
+            status_code=404,
+        )
+    steps = [JourneyStep(**vars(step)) for step in journey.steps]
+    reached = [context.model.index(s.to_phase) for s in steps if s.to_phase in context.model.phases]
+    return CustomerJourneyResponse(
+        site=site,
+        customer_id=customer_id,
+        identities=journey.identities,
+        first_touch=steps[0],
+        furthest_phase=context.model.phases[max(reached)] if reached else None,
+        current_phase=steps[-1].to_phase,
+        steps=steps,
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 from klantreis.phases import PhaseModel
 from services.metrics.funnel import PhaseReach, phase_reach
 from services.metrics.warehouse import Warehouse
@@ -35,3 +38,60 @@ GROUP BY furthest
 def phase_funnel(warehouse: Warehouse, site_id: str, model: PhaseModel) -> list[PhaseReach]:
     rows = warehouse.query(_FURTHEST_PHASE_SQL, {"site": site_id, "phases": list(model.phases)})
     return phase_reach(model.phases, {int(position): int(count) for position, count in rows})
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    at: datetime
+    kind: str
+    from_phase: str | None
+    to_phase: str
+    channel: str | None
+    touchpoint: str | None
+    event_name: str | None
+    recorded_as: str
+
+
+@dataclass(frozen=True)
+class CustomerJourney:
+    customer_id: str
+    identities: list[str]
+    steps: list[TimelineStep]
+
+    @property
+    def first_touch(self) -> TimelineStep | None:
+        return self.steps[0] if self.steps else None
+
+
+# The ids whose history is the customer's: their own, and every id a login or alias of theirs
+# claimed (the first claiming link of an id decides, as in the funnel).
+_CLAIMED_IDS_SQL = f"""
+SELECT previous_id FROM ({_CUSTOMER_OF}) WHERE customer_id = {{customer:String}}
+"""
+
+_TIMELINE_SQL = """
+SELECT at, kind, from_phase, to_phase, channel, touchpoint, event_name, journey_id
+FROM {database}.phase_transitions FINAL
+WHERE site_id = {site:String} AND journey_id IN {ids:Array(String)}
+ORDER BY at, transition_id
+"""
+
+
+def customer_journey(warehouse: Warehouse, site_id: str, customer_id: str) -> CustomerJourney:
+    claimed = warehouse.query(_CLAIMED_IDS_SQL, {"site": site_id, "customer": customer_id})
+    ids = [customer_id, *sorted(previous for (previous,) in claimed)]
+    rows = warehouse.query(_TIMELINE_SQL, {"site": site_id, "ids": ids})
+    steps = [
+        TimelineStep(
+            at=at.replace(tzinfo=UTC) if at.tzinfo is None else at,
+            kind=kind,
+            from_phase=from_phase or None,
+            to_phase=to_phase,
+            channel=channel or None,
+            touchpoint=touchpoint or None,
+            event_name=event_name or None,
+            recorded_as=journey_id,
+        )
+        for at, kind, from_phase, to_phase, channel, touchpoint, event_name, journey_id in rows
+    ]
+    return CustomerJourney(customer_id, ids, steps)

@@ -18,9 +18,9 @@ import base64
 import hashlib
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -199,12 +199,14 @@ class JourneyState:
     cart_since: datetime | None = None
 
 
-@dataclass(order=True, frozen=True)
-class _Timer:
+class _Timer(NamedTuple):
+    """A tuple, so the heap compares timers in C: (deadline, site, journey, kind) is also the
+    order in which timers due together fire, the same after a restore as before."""
+
     deadline: datetime
     site_id: str
     journey_id: str
-    kind: str = field(compare=True)
+    kind: str
 
 
 class JourneyTracker:
@@ -468,20 +470,28 @@ class JourneyTracker:
             deadlines.append((journey.cart_since + abandon, "cart"))
         return deadlines
 
+    def _next_timer(self, journey: JourneyState) -> _Timer | None:
+        deadlines = self._deadlines(journey)
+        if not deadlines:
+            return None
+        deadline, kind = min(deadlines)
+        return _Timer(deadline, journey.site_id, journey.journey_id, kind)
+
     def _schedule(self, journey: JourneyState) -> None:
-        for deadline, kind in self._deadlines(journey):
-            heapq.heappush(
-                self._timers, _Timer(deadline, journey.site_id, journey.journey_id, kind)
-            )
-        if len(self._timers) > 8 * len(self._journeys) + 1024:
-            self._rebuild_timers()  # drop the entries later events made stale
+        """Queue the journey's earliest deadline; the next is queued when that one fires.
+
+        Entries of earlier deadlines that a later event moved stay in the heap until they come
+        up and are found stale; a rebuild drops them when they pile up.
+        """
+        timer = self._next_timer(journey)
+        if timer is not None:
+            heapq.heappush(self._timers, timer)
+        if len(self._timers) > 4 * len(self._journeys) + 1024:
+            self._rebuild_timers()
 
     def _rebuild_timers(self) -> None:
-        self._timers = [
-            _Timer(deadline, journey.site_id, journey.journey_id, kind)
-            for journey in self._journeys.values()
-            for deadline, kind in self._deadlines(journey)
-        ]
+        timers = (self._next_timer(journey) for journey in self._journeys.values())
+        self._timers = [timer for timer in timers if timer is not None]
         heapq.heapify(self._timers)
 
     def _advance(self, event_time: datetime) -> list[SessionizerOutput]:
@@ -493,9 +503,10 @@ class JourneyTracker:
         while self._timers and self._timers[0].deadline <= watermark:
             timer = heapq.heappop(self._timers)
             journey = self._journeys.get((timer.site_id, timer.journey_id))
-            if journey is None or (timer.deadline, timer.kind) not in self._deadlines(journey):
+            if journey is None or self._next_timer(journey) != timer:
                 continue  # stale: the journey moved on (or merged away) since it was set
             outputs.extend(self._fire(journey, timer))
+            self._schedule(journey)
         return outputs
 
     def _fire(self, journey: JourneyState, timer: _Timer) -> list[SessionizerOutput]:

@@ -402,3 +402,12 @@ def test_restoring_exported_state_at_any_point_continues_exactly() -> None:
         resumed.restore_state(orjson.loads(orjson.dumps(before.export_state())))
         tail = run(STORY[split:], resumed)
         assert [o.to_bytes() for o in head + tail] == uninterrupted, split
+
+
+def test_derived_ids_are_standard_uuid5s() -> None:
+    import uuid
+
+    from klantreis.journeys import KLANTREIS_NAMESPACE, derived_id
+
+    for parts in [("a",), ("shop", "visitor-1", "e-1"), ("", "ü", "x" * 300)]:
+        assert derived_id(*parts) == str(uuid.uuid5(KLANTREIS_NAMESPACE, "\x1f".join(parts)))

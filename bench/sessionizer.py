@@ -1,0 +1,155 @@
+"""Sessionizer throughput against a bare consume loop, in one run on a real local broker.
+
+    .venv/bin/python bench/sessionizer.py [--visitors 6000] [--partitions 6]
+
+Writes simulated shop traffic to a fresh events topic, then reads all of it twice: first with a
+bare aiokafka consume loop (decode nothing, commit per batch), then with the sessionizer (decode,
+sessions, identities, phases, timers; outputs, changelog and offsets in one transaction per
+batch). Both run in this process, one event loop, so both use at most one core; the broker runs
+beside them. Prints events/s, events per CPU-second of this process, the ratio, and the bytes of
+state per active visitor (the compacted changelog: the latest key and value of every entry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from klantreis.config import Settings, load_settings
+from klantreis.events import Event
+from klantreis.kafka import ensure_topics, new_consumer
+from klantreis.local_kafka import LocalKafka
+from klantreis.simulator import generate_journeys
+from klantreis.topics import Topics
+from services.ingest.intake import intake
+from services.sessionizer.metrics import SessionizerMetrics
+from services.sessionizer.worker import SessionizerWorker
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def make_events(visitors: int) -> list[Event]:
+    events = []
+    for journey in generate_journeys(seed=9, visitors=visitors, days=30, now=NOW):
+        stamped = [{**e, "sent_at": NOW.isoformat()} for e in journey]
+        events += intake(stamped, "shop", NOW, 32 * 1024).events
+    return sorted(events, key=lambda event: event.timestamp)
+
+
+async def write(settings: Settings, events: list[Event]) -> None:
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=20, max_batch_size=512_000
+    )
+    await producer.start()
+    try:
+        topic = Topics.from_settings(settings).events
+        for event in events:
+            await producer.send(topic, event.to_bytes(), key=event.partition_key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def timed(run: Callable[[], Awaitable[None]]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    await run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+async def bare_loop(settings: Settings, total: int) -> None:
+    consumer = new_consumer(
+        settings, Topics.from_settings(settings).events, group_id=f"bare-{uuid.uuid4().hex}"
+    )
+    await consumer.start()
+    try:
+        seen = 0
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=1000)
+            seen += sum(len(records) for records in batches.values())
+            if batches:
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
+async def sessionizer(settings: Settings, total: int) -> None:
+    metrics = SessionizerMetrics(CollectorRegistry())
+    stop = asyncio.Event()
+    async with SessionizerWorker(settings, metrics) as worker:
+        task = asyncio.create_task(worker.run(stop))
+        while metrics.events_processed._value.get() < total:
+            await asyncio.sleep(0.05)
+            if task.done():
+                task.result()
+        stop.set()
+        await task
+
+
+async def state_bytes(settings: Settings) -> tuple[int, int]:
+    """(bytes of the latest key and value of every entry, number of device entries)."""
+    topic = Topics.from_settings(settings).sessionizer_changelog
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, isolation_level="read_committed"
+    )
+    await reader.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        reader.assign(partitions)
+        await reader.seek_to_beginning(*partitions)
+        ends = await reader.end_offsets(partitions)
+        latest: dict[tuple[int, bytes], int] = {}
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            for tp, records in (await reader.getmany(*remaining, timeout_ms=1000)).items():
+                for record in records:
+                    key = record.key or b""
+                    latest[(tp.partition, key)] = len(key) + len(record.value or b"")
+            remaining = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
+    finally:
+        await reader.stop()
+    visitors = sum(1 for (_, key) in latest if key.startswith(b"i\x1f"))
+    return sum(latest.values()), visitors
+
+
+async def main(visitors: int, partitions: int) -> None:
+    events = make_events(visitors)
+    with LocalKafka() as broker:
+        settings = load_settings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            topic_prefix=f"bench-{uuid.uuid4().hex[:8]}",
+            topic_partitions=partitions,
+        )
+        await write(settings, events)
+        total = len(events)
+        bare_wall, bare_cpu = await timed(lambda: bare_loop(settings, total))
+        sess_wall, sess_cpu = await timed(lambda: sessionizer(settings, total))
+        size, devices = await state_bytes(settings)
+
+    print(f"events: {total} from {visitors} simulated visitors, {partitions} partitions")
+    print(
+        f"bare consume loop:  {total / bare_wall:10,.0f} events/s   "
+        f"{total / bare_cpu:10,.0f} events per CPU-second"
+    )
+    print(
+        f"sessionizer:        {total / sess_wall:10,.0f} events/s   "
+        f"{total / sess_cpu:10,.0f} events per CPU-second"
+    )
+    print(f"ratio sessionizer / bare (events/s): {bare_wall / sess_wall:.2f}")
+    print(f"state: {size / max(devices, 1):.0f} bytes per active visitor "
+          f"({size:,} bytes for {devices} devices, changelog keys and values)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--visitors", type=int, default=6000)
+    parser.add_argument("--partitions", type=int, default=6)
+    args = parser.parse_args()
+    asyncio.run(main(args.visitors, args.partitions))
