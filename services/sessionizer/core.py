@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import heapq
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -629,7 +630,7 @@ class JourneyTracker:
         """Journeys changed since the last call as changelog rows; None for one merged away."""
         changed, self._changed = self._changed, set()
         return [
-            (key, _journey_row(self._journeys[key]) if key in self._journeys else None)
+            (key, _journey_row(self._journeys[key], self._model) if key in self._journeys else None)
             for key in sorted(changed)
         ]
 
@@ -637,7 +638,7 @@ class JourneyTracker:
         if row is None:
             self._journeys.pop(key, None)
         else:
-            self._journeys[key] = _journey_from_row(key, row)
+            self._journeys[key] = _journey_from_row(key, row, self._model)
 
     @property
     def newest(self) -> int | None:
@@ -653,7 +654,9 @@ class JourneyTracker:
     def export_state(self) -> dict[str, Any]:
         return {
             "newest": self.newest,
-            "journeys": [[*key, *_journey_row(j)] for key, j in self._journeys.items()],
+            "journeys": [
+                [*key, *_journey_row(j, self._model)] for key, j in self._journeys.items()
+            ],
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -679,35 +682,57 @@ def _at(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
-def _journey_row(j: JourneyState) -> list[Any]:
-    """A journey as a compact row (the key holds site and journey id)."""
+def _journey_row(j: JourneyState, model: PhaseModel) -> list[Any]:
+    """A journey as a compact changelog row; the key holds site and journey id.
+
+    State is kept per visitor, so bytes count: times are microseconds after the journey's first
+    event (exact, so a restored journey computes the same deadlines), phases are positions in
+    the model, the session id is 22 base64 characters, and values equal to one already stored
+    are left out (the session's channel when it is the first visit's; 0 for an anonymous id
+    that is the journey id).
+    """
     s = j.session
+    t0 = _micros(j.first_seen)
+    assert t0 is not None
+
+    def rel(value: datetime | None) -> int | None:
+        micros = _micros(value)
+        return None if micros is None else micros - t0
+
     return [
-        _micros(j.first_seen), j.first_channel, j.first_touchpoint, j.phase,
-        _micros(j.phase_since), j.furthest, _micros(j.last_event_at), j.orders, j.dropped,
-        _micros(j.cart_since),
-        s.id, _micros(s.started_at), _micros(s.last_event_at), s.events, s.page_views,
-        s.conversions, s.channel, s.landing_path, s.exit_path, s.engaged, s.closed,
-        s.anonymous_id, s.user_id,
+        t0, j.first_channel, j.first_touchpoint, model.index(j.phase), rel(j.phase_since),
+        model.index(j.furthest), rel(j.last_event_at), j.orders, int(j.dropped),
+        rel(j.cart_since),
+        base64.urlsafe_b64encode(uuid.UUID(s.id).bytes).decode().rstrip("="),
+        rel(s.started_at), rel(s.last_event_at), s.events, s.page_views, s.conversions,
+        None if s.channel == j.first_channel else s.channel, s.landing_path,
+        None if s.exit_path == s.landing_path else s.exit_path, int(s.engaged), int(s.closed),
+        0 if s.anonymous_id == j.journey_id else s.anonymous_id, s.user_id,
     ]  # fmt: skip
 
 
-def _journey_from_row(key: tuple[str, str], row: list[Any]) -> JourneyState:
-    (first_seen, first_channel, first_touchpoint, phase, phase_since, furthest, last_event_at,
-     orders, dropped, cart_since, session_id, started_at, session_last, events, page_views,
-     conversions, channel, landing_path, exit_path, engaged, closed, anonymous_id,
-     user_id) = row  # fmt: skip
+def _journey_from_row(key: tuple[str, str], row: list[Any], model: PhaseModel) -> JourneyState:
+    (t0, first_channel, first_touchpoint, phase, phase_since, furthest, last_event_at, orders,
+     dropped, cart_since, session_id, started_at, session_last, events, page_views, conversions,
+     channel, landing_path, exit_path, engaged, closed, anonymous_id, user_id) = row  # fmt: skip
+
+    def at(offset: int) -> datetime:
+        return _at(t0 + offset)
+
     session = SessionState(
-        id=session_id, started_at=_at(started_at), last_event_at=_at(session_last),
-        events=events, page_views=page_views, conversions=conversions, channel=channel,
-        landing_path=landing_path, exit_path=exit_path, engaged=engaged, closed=closed,
-        anonymous_id=anonymous_id, user_id=user_id,
+        id=str(uuid.UUID(bytes=base64.urlsafe_b64decode(session_id + "=="))),
+        started_at=at(started_at), last_event_at=at(session_last), events=events,
+        page_views=page_views, conversions=conversions, channel=channel or first_channel,
+        landing_path=landing_path, exit_path=exit_path or landing_path, engaged=bool(engaged),
+        closed=bool(closed), anonymous_id=key[1] if anonymous_id == 0 else anonymous_id,
+        user_id=user_id,
     )  # fmt: skip
     return JourneyState(
-        site_id=key[0], journey_id=key[1], first_seen=_at(first_seen),
-        first_channel=first_channel, first_touchpoint=first_touchpoint, phase=phase,
-        phase_since=_at(phase_since), furthest=furthest, last_event_at=_at(last_event_at),
-        session=session, orders=orders, dropped=dropped, cart_since=_from_micros(cart_since),
+        site_id=key[0], journey_id=key[1], first_seen=_at(t0), first_channel=first_channel,
+        first_touchpoint=first_touchpoint, phase=model.phases[phase],
+        phase_since=at(phase_since), furthest=model.phases[furthest],
+        last_event_at=at(last_event_at), session=session, orders=orders, dropped=bool(dropped),
+        cart_since=None if cart_since is None else at(cart_since),
     )  # fmt: skip
 
 

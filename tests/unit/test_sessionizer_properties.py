@@ -53,6 +53,9 @@ def streams(draw: st.DrawFn) -> list[Event]:
             events.append(make_event("identify", visitor=visitor, user_id=user or "bob", at=clock))
         elif kind == "page":
             events.append(make_event("page", visitor=visitor, user_id=user, at=clock + skew))
+        elif user and draw(st.integers(0, 4)) == 0:  # a server-side event: no device id
+            events.append(make_event("track", "Order Completed", visitor=None, user_id=user,
+                                     at=clock))  # fmt: skip
         else:
             name = draw(st.sampled_from(NAMES))
             events.append(make_event("track", name, visitor=visitor, user_id=user, at=clock + skew))
