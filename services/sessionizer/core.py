@@ -701,20 +701,20 @@ def _journey_row(j: JourneyState, model: PhaseModel) -> list[Any]:
 
     return [
         t0, j.first_channel, j.first_touchpoint, model.index(j.phase), rel(j.phase_since),
-        model.index(j.furthest), rel(j.last_event_at), j.orders, int(j.dropped),
-        rel(j.cart_since),
+        model.index(j.furthest), rel(j.last_event_at), j.orders,
+        int(j.dropped) | int(s.engaged) << 1 | int(s.closed) << 2, rel(j.cart_since),
         base64.urlsafe_b64encode(uuid.UUID(s.id).bytes).decode().rstrip("="),
         rel(s.started_at), rel(s.last_event_at), s.events, s.page_views, s.conversions,
         None if s.channel == j.first_channel else s.channel, s.landing_path,
-        None if s.exit_path == s.landing_path else s.exit_path, int(s.engaged), int(s.closed),
+        None if s.exit_path == s.landing_path else s.exit_path,
         0 if s.anonymous_id == j.journey_id else s.anonymous_id, s.user_id,
     ]  # fmt: skip
 
 
 def _journey_from_row(key: tuple[str, str], row: list[Any], model: PhaseModel) -> JourneyState:
     (t0, first_channel, first_touchpoint, phase, phase_since, furthest, last_event_at, orders,
-     dropped, cart_since, session_id, started_at, session_last, events, page_views, conversions,
-     channel, landing_path, exit_path, engaged, closed, anonymous_id, user_id) = row  # fmt: skip
+     flags, cart_since, session_id, started_at, session_last, events, page_views, conversions,
+     channel, landing_path, exit_path, anonymous_id, user_id) = row  # fmt: skip
 
     def at(offset: int) -> datetime:
         return _at(t0 + offset)
@@ -723,15 +723,15 @@ def _journey_from_row(key: tuple[str, str], row: list[Any], model: PhaseModel) -
         id=str(uuid.UUID(bytes=base64.urlsafe_b64decode(session_id + "=="))),
         started_at=at(started_at), last_event_at=at(session_last), events=events,
         page_views=page_views, conversions=conversions, channel=channel or first_channel,
-        landing_path=landing_path, exit_path=exit_path or landing_path, engaged=bool(engaged),
-        closed=bool(closed), anonymous_id=key[1] if anonymous_id == 0 else anonymous_id,
+        landing_path=landing_path, exit_path=exit_path or landing_path, engaged=bool(flags & 2),
+        closed=bool(flags & 4), anonymous_id=key[1] if anonymous_id == 0 else anonymous_id,
         user_id=user_id,
     )  # fmt: skip
     return JourneyState(
         site_id=key[0], journey_id=key[1], first_seen=_at(t0), first_channel=first_channel,
         first_touchpoint=first_touchpoint, phase=model.phases[phase],
         phase_since=at(phase_since), furthest=model.phases[furthest],
-        last_event_at=at(last_event_at), session=session, orders=orders, dropped=bool(dropped),
+        last_event_at=at(last_event_at), session=session, orders=orders, dropped=bool(flags & 1),
         cart_since=None if cart_since is None else at(cart_since),
     )  # fmt: skip
 
