@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +18,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from klantreis.config import Settings
-from services.ingest.intake import BodyError, decode_body, intake
+from services.ingest import segment
+from services.ingest.intake import BodyError, decode_body, decode_json, intake
 from services.ingest.metrics import IngestMetrics
 from services.ingest.schema import IncomingEvent
+from services.ingest.segment import SEGMENT_TYPES, write_key_of
 from services.ingest.sink import EventSink, SinkUnavailable
 
 # The body is always JSON. text/plain and form-urlencoded are accepted because browsers send
@@ -99,17 +102,10 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     },
 )
 async def post_events(request: Request) -> JSONResponse:
-    context: IngestContext = request.app.state.ingest
-    context.metrics.in_flight.inc()
-    try:
-        response = await _handle(request, context)
-    finally:
-        context.metrics.in_flight.dec()
-    context.metrics.requests.labels("/v1/events", str(response.status_code)).inc()
-    return response
+    return await _counted(request, "/v1/events", _native)
 
 
-async def _handle(request: Request, context: IngestContext) -> JSONResponse:
+async def _native(request: Request, context: IngestContext) -> JSONResponse:
     settings = context.settings
     try:
         site_id = authenticate(request, settings.write_keys)
@@ -118,8 +114,84 @@ async def _handle(request: Request, context: IngestContext) -> JSONResponse:
         items = decode_body(raw, settings.max_batch_events)
     except BodyError as exc:
         return _error(exc.status, exc.code, exc.message)
+    return await _publish(context, site_id, items, _native_body)
 
-    result = intake(items, site_id, datetime.now(UTC), settings.max_event_bytes)
+
+def _native_body(accepted: int, rejected: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"accepted": accepted, **({"rejected": rejected} if rejected else {})}
+
+
+@router.post(
+    "/v1/{call}",
+    summary="The Segment HTTP tracking API: track, page, screen, identify, alias, batch",
+    description=(
+        "Segment-spec messages (camelCase), one per call or a `batch`. The write key is the "
+        'HTTP Basic user name or `writeKey` in the body. Answers `{"success": true}` like '
+        "Segment, plus what klantreis accepted and refused."
+    ),
+    responses={400: {"description": "Unreadable body"}, 401: {"description": "Bad write key"}},
+)
+async def post_segment(request: Request, call: str) -> JSONResponse:
+    if call not in SEGMENT_CALLS:
+        return _error(404, "not_found", f"no endpoint /v1/{call}")
+    return await _counted(request, f"/v1/{call}", lambda r, c: _segment(r, c, call))
+
+
+SEGMENT_CALLS = SEGMENT_TYPES | {"batch", "import"}
+
+
+async def _segment(request: Request, context: IngestContext, call: str) -> JSONResponse:
+    settings = context.settings
+    try:
+        raw = await read_body(request, settings.max_body_bytes)
+        context.metrics.request_bytes.inc(len(raw))
+        body = decode_json(raw)
+        site_id = authenticate(
+            request, settings.write_keys, write_key_of(body) if isinstance(body, dict) else None
+        )
+        messages = segment.messages_of(body, call)
+        if not messages:
+            raise BodyError(400, "empty_batch", "a batch call needs a non-empty `batch` array")
+        if len(messages) > settings.max_batch_events:
+            raise BodyError(
+                413,
+                "too_many_events",
+                f"the batch has {len(messages)} messages; at most {settings.max_batch_events}",
+            )
+    except BodyError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    items = [segment.to_native(message) for message in messages]
+    return await _publish(context, site_id, items, _segment_body)
+
+
+def _segment_body(accepted: int, rejected: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"success": True, **_native_body(accepted, rejected)}
+
+
+async def _counted(
+    request: Request,
+    route: str,
+    handle: Callable[[Request, IngestContext], Awaitable[JSONResponse]],
+) -> JSONResponse:
+    context: IngestContext = request.app.state.ingest
+    context.metrics.in_flight.inc()
+    try:
+        response = await handle(request, context)
+    finally:
+        context.metrics.in_flight.dec()
+    context.metrics.requests.labels(route, str(response.status_code)).inc()
+    return response
+
+
+async def _publish(
+    context: IngestContext,
+    site_id: str,
+    items: list[Any],
+    respond: Callable[[int, list[dict[str, Any]]], dict[str, Any]],
+) -> JSONResponse:
+    """Validate and enrich the items, store them, and answer: 200 when any event was stored
+    (refused ones listed), 400 when none was valid, 503 when storage did not acknowledge."""
+    result = intake(items, site_id, datetime.now(UTC), context.settings.max_event_bytes)
     started = time.perf_counter()
     try:
         if result.dead_letters:
@@ -145,16 +217,14 @@ async def _handle(request: Request, context: IngestContext) -> JSONResponse:
         first = result.rejections[0]
         prefix = f"event {first.index}: " if len(items) > 1 else ""
         return _error(400, "invalid_event", prefix + first.message, rejected=rejected)
-    body: dict[str, Any] = {"accepted": len(result.events)}
-    if rejected:
-        body["rejected"] = rejected
-    return JSONResponse(body)
+    return JSONResponse(respond(len(result.events), rejected))
 
 
-def authenticate(request: Request, write_keys: dict[str, str]) -> str:
+def authenticate(request: Request, write_keys: dict[str, str], body_key: str | None = None) -> str:
     """The site of the request's write key: HTTP Basic user name (as Segment's libraries send
-    it) or the `key` query parameter (for beacons and pixels, which cannot set headers)."""
-    key = request.query_params.get("key")
+    it), the `key` query parameter (for beacons and pixels, which cannot set headers), or a
+    `writeKey` in the body (Segment's alternative)."""
+    key = request.query_params.get("key") or body_key
     header = request.headers.get("authorization")
     if header:
         scheme, _, credentials = header.partition(" ")

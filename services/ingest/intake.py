@@ -56,14 +56,18 @@ class Intake:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
-def decode_body(raw: bytes, max_events: int) -> list[Any]:
-    """One event object or a JSON array of them."""
+def decode_json(raw: bytes) -> Any:
     if not raw.strip():
         raise BodyError(400, "empty_body", "the request body is empty; send a JSON event or array")
     try:
-        document = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BodyError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+
+
+def decode_body(raw: bytes, max_events: int) -> list[Any]:
+    """One event object or a JSON array of them."""
+    document = decode_json(raw)
     if isinstance(document, dict):
         return [document]
     if isinstance(document, list):
