@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,10 +26,13 @@ from services.ingest.schema import IncomingEvent
 from services.ingest.segment import SEGMENT_TYPES, write_key_of
 from services.ingest.sink import EventSink, SinkUnavailable
 
-# The body is always JSON. text/plain and form-urlencoded are accepted because browsers send
-# them without a CORS preflight (sendBeacon, simple fetches) and curl sends the latter by default.
+# The body is JSON (or newline-delimited JSON). text/plain and form-urlencoded are accepted
+# because browsers send them without a CORS preflight (sendBeacon, simple fetches) and curl sends
+# the latter by default.
 ACCEPTED_CONTENT_TYPES = (
     "application/json",
+    "application/x-ndjson",
+    "application/ndjson",
     "text/plain",
     "application/x-www-form-urlencoded",
     "",
@@ -250,8 +254,10 @@ def authenticate(request: Request, write_keys: dict[str, str], body_key: str | N
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The body, decompressed if gzipped; `limit` bounds both what is read and what it inflates
+    to, so a small gzip bomb is refused with 413 before it can fill memory."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding != "identity":
+    if encoding not in ("identity", "gzip"):
         raise BodyError(
             415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported"
         )
@@ -265,11 +271,26 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyError(413, "body_too_large", f"the body is {declared} bytes; at most {limit}")
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     chunks: list[bytes] = []
-    size = 0
+    size = read = 0
     async for chunk in request.stream():
+        read += len(chunk)
+        if read > limit:
+            raise BodyError(413, "body_too_large", f"the body exceeds {limit} bytes")
+        if inflater is not None:
+            try:
+                chunk = inflater.decompress(chunk, limit + 1 - size)
+            except zlib.error as exc:
+                raise BodyError(400, "malformed_gzip", f"the gzip body is corrupt: {exc}") from None
+            if inflater.unconsumed_tail:
+                chunk += b"x"  # more output was waiting: over the limit
         size += len(chunk)
         if size > limit:
-            raise BodyError(413, "body_too_large", f"the body exceeds {limit} bytes")
+            raise BodyError(
+                413, "body_too_large", f"the body decompresses to more than {limit} bytes"
+            )
         chunks.append(chunk)
+    if inflater is not None and not inflater.eof and read:
+        raise BodyError(400, "malformed_gzip", "the gzip body is truncated")
     return b"".join(chunks)

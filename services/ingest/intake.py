@@ -66,7 +66,10 @@ def decode_json(raw: bytes) -> Any:
 
 
 def decode_body(raw: bytes, max_events: int) -> list[Any]:
-    """One event object or a JSON array of them."""
+    """One event object, a JSON array of them, or newline-delimited JSON objects."""
+    stripped = raw.strip()
+    if stripped.startswith(b"{") and b"\n" in stripped and not _is_one_document(stripped):
+        return _decode_lines(stripped, max_events)
     document = decode_json(raw)
     if isinstance(document, dict):
         return [document]
@@ -83,6 +86,31 @@ def decode_body(raw: bytes, max_events: int) -> list[Any]:
     raise BodyError(
         400, "not_an_event", f"expected a JSON object or array, got {type(document).__name__}"
     )
+
+
+def _is_one_document(raw: bytes) -> bool:
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _decode_lines(raw: bytes, max_events: int) -> list[Any]:
+    lines = [line for line in raw.split(b"\n") if line.strip()]
+    if len(lines) > max_events:
+        raise BodyError(
+            413, "too_many_events", f"the body has {len(lines)} events; at most {max_events}"
+        )
+    items = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            items.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            raise BodyError(
+                400, "malformed_json", f"line {number} is not valid JSON: {exc}"
+            ) from None
+    return items
 
 
 def describe(error: ValidationError) -> str:

@@ -1,0 +1,99 @@
+"""The collector's HTTP behaviour, in-process against the embedded pipeline (real chDB)."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from klantreis.config import load_settings
+from klantreis.embedded import create_app
+
+AUTH = ("demo", "")
+PAGE = {"type": "page", "anonymous_id": "visitor-1"}
+
+
+@pytest.fixture
+async def client(chdb_dsn: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = load_settings(
+        kafka_bootstrap_servers="",
+        clickhouse_dsn=chdb_dsn,
+        clickhouse_database=f"http_{uuid.uuid4().hex[:10]}",
+        data_dir=tmp_path,
+        flush_interval_seconds=0.05,
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c") as http,
+    ):
+        yield http
+
+
+async def test_a_gzipped_batch_is_accepted(client: httpx.AsyncClient) -> None:
+    body = gzip.compress(orjson.dumps([PAGE, {**PAGE, "name": "Cart"}]))
+    response = await client.post(
+        "/v1/events", content=body, auth=AUTH, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 2}
+
+
+async def test_a_gzip_bomb_is_refused_before_it_inflates(client: httpx.AsyncClient) -> None:
+    bomb = gzip.compress(b"[" + b" " * (50 * 1024 * 1024) + b"]")  # 50 MiB in ~50 KiB
+    assert len(bomb) < 100 * 1024
+    response = await client.post(
+        "/v1/events", content=bomb, auth=AUTH, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 413
+    assert "decompresses to more than" in response.json()["message"]
+
+
+async def test_a_corrupt_gzip_body_is_a_precise_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/events", content=b"not gzip at all", auth=AUTH, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_gzip"
+
+
+async def test_an_unknown_encoding_is_415(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/events", content=b"{}", auth=AUTH, headers={"Content-Encoding": "br"}
+    )
+    assert response.status_code == 415
+
+
+async def test_newline_delimited_events_are_accepted(client: httpx.AsyncClient) -> None:
+    lines = b"\n".join(orjson.dumps({**PAGE, "name": f"p{i}"}) for i in range(3)) + b"\n"
+    response = await client.post(
+        "/v1/events",
+        content=lines,
+        auth=AUTH,
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert response.json() == {"accepted": 3}
+    bad = await client.post("/v1/events", content=lines + b"{oops\n", auth=AUTH)
+    assert bad.status_code == 400 and "line 4" in bad.json()["message"]
+
+
+async def test_a_pretty_printed_event_is_one_event(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/events", content=orjson.dumps(PAGE, option=orjson.OPT_INDENT_2), auth=AUTH
+    )
+    assert response.json() == {"accepted": 1}
+
+
+async def test_segment_calls_answer_like_segment(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/track",
+        json={"writeKey": "demo", "anonymousId": "a", "event": "Product Viewed"},
+    )
+    assert response.json() == {"success": True, "accepted": 1}
+    unknown = await client.post("/v1/group", json={"userId": "u"}, auth=AUTH)
+    assert unknown.status_code == 404
