@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="klantreis", pattern=r"^[A-Za-z0-9._-]+$")
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 6
     topic_replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
-    produce_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    produce_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 1.5
 
     # --- ingest limits (docs/event-api.md)
     max_body_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024

@@ -88,7 +88,7 @@ class EmbeddedPipeline:
             await self._flush_once()
             self._save_state()
 
-    def is_ready(self) -> bool:
+    async def ready(self) -> bool:
         return self._flusher is not None and not self._last_flush_failed
 
     async def publish(self, events: Sequence[Event]) -> None:

@@ -108,7 +108,10 @@ def free_port() -> int:
 
 
 class LocalKafka:
-    """Format a fresh KRaft log in a folder and run the broker until `stop` (or context exit)."""
+    """Format a fresh KRaft log in a folder and run the broker until `stop` (or context exit).
+
+    `start` after `stop` restarts the same broker: same ports, same data.
+    """
 
     def __init__(self, port: int | None = None, data_dir: Path | None = None) -> None:
         self.port = port or free_port()
@@ -153,6 +156,7 @@ class LocalKafka:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
+        self.log_file.unlink(missing_ok=True)  # a restart must not see the last run's start line
         self._process = subprocess.Popen(
             [*java[:1], "-Xms256m", "-Xmx768m", *java[1:], "kafka.Kafka", str(properties)],
             stdout=subprocess.DEVNULL,

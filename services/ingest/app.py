@@ -28,7 +28,7 @@ def add_probes(app: FastAPI, registry: CollectorRegistry) -> None:
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         context: api.IngestContext | None = getattr(app.state, "ingest", None)
-        ready = context is not None and context.sink.is_ready()
+        ready = context is not None and await context.sink.ready()
         return JSONResponse(
             {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
         )
@@ -45,7 +45,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(settings)
-        producer = new_producer(settings)
+        # Batches for a reachable partition wait no longer than a request may.
+        timeout_ms = int(settings.produce_timeout_seconds * 1000)
+        producer = new_producer(settings, request_timeout_ms=timeout_ms)
         await producer.start()
         try:
             sink = KafkaEventSink(

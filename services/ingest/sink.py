@@ -7,6 +7,7 @@ events are as safe as the sink can make them.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -15,6 +16,8 @@ from aiokafka.errors import KafkaError
 
 from klantreis.events import DeadLetter, Event
 from klantreis.topics import Topics
+
+ORPHAN_TTL_SECONDS = 600.0
 
 
 class SinkUnavailable(Exception):
@@ -26,15 +29,20 @@ class EventSink(Protocol):
 
     async def dead_letter(self, letters: Sequence[DeadLetter]) -> None: ...
 
-    def is_ready(self) -> bool: ...
+    async def ready(self) -> bool: ...
 
 
 class KafkaEventSink:
     """Produces to the events topic, keyed by site and visitor so one visitor stays in order.
 
-    `send_and_wait` can wait for a broker that is gone for as long as its retries last; every
-    publish is bounded by `timeout` instead, and a timeout marks the sink not ready until the
-    next publish succeeds.
+    Every publish is bounded by `timeout` (aiokafka keeps a batch for a broker that is gone until
+    the broker returns), and a timeout marks the sink not ready until Kafka answers again.
+
+    A send that timed out is not withdrawn: it is delivered when Kafka returns. So the sends of
+    a request answered 503 are remembered for a while, and when the client retries, an event
+    whose earlier send is still pending waits for it, and one already delivered is not sent
+    again: an event answered 2xx is in Kafka once. (Behind a load balancer a retry can reach
+    another collector; the sessionizer and the warehouse drop such a repeat by its event_id.)
     """
 
     def __init__(self, producer: AIOKafkaProducer, topics: Topics, timeout: float) -> None:
@@ -42,32 +50,67 @@ class KafkaEventSink:
         self._topics = topics
         self._timeout = timeout
         self._healthy = True
+        self._orphans: dict[tuple[str, str], tuple[asyncio.Future[object], float]] = {}
 
     async def publish(self, events: Sequence[Event]) -> None:
-        await self._send_all(
-            [(self._topics.events, event.partition_key, event.to_bytes()) for event in events]
-        )
+        keys = [(event.site_id, event.event_id) for event in events]
+        acks: list[asyncio.Future[object]] = []
+        try:
+            async with asyncio.timeout(self._timeout):
+                for key, event in zip(keys, events, strict=True):
+                    earlier = self._earlier_send(key)
+                    if earlier is None:
+                        earlier = await self._producer.send(
+                            self._topics.events, event.to_bytes(), key=event.partition_key
+                        )
+                    acks.append(earlier)
+                await asyncio.gather(*(asyncio.shield(ack) for ack in acks))
+        except (TimeoutError, KafkaError) as exc:
+            self._healthy = False
+            now = time.monotonic()
+            for key, ack in zip(keys, acks, strict=False):  # the events sent before the timeout
+                if not ack.done():
+                    self._orphans[key] = (ack, now)
+            raise SinkUnavailable(f"Kafka did not acknowledge the events: {exc!r}") from exc
+        for key in keys:
+            self._orphans.pop(key, None)
+        self._healthy = True
+
+    def _earlier_send(self, key: tuple[str, str]) -> asyncio.Future[object] | None:
+        """The still useful send of this event from a request answered 503, if any."""
+        now = time.monotonic()
+        for stale in [k for k, (_, at) in self._orphans.items() if now - at > ORPHAN_TTL_SECONDS]:
+            del self._orphans[stale]
+        entry = self._orphans.get(key)
+        if entry is None:
+            return None
+        ack = entry[0]
+        if ack.done() and (ack.cancelled() or ack.exception() is not None):
+            del self._orphans[key]
+            return None  # it failed: send again
+        return ack
 
     async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
-        await self._send_all(
-            [
-                (self._topics.dead_letters, letter.partition_key, letter.to_bytes())
-                for letter in letters
-            ]
-        )
-
-    def is_ready(self) -> bool:
-        return self._healthy
-
-    async def _send_all(self, records: Sequence[tuple[str, bytes, bytes]]) -> None:
         try:
             async with asyncio.timeout(self._timeout):
                 acks = [
-                    await self._producer.send(topic, value, key=key)
-                    for topic, key, value in records
+                    await self._producer.send(
+                        self._topics.dead_letters, letter.to_bytes(), key=letter.partition_key
+                    )
+                    for letter in letters
                 ]
                 await asyncio.gather(*acks)
         except (TimeoutError, KafkaError) as exc:
             self._healthy = False
-            raise SinkUnavailable(f"Kafka did not acknowledge the events: {exc!r}") from exc
-        self._healthy = True
+            raise SinkUnavailable(f"Kafka did not acknowledge the dead letters: {exc!r}") from exc
+
+    async def ready(self) -> bool:
+        """After a failure, ready again only once the brokers answer a metadata request."""
+        if not self._healthy:
+            try:
+                self._healthy = bool(
+                    await asyncio.wait_for(self._producer.client.force_metadata_update(), 1.0)
+                )
+            except TimeoutError:
+                return False
+        return self._healthy
