@@ -13,13 +13,14 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, FastAPI, Request
+import orjson
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from klantreis.config import Settings
-from services.ingest import segment
+from services.ingest import pixels, segment
 from services.ingest.intake import BodyError, decode_body, decode_json, intake
 from services.ingest.metrics import IngestMetrics
 from services.ingest.schema import IncomingEvent
@@ -172,11 +173,105 @@ def _segment_body(accepted: int, rejected: list[dict[str, Any]]) -> dict[str, An
     return {"success": True, **_native_body(accepted, rejected)}
 
 
+@router.get(
+    "/v1/pixel.gif",
+    summary="A 1x1 GIF that records one event from its query parameters",
+    description=(
+        "For e-mail opens and pages without JavaScript: `key` (write key), `type`, `event`, "
+        "`name`, `anonymous_id`, `user_id`, `event_id`, `timestamp`, `url`, `referrer`, "
+        "`title`, `utm_*`, `p.<property>` and `t.<trait>`. Always answers a GIF; a refused "
+        "event gets a 4xx status and the reason in `X-Klantreis-Error`."
+    ),
+    response_class=Response,
+    responses={200: {"content": {"image/gif": {}}}},
+)
+async def pixel(request: Request) -> Response:
+    params = request.query_params
+    return await _counted(
+        request,
+        "/v1/pixel.gif",
+        lambda r, c: _from_query(r, c, None, [pixels.pixel_to_native(params)]),
+    )
+
+
+@router.get(
+    "/i",
+    summary="Snowplow tracker protocol, GET: one event; the app id (`aid`) is the write key",
+    response_class=Response,
+    responses={200: {"content": {"image/gif": {}}}},
+)
+async def snowplow_get(request: Request) -> Response:
+    params = request.query_params
+    return await _counted(
+        request,
+        "/i",
+        lambda r, c: _from_query(r, c, params.get("aid"), [pixels.snowplow_to_native(params)]),
+    )
+
+
+@router.post(
+    "/com.snowplowanalytics.snowplow/tp2",
+    summary="Snowplow tracker protocol, POST: a payload_data batch; `aid` is the write key",
+)
+async def snowplow_post(request: Request) -> JSONResponse:
+    return await _counted(request, "/com.snowplowanalytics.snowplow/tp2", _snowplow_batch)
+
+
+async def _snowplow_batch(request: Request, context: IngestContext) -> JSONResponse:
+    settings = context.settings
+    try:
+        raw = await read_body(request, settings.max_body_bytes)
+        context.metrics.request_bytes.inc(len(raw))
+        body = decode_json(raw)
+        items = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise BodyError(400, "empty_batch", "a payload_data body needs a non-empty `data`")
+        if len(items) > settings.max_batch_events:
+            raise BodyError(
+                413,
+                "too_many_events",
+                f"the batch has {len(items)} events; at most {settings.max_batch_events}",
+            )
+        app_ids = {item.get("aid") for item in items if isinstance(item, dict)}
+        if len(app_ids) > 1:
+            raise BodyError(400, "mixed_app_ids", "all events of a batch need the same `aid`")
+        site_id = authenticate(request, settings.write_keys, next(iter(app_ids), None))
+    except BodyError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    natives = [
+        pixels.snowplow_to_native(item) if isinstance(item, dict) else item for item in items
+    ]
+    return await _publish(context, site_id, natives, _native_body)
+
+
+async def _from_query(
+    request: Request, context: IngestContext, key: str | None, items: list[Any]
+) -> Response:
+    try:
+        site_id = authenticate(request, context.settings.write_keys, key)
+    except BodyError as exc:
+        return _gif(exc.status, exc.message)
+    answer = await _publish(context, site_id, items, _native_body)
+    if answer.status_code == 200:
+        return _gif(200, None)
+    return _gif(answer.status_code, orjson.loads(answer.body)["message"])
+
+
+def _gif(status: int, error: str | None) -> Response:
+    headers = {"Cache-Control": "no-cache, no-store, must-revalidate"}
+    if error:
+        headers["X-Klantreis-Error"] = error.encode("ascii", "replace").decode()[:500]
+    return Response(pixels.GIF, status_code=status, media_type="image/gif", headers=headers)
+
+
+R = TypeVar("R", bound=Response)
+
+
 async def _counted(
     request: Request,
     route: str,
-    handle: Callable[[Request, IngestContext], Awaitable[JSONResponse]],
-) -> JSONResponse:
+    handle: Callable[[Request, IngestContext], Awaitable[R]],
+) -> R:
     context: IngestContext = request.app.state.ingest
     context.metrics.in_flight.inc()
     try:

@@ -119,6 +119,8 @@ def describe(error: ValidationError) -> str:
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] in ("enum", "literal_error"):
+            message += f" (got {item['input']!r})"
         if item["type"] == "extra_forbidden" and where and where.lower() != where:
             snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in where)
             message += f" (did you mean {snake}?)"

@@ -97,3 +97,39 @@ async def test_segment_calls_answer_like_segment(client: httpx.AsyncClient) -> N
     assert response.json() == {"success": True, "accepted": 1}
     unknown = await client.post("/v1/group", json={"userId": "u"}, auth=AUTH)
     assert unknown.status_code == 404
+
+
+async def accepted(client: httpx.AsyncClient) -> float:
+    exposed = (await client.get("/metrics")).text
+    line = [
+        x for x in exposed.splitlines() if x.startswith("klantreis_ingest_events_accepted_total")
+    ]
+    return float(line[0].split()[-1]) if line else 0.0
+
+
+async def test_the_pixel_answers_a_gif_and_records_the_event(client: httpx.AsyncClient) -> None:
+    before = await accepted(client)
+    response = await client.get(
+        "/v1/pixel.gif", params={"key": "demo", "event": "Email Opened", "user_id": "c-1"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/gif"
+    assert response.content.startswith(b"GIF89a")
+    assert await accepted(client) == before + 1
+
+
+async def test_a_refused_pixel_still_answers_a_gif_with_the_reason(
+    client: httpx.AsyncClient,
+) -> None:
+    no_id = await client.get("/v1/pixel.gif", params={"key": "demo", "event": "Email Opened"})
+    assert no_id.status_code == 400 and no_id.content.startswith(b"GIF89a")
+    assert "anonymous_id or user_id" in no_id.headers["x-klantreis-error"]
+    wrong_key = await client.get("/v1/pixel.gif", params={"key": "nope", "user_id": "c"})
+    assert wrong_key.status_code == 401 and wrong_key.content.startswith(b"GIF89a")
+
+
+async def test_a_snowplow_get_uses_the_app_id_as_write_key(client: httpx.AsyncClient) -> None:
+    response = await client.get("/i", params={"e": "pv", "aid": "demo", "duid": "d-1"})
+    assert response.status_code == 200 and response.content.startswith(b"GIF89a")
+    refused = await client.get("/i", params={"e": "pv", "aid": "other", "duid": "d-1"})
+    assert refused.status_code == 401
