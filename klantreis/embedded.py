@@ -36,6 +36,10 @@ from services.sessionizer.metrics import SessionizerMetrics
 
 log = logging.getLogger(__name__)
 
+# How long a request waits for the insert holding its events. Generous: chDB's first insert
+# into a table after start-up alone can take over a second, and that is no reason to refuse.
+COMMIT_TIMEOUT_SECONDS = 15.0
+
 STATE_FILE = "sessionizer-state.json"
 STATE_VERSION = 2
 
@@ -112,9 +116,7 @@ class EmbeddedPipeline:
         if self._writer.pending_rows >= self._settings.flush_rows:
             self._wake.set()
         try:
-            await asyncio.wait_for(
-                asyncio.shield(waiter), timeout=self._settings.produce_timeout_seconds
-            )
+            await asyncio.wait_for(asyncio.shield(waiter), timeout=COMMIT_TIMEOUT_SECONDS)
         except TimeoutError:
             raise SinkUnavailable("the warehouse did not store the events in time") from None
 
