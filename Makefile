@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR := $(CURDIR)/.cache/uv-cache
 
-.PHONY: run run-kafka test lint typecheck kafka-jars env clean
+.PHONY: run run-kafka test lint typecheck kafka-jars browser env clean
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv
@@ -37,7 +37,12 @@ lint: env
 typecheck: env
 	$(VENV)/bin/mypy
 
-test: kafka-jars lint typecheck
+# The tracker's tests drive Debian's headless Chromium; install it when it is missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+test: kafka-jars browser lint typecheck
 	$(VENV)/bin/python -m pytest -ra
 
 clean:

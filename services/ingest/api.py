@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any, TypeVar
 
 import orjson
@@ -279,7 +281,49 @@ async def _counted(
     finally:
         context.metrics.in_flight.dec()
     context.metrics.requests.labels(route, str(response.status_code)).inc()
+    _allow_origin(request, context.settings, response)
     return response
+
+
+def _allow_origin(request: Request, settings: Settings, response: Response) -> None:
+    """Reflect the page's origin when its site allows it, so the tracker can read the status
+    (and retry a 503); a site's other hosts get no CORS headers."""
+    origin = request.headers.get("origin")
+    response.headers["Vary"] = "Origin"
+    if not origin:
+        return
+    key = request.query_params.get("key")
+    site_id = settings.write_keys.get(key or "")
+    if site_id is None or settings.origin_allowed(site_id, origin):
+        response.headers["Access-Control-Allow-Origin"] = origin
+
+
+@router.options("/{path:path}", include_in_schema=False)
+async def preflight(request: Request, path: str) -> Response:
+    """CORS preflight for browsers that send JSON or an Authorization header."""
+    context: IngestContext = request.app.state.ingest
+    response = Response(status_code=204)
+    _allow_origin(request, context.settings, response)
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = (
+        "Content-Type, Authorization, Content-Encoding"
+    )
+    response.headers["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+_TRACKER = (resources.files("services.ingest") / "static" / "t.js").read_bytes()
+_TRACKER_GZ = gzip.compress(_TRACKER, mtime=0)
+
+
+@router.get("/t.js", include_in_schema=False)
+async def tracker(request: Request) -> Response:
+    """The browser tracker; gzipped for browsers that accept it (all of them)."""
+    headers = {"Cache-Control": "public, max-age=3600", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(_TRACKER_GZ, media_type="application/javascript", headers=headers)
+    return Response(_TRACKER, media_type="application/javascript", headers=headers)
 
 
 async def _publish(
@@ -345,6 +389,12 @@ def authenticate(request: Request, write_keys: dict[str, str], body_key: str | N
     site_id = write_keys.get(key)
     if site_id is None:
         raise BodyError(401, "unknown_write_key", "the write key is not known to this collector")
+    origin = request.headers.get("origin")
+    settings: Settings = request.app.state.ingest.settings
+    if origin and not settings.origin_allowed(site_id, origin):
+        raise BodyError(
+            403, "origin_not_allowed", f"pages on {origin} may not send events for this site"
+        )
     return site_id
 
 

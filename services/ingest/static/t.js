@@ -1,0 +1,99 @@
+/* klantreis browser tracker. <script src="https://COLLECTOR/t.js" data-key="WRITE_KEY" async></script>
+   Options (data-*): key; host (default: where this script came from); consent="required" (send
+   nothing until klantreis.consent(true)); cookieless="true" (no persistent id: one per tab);
+   spa="false" (no page views on history changes); flush (ms between sends, default 2000).
+   API: window.klantreis.page(name, props), track(event, props), identify(userId, traits),
+   reset(), consent(granted), flush(), anonymousId(), and the e-commerce helpers productViewed,
+   productAdded, checkoutStarted, orderCompleted (Segment e-commerce event names). */
+(function (w, d) {
+  var s = d.currentScript || {}, o = s.dataset || {}, L = w.localStorage, S = w.sessionStorage;
+  var host = o.host || (s.src || "").replace(/\/t\.js.*$/, "");
+  var url = host + "/v1/events?key=" + encodeURIComponent(o.key || "");
+  var Q = "kr_q", C = "kr_c", U = "kr_u", A = "kr_a";
+  var consented = o.consent != "required", held = [], timer = 0, busy = 0;
+  var every = +o.flush || 2000, lastPath = location.pathname, lastUrl = location.href;
+
+  function id() {
+    return w.crypto && crypto.randomUUID ? crypto.randomUUID()
+      : "xxxxxxxx-xxxx-4xxx-8xxx-xxxxxxxxxxxx".replace(/x/g, function () { return (Math.random() * 16 | 0).toString(16); });
+  }
+  function get(k, store) { try { return (store || L).getItem(k); } catch (e) { return null; } }
+  function put(k, v, store) { try { v == null ? (store || L).removeItem(k) : (store || L).setItem(k, v); } catch (e) {} }
+  function cookie(v) {
+    if (v) d.cookie = A + "=" + v + ";path=/;max-age=31536000;samesite=lax";
+    var m = d.cookie.match(new RegExp("(?:^|; )" + A + "=([^;]+)"));
+    return m && m[1];
+  }
+  function anon() {
+    if (o.cookieless == "true") return get(A, S) || (put(A, id(), S), get(A, S));
+    return cookie() || get(A) || (cookie(id()), cookie()) || get(A) || (put(A, id()), get(A));
+  }
+  function queue(q) { if (q) put(Q, JSON.stringify(q.slice(-200))); try { return JSON.parse(get(Q)) || []; } catch (e) { return []; } }
+
+  // Campaign of the landing page (UTM and ad click ids), kept for the visit.
+  var qs = new URLSearchParams(location.search), camp = {}, n = 0;
+  ["source", "medium", "campaign", "term", "content"].forEach(function (k) {
+    var v = qs.get("utm_" + k); if (v) { camp[k == "campaign" ? "name" : k] = v; n++; }
+  });
+  if (n) put(C, JSON.stringify(camp), S);
+  try { camp = JSON.parse(get(C, S)) || {}; } catch (e) { camp = {}; }
+
+  function send(type, body, ref) {
+    var e = body || {};
+    e.type = type; e.event_id = id(); e.anonymous_id = anon(); e.timestamp = new Date().toISOString();
+    var u = get(U); if (u) e.user_id = u;
+    e.context = {
+      page: { url: location.href, path: location.pathname, title: d.title, search: location.search, referrer: ref || d.referrer },
+      campaign: camp, user_agent: navigator.userAgent, locale: navigator.language, library: "klantreis.js/1"
+    };
+    if (!consented) { held.push(e); return; }
+    queue(queue().concat([e]));
+    if (!timer) timer = setTimeout(flush, every);
+  }
+  function flush(beacon) {
+    clearTimeout(timer); timer = 0;
+    var q = queue(); if (!q.length || !consented || (busy && !beacon)) return;
+    var batch = q.slice(0, 50), now = new Date().toISOString();
+    batch.forEach(function (e) { e.sent_at = now; });
+    var body = JSON.stringify(batch);
+    queue(q.slice(batch.length));
+    if (beacon === true && navigator.sendBeacon && navigator.sendBeacon(url, new Blob([body], { type: "text/plain" }))) return;
+    busy = 1;
+    // text/plain keeps the request "simple": no CORS preflight. 5xx and 429 go back in the queue.
+    fetch(url, { method: "POST", body: body, keepalive: true, headers: { "Content-Type": "text/plain" } })
+      .then(function (r) { if (r.status >= 500 || r.status == 429) queue(batch.concat(queue())); })
+      .catch(function () { queue(batch.concat(queue())); })
+      .then(function () { busy = 0; if (queue().length) timer = setTimeout(flush, every); });
+  }
+  function page(name, props, ref) { send("page", { name: name || d.title || undefined, properties: props || {} }, ref); }
+  function track(ev, props) { send("track", { event: ev, properties: props || {} }); }
+  function spa() {
+    if (location.pathname == lastPath) return;
+    var ref = lastUrl; lastPath = location.pathname; lastUrl = location.href; page(null, null, ref);
+  }
+
+  var k = w.klantreis = {
+    page: page, track: track, flush: flush, anonymousId: anon,
+    identify: function (u, traits) { if (u) put(U, String(u)); send("identify", { traits: traits || {} }); },
+    reset: function () { flush(true); put(U, null); put(A, null); put(A, null, S); if (o.cookieless != "true") d.cookie = A + "=;path=/;max-age=0"; },
+    consent: function (yes) {
+      consented = !!yes;
+      if (yes) { held.forEach(function (e) { queue(queue().concat([e])); }); held = []; flush(); } else held = [];
+    },
+    productViewed: function (p) { track("Product Viewed", p); },
+    productAdded: function (p) { track("Product Added", p); },
+    checkoutStarted: function (p) { track("Checkout Started", p); },
+    orderCompleted: function (p) { track("Order Completed", p); }
+  };
+  if (o.spa != "false") {
+    ["pushState", "replaceState"].forEach(function (m) {
+      var f = history[m]; history[m] = function () { var r = f.apply(this, arguments); spa(); return r; };
+    });
+    w.addEventListener("popstate", spa);
+  }
+  w.addEventListener("pagehide", function () { flush(true); });
+  d.addEventListener("visibilitychange", function () { if (d.visibilityState == "hidden") flush(true); });
+  page();
+  if (queue().length) flush();
+  return k;
+})(window, document);

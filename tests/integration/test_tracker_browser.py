@@ -1,0 +1,197 @@
+"""The JS tracker in a real browser (Debian's headless Chromium), on a shop page served from
+another origin than the collector, sending to a collector process on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gzip
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from klantreis.config import Settings
+from klantreis.events import Event
+from klantreis.local_kafka import free_port
+from klantreis.topics import Topics
+from tests.integration.conftest import SITE, WRITE_KEY
+from tests.integration.processes import start, wait_for_http
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def page(collector: int, extra: str = "") -> str:
+    return (
+        f'<html><head><title>Shop</title><script src="http://127.0.0.1:{collector}/t.js" '
+        f'data-key="{WRITE_KEY}" data-flush="60000" {extra}></script></head>'
+        "<body>shop</body></html>"
+    )
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """A static web server for the shop's pages, on its own port: another origin."""
+    root = tmp_path / "shop"
+    root.mkdir()
+    port = free_port()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def browser(profile: Path) -> webdriver.Chrome:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)  # fmt: skip
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+async def all_events(settings: Settings) -> list[Event]:
+    """Every event on the topic now, read to the end offsets."""
+    topic = Topics.from_settings(settings).events
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, isolation_level="read_committed"
+    )
+    await reader.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        ends = await reader.end_offsets(tps)
+        events: list[Event] = []
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            for records in (await reader.getmany(*remaining, timeout_ms=1000)).values():
+                events += [Event.from_bytes(r.value or b"") for r in records]
+            remaining = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
+        return events
+    finally:
+        await reader.stop()
+
+
+async def events_of(settings: Settings, anonymous_id: str, expected: int) -> list[Event]:
+    deadline = time.monotonic() + 20
+    while True:
+        found = [e for e in await all_events(settings) if e.anonymous_id == anonymous_id]
+        if len(found) >= expected or time.monotonic() > deadline:
+            return sorted(found, key=lambda e: e.timestamp)
+        await asyncio.sleep(0.5)
+
+
+@pytest.fixture
+def collector(settings: Settings, tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    env = {
+        "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
+        "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
+        "KLANTREIS_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "KLANTREIS_SITES": json.dumps({WRITE_KEY: SITE}),
+        "KLANTREIS_SITE_HOSTS": json.dumps({SITE: ["127.0.0.1"]}),
+        "PORT": str(port),
+    }
+    service = start("ingest", ["ingest"], env, tmp_path)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", service)
+        yield port
+    finally:
+        assert service.stop(), service.output()
+
+
+def test_the_tracker_fits_its_size_budget(collector: int) -> None:
+    response = httpx.get(f"http://127.0.0.1:{collector}/t.js", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert len(gzip.compress(response.content)) < 3 * 1024
+
+
+async def test_page_views_cart_and_order_arrive_with_campaign_and_referrer(
+    settings: Settings, collector: int, shop: tuple[Path, int], tmp_path: Path
+) -> None:
+    root, port = shop
+    (root / "ref.html").write_text(
+        '<a id="go" href="shop.html?utm_source=google&utm_medium=cpc&gclid=abc">to the shop</a>'
+    )
+    (root / "shop.html").write_text(page(collector))
+    driver = browser(tmp_path / "profile")
+    try:
+        driver.get(f"http://127.0.0.1:{port}/ref.html")
+        driver.find_element(By.ID, "go").click()
+        anonymous_id = driver.execute_script("return klantreis.anonymousId()")
+        driver.execute_script(
+            "klantreis.productAdded({sku: 'tv-55', price: 499}); klantreis.flush()"
+        )
+        driver.execute_script(
+            "history.pushState({}, '', '/cart');"
+            "klantreis.orderCompleted({order_id: 'o-1', revenue: 499, currency: 'EUR'})"
+        )
+        driver.get("about:blank")  # page hide: the rest goes out in a beacon
+    finally:
+        driver.quit()
+
+    events = await events_of(settings, anonymous_id, 4)
+    assert [(e.type.value, e.event) for e in events] == [
+        ("page", "Shop"),
+        ("track", "Product Added"),
+        ("page", "Shop"),
+        ("track", "Order Completed"),
+    ]
+    landing, added, cart, order = events
+    assert landing.context.page.referrer == f"http://127.0.0.1:{port}/ref.html"
+    assert landing.channel == "paid_search"
+    assert all(e.context.campaign.source == "google" for e in events)
+    assert cart.context.page.path == "/cart"
+    assert cart.context.page.referrer == landing.context.page.url  # the SPA's previous page
+    assert order.properties == {"order_id": "o-1", "revenue": 499, "currency": "EUR"}
+    assert added.properties == {"sku": "tv-55", "price": 499}
+
+
+async def test_nothing_is_sent_before_consent_when_the_site_requires_it(
+    settings: Settings, collector: int, shop: tuple[Path, int], tmp_path: Path
+) -> None:
+    root, port = shop
+    (root / "consent.html").write_text(page(collector, 'data-consent="required"'))
+    driver = browser(tmp_path / "profile")
+    try:
+        driver.get(f"http://127.0.0.1:{port}/consent.html")
+        anonymous_id = driver.execute_script("return klantreis.anonymousId()")
+        driver.execute_script("klantreis.track('Before Consent'); klantreis.flush()")
+        driver.get("about:blank")  # a page hide without consent sends nothing either
+        await asyncio.sleep(3)
+        assert await events_of(settings, anonymous_id, 0) == []
+
+        driver.get(f"http://127.0.0.1:{port}/consent.html")
+        driver.execute_script("klantreis.track('After Consent'); klantreis.consent(true)")
+        events = await events_of(settings, anonymous_id, 2)
+    finally:
+        driver.quit()
+    assert [(e.type.value, e.event) for e in events] == [
+        ("page", "Shop"),
+        ("track", "After Consent"),
+    ]
