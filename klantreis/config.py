@@ -63,6 +63,17 @@ class Settings(BaseSettings):
         "a site without an entry accepts every host.",
     )
 
+    rate_limit_per_ip: Annotated[float, Field(ge=0)] = Field(
+        default=50.0, description="Requests a second per client IP (twice that in a burst); 0: off."
+    )
+    rate_limit_per_site: Annotated[float, Field(ge=0)] = Field(
+        default=5000.0, description="Events a second per site (twice that in a burst); 0: off."
+    )
+    trust_forwarded_for: bool = Field(
+        default=False,
+        description="Take the client IP from X-Forwarded-For (only behind a trusted proxy).",
+    )
+
     # --- Kafka
     topic_prefix: str = Field(default="klantreis", pattern=r"^[A-Za-z0-9._-]+$")
     topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 6

@@ -81,6 +81,9 @@ class Event(KafkaRecord):
     sent_at: AwareDatetime | None = None
     received_at: AwareDatetime
     channel: str = Field(default="direct", description="Default channel group of the visit.")
+    device: str = Field(default="unknown", description="desktop, mobile, tablet, bot, unknown")
+    browser: str = Field(default="unknown", description="Browser family from the user agent.")
+    is_bot: bool = Field(default=False, description="A bot or headless browser: kept, flagged.")
     properties: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict)
     context: EventContext = EventContext()

@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import math
 import time
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -25,6 +26,7 @@ from klantreis.config import Settings
 from services.ingest import pixels, segment
 from services.ingest.intake import BodyError, decode_body, decode_json, intake
 from services.ingest.metrics import IngestMetrics
+from services.ingest.ratelimit import TokenBuckets
 from services.ingest.schema import IncomingEvent
 from services.ingest.segment import SEGMENT_TYPES, write_key_of
 from services.ingest.sink import EventSink, SinkUnavailable
@@ -42,11 +44,18 @@ ACCEPTED_CONTENT_TYPES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class IngestContext:
     settings: Settings
     sink: EventSink
     metrics: IngestMetrics
+    per_ip: TokenBuckets = field(init=False)
+    per_site: TokenBuckets = field(init=False)
+
+    def __post_init__(self) -> None:
+        rate_ip, rate_site = self.settings.rate_limit_per_ip, self.settings.rate_limit_per_site
+        self.per_ip = TokenBuckets(rate_ip, 2 * rate_ip)
+        self.per_site = TokenBuckets(rate_site, max(2 * rate_site, self.settings.max_batch_events))
 
 
 router = APIRouter()
@@ -91,6 +100,21 @@ def install(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def client_ip(request: Request, settings: Settings) -> str:
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+        if forwarded:
+            return forwarded
+    return request.client.host if request.client else ""
+
+
+def _rate_limited(wait: float, who: str) -> JSONResponse:
+    seconds = max(1, math.ceil(wait))
+    response = _error(429, "rate_limited", f"too many events from {who}; retry in {seconds}s")
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
 
@@ -108,7 +132,7 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
         503: {"description": "Events could not be stored in time; retry"},
     },
 )
-async def post_events(request: Request) -> JSONResponse:
+async def post_events(request: Request) -> Response:
     return await _counted(request, "/v1/events", _native)
 
 
@@ -138,7 +162,7 @@ def _native_body(accepted: int, rejected: list[dict[str, Any]]) -> dict[str, Any
     ),
     responses={400: {"description": "Unreadable body"}, 401: {"description": "Bad write key"}},
 )
-async def post_segment(request: Request, call: str) -> JSONResponse:
+async def post_segment(request: Request, call: str) -> Response:
     if call not in SEGMENT_CALLS:
         return _error(404, "not_found", f"no endpoint /v1/{call}")
     return await _counted(request, f"/v1/{call}", lambda r, c: _segment(r, c, call))
@@ -192,7 +216,9 @@ async def pixel(request: Request) -> Response:
     return await _counted(
         request,
         "/v1/pixel.gif",
-        lambda r, c: _from_query(r, c, None, [pixels.pixel_to_native(params)]),
+        lambda r, c: _from_query(
+            r, c, None, [pixels.pixel_to_native(params, r.headers.get("user-agent"))]
+        ),
     )
 
 
@@ -207,7 +233,12 @@ async def snowplow_get(request: Request) -> Response:
     return await _counted(
         request,
         "/i",
-        lambda r, c: _from_query(r, c, params.get("aid"), [pixels.snowplow_to_native(params)]),
+        lambda r, c: _from_query(
+            r,
+            c,
+            params.get("aid"),
+            [pixels.snowplow_to_native(params, r.headers.get("user-agent"))],
+        ),
     )
 
 
@@ -215,7 +246,7 @@ async def snowplow_get(request: Request) -> Response:
     "/com.snowplowanalytics.snowplow/tp2",
     summary="Snowplow tracker protocol, POST: a payload_data batch; `aid` is the write key",
 )
-async def snowplow_post(request: Request) -> JSONResponse:
+async def snowplow_post(request: Request) -> Response:
     return await _counted(request, "/com.snowplowanalytics.snowplow/tp2", _snowplow_batch)
 
 
@@ -266,18 +297,26 @@ def _gif(status: int, error: str | None) -> Response:
     return Response(pixels.GIF, status_code=status, media_type="image/gif", headers=headers)
 
 
-R = TypeVar("R", bound=Response)
+_PIXELS = frozenset({"/v1/pixel.gif", "/i"})
 
 
 async def _counted(
     request: Request,
     route: str,
-    handle: Callable[[Request, IngestContext], Awaitable[R]],
-) -> R:
+    handle: Callable[[Request, IngestContext], Awaitable[Response]],
+) -> Response:
     context: IngestContext = request.app.state.ingest
     context.metrics.in_flight.inc()
     try:
-        response = await handle(request, context)
+        wait = context.per_ip.take(client_ip(request, context.settings))
+        if wait:
+            response: Response = _rate_limited(wait, "this client")
+            if route in _PIXELS:
+                retry = response.headers["Retry-After"]
+                response = _gif(429, "too many requests from this client")
+                response.headers["Retry-After"] = retry
+        else:
+            response = await handle(request, context)
     finally:
         context.metrics.in_flight.dec()
     context.metrics.requests.labels(route, str(response.status_code)).inc()
@@ -333,7 +372,11 @@ async def _publish(
     respond: Callable[[int, list[dict[str, Any]]], dict[str, Any]],
 ) -> JSONResponse:
     """Validate and enrich the items, store them, and answer: 200 when any event was stored
-    (refused ones listed), 400 when none was valid, 503 when storage did not acknowledge."""
+    (refused ones listed), 400 when none was valid, 429 over the site's rate, 503 when storage
+    did not acknowledge."""
+    wait = context.per_site.take(site_id, cost=len(items))
+    if wait:
+        return _rate_limited(wait, "this site")
     result = intake(items, site_id, datetime.now(UTC), context.settings.max_event_bytes)
     started = time.perf_counter()
     try:
@@ -351,6 +394,9 @@ async def _publish(
     for rejection in result.rejections:
         context.metrics.events_rejected.labels(site_id, rejection.reason.value).inc()
     context.metrics.events_accepted.labels(site_id).inc(len(result.events))
+    bots = sum(event.is_bot for event in result.events)
+    if bots:
+        context.metrics.bots_flagged.labels(site_id).inc(bots)
 
     rejected = [
         {"index": r.index, "reason": r.reason.value, "message": r.message}

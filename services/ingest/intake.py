@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 from pydantic import ValidationError
 
+from klantreis import useragents
 from klantreis.channels import classify, visit_from
 from klantreis.events import (
     CampaignContext,
@@ -182,6 +183,7 @@ def enrich(incoming: IncomingEvent, site_id: str, received_at: datetime) -> Even
     visit = visit_from(
         context.page.url, context.page.referrer, campaign.source, campaign.medium, campaign.name
     )
+    agent = useragents.classify(context.user_agent)
     return Event(
         event_id=incoming.event_id or _derived_event_id(incoming, site_id),
         site_id=site_id,
@@ -195,6 +197,9 @@ def enrich(incoming: IncomingEvent, site_id: str, received_at: datetime) -> Even
         sent_at=incoming.sent_at,
         received_at=received_at,
         channel=classify(visit).value,
+        device=agent.device,
+        browser=agent.browser,
+        is_bot=agent.is_bot,
         properties=incoming.properties,
         traits=incoming.traits,
         context=EventContext(

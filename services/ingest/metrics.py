@@ -25,6 +25,12 @@ class IngestMetrics:
             ["site", "reason"],
             registry=registry,
         )
+        self.bots_flagged = Counter(
+            "klantreis_ingest_bots_flagged_total",
+            "Accepted events from bots and headless browsers (kept, flagged is_bot), by site.",
+            ["site"],
+            registry=registry,
+        )
         self.request_bytes = Counter(
             "klantreis_ingest_request_bytes_total",
             "Request body bytes read.",

@@ -22,9 +22,10 @@ _NATIVE_FIELDS = ("type", "event", "name", "anonymous_id", "user_id", "event_id"
                   "sent_at")  # fmt: skip
 
 
-def pixel_to_native(params: Mapping[str, str]) -> dict[str, Any]:
+def pixel_to_native(params: Mapping[str, str], user_agent: str | None = None) -> dict[str, Any]:
     """`/v1/pixel.gif?key=…&event=Email Opened&user_id=…&p.campaign=…`: `p.` prefixes a
-    property, `t.` a trait; `url`, `referrer` and `title` describe the page."""
+    property, `t.` a trait; `url`, `referrer` and `title` describe the page. `user_agent` is
+    the requesting client's: a pixel is loaded by the browser or mail client itself."""
     native: dict[str, Any] = {name: params[name] for name in _NATIVE_FIELDS if name in params}
     native.setdefault("type", "track" if "event" in native else "page")
     properties = {k[2:]: v for k, v in params.items() if k.startswith("p.") and len(k) > 2}
@@ -46,6 +47,8 @@ def pixel_to_native(params: Mapping[str, str]) -> dict[str, Any]:
         context["page"] = page
     if campaign:
         context["campaign"] = campaign
+    if user_agent:
+        context["user_agent"] = user_agent[:1024]
     if context:
         native["context"] = context
     return native
@@ -80,8 +83,9 @@ def _self_describing(params: Mapping[str, str]) -> tuple[str | None, dict[str, A
     return name.replace("_", " ").title(), data if isinstance(data, dict) else {"value": data}
 
 
-def snowplow_to_native(params: Mapping[str, str]) -> dict[str, Any]:
-    """One event of the Snowplow tracker protocol (GET /i or an item of a POST payload)."""
+def snowplow_to_native(params: Mapping[str, str], user_agent: str | None = None) -> dict[str, Any]:
+    """One event of the Snowplow tracker protocol (GET /i or an item of a POST payload); the
+    request's `user_agent` stands in when the event has no `ua`."""
     kind = params.get("e")
     native: dict[str, Any] = {}
     if kind == "pv":
@@ -121,8 +125,8 @@ def snowplow_to_native(params: Mapping[str, str]) -> dict[str, Any]:
     context: dict[str, Any] = {"library": params.get("tv")} if params.get("tv") else {}
     if page:
         context["page"] = page
-    if params.get("ua"):
-        context["user_agent"] = params["ua"]
+    if params.get("ua") or user_agent:
+        context["user_agent"] = (params.get("ua") or user_agent or "")[:1024]
     if params.get("lang"):
         context["locale"] = params["lang"]
     if context:

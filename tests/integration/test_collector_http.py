@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -18,20 +19,29 @@ AUTH = ("demo", "")
 PAGE = {"type": "page", "anonymous_id": "visitor-1"}
 
 
-@pytest.fixture
-async def client(chdb_dsn: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def embedded(
+    chdb_dsn: str, tmp_path: Path, **overrides: object
+) -> AsyncIterator[httpx.AsyncClient]:
     settings = load_settings(
         kafka_bootstrap_servers="",
         clickhouse_dsn=chdb_dsn,
         clickhouse_database=f"http_{uuid.uuid4().hex[:10]}",
         data_dir=tmp_path,
         flush_interval_seconds=0.05,
+        **overrides,
     )
     app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c") as http,
     ):
+        yield http
+
+
+@pytest.fixture
+async def client(chdb_dsn: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with embedded(chdb_dsn, tmp_path) as http:
         yield http
 
 
@@ -133,3 +143,62 @@ async def test_a_snowplow_get_uses_the_app_id_as_write_key(client: httpx.AsyncCl
     assert response.status_code == 200 and response.content.startswith(b"GIF89a")
     refused = await client.get("/i", params={"e": "pv", "aid": "other", "duid": "d-1"})
     assert refused.status_code == 401
+
+
+@pytest.fixture
+async def strict(chdb_dsn: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    # a burst of 1, then one request every 2 s
+    async with embedded(chdb_dsn, tmp_path, rate_limit_per_ip=0.5) as http:
+        yield http
+
+
+async def test_a_client_over_its_rate_gets_429_with_retry_after(
+    strict: httpx.AsyncClient,
+) -> None:
+    first = await strict.post("/v1/events", json=PAGE, auth=AUTH)
+    second = await strict.post("/v1/events", json=PAGE, auth=AUTH)
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert second.headers["retry-after"] == "2"
+    assert second.json()["error"] == "rate_limited"
+    pixel = await strict.get("/v1/pixel.gif", params={"key": "demo", "user_id": "u"})
+    assert pixel.status_code == 429 and pixel.content.startswith(b"GIF89a")
+
+
+async def test_bots_and_headless_browsers_are_kept_and_counted(client: httpx.AsyncClient) -> None:
+    headless = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 HeadlessChrome/131.0 Safari"
+    response = await client.post(
+        "/v1/events", json={**PAGE, "context": {"user_agent": headless}}, auth=AUTH
+    )
+    assert response.json() == {"accepted": 1}
+    exposed = (await client.get("/metrics")).text
+    assert 'klantreis_ingest_bots_flagged_total{site="demo"} 1.0' in exposed
+
+
+async def test_cors_reflects_allowed_origins_and_answers_preflights(
+    client: httpx.AsyncClient,
+) -> None:
+    origin = {"Origin": "https://shop.example"}
+    response = await client.post("/v1/events?key=demo", json=PAGE, headers=origin)
+    assert response.headers["access-control-allow-origin"] == "https://shop.example"
+    preflight = await client.options(
+        "/v1/events", headers={**origin, "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status_code == 204
+    assert "Authorization" in preflight.headers["access-control-allow-headers"]
+
+
+async def test_pages_on_hosts_a_site_does_not_allow_are_refused(
+    chdb_dsn: str, tmp_path: Path
+) -> None:
+    async with embedded(chdb_dsn, tmp_path, site_hosts={"demo": ["*.shop.example"]}) as http:
+        ok = await http.post(
+            "/v1/events?key=demo", json=PAGE, headers={"Origin": "https://www.shop.example"}
+        )
+        evil = await http.post(
+            "/v1/events?key=demo", json=PAGE, headers={"Origin": "https://evil.example"}
+        )
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == "https://www.shop.example"
+    assert evil.status_code == 403 and evil.json()["error"] == "origin_not_allowed"
+    assert "access-control-allow-origin" not in evil.headers
