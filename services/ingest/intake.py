@@ -137,7 +137,13 @@ def intake(
 ) -> Intake:
     result = Intake()
     for index, item in enumerate(items):
-        encoded = orjson.dumps(item)
+        try:
+            encoded = orjson.dumps(item)
+        except orjson.JSONEncodeError as exc:  # only from callers passing Python objects
+            encoded = repr(item).encode()
+            refusal = _Refused(DeadLetterReason.SCHEMA_VIOLATION, f"not valid JSON: {exc}")
+            _refuse(result, index, refusal, encoded, site_id, received_at)
+            continue
         try:
             if len(encoded) > max_event_bytes:
                 raise _Refused(
@@ -155,13 +161,22 @@ def intake(
                 raise _Refused(DeadLetterReason.SCHEMA_VIOLATION, describe(exc)) from None
             result.events.append(enrich(incoming, site_id, received_at))
         except _Refused as refused:
-            result.rejections.append(Rejection(index, refused.reason, refused.message))
-            result.dead_letters.append(
-                DeadLetter.of(
-                    encoded, refused.reason, refused.message, "ingest", site_id, received_at
-                )
-            )
+            _refuse(result, index, refused, encoded, site_id, received_at)
     return result
+
+
+def _refuse(
+    result: Intake,
+    index: int,
+    refused: _Refused,
+    encoded: bytes,
+    site_id: str,
+    received_at: datetime,
+) -> None:
+    result.rejections.append(Rejection(index, refused.reason, refused.message))
+    result.dead_letters.append(
+        DeadLetter.of(encoded, refused.reason, refused.message, "ingest", site_id, received_at)
+    )
 
 
 class _Refused(Exception):
