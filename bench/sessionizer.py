@@ -19,12 +19,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from klantreis.config import Settings, load_settings
 from klantreis.events import Event
-from klantreis.kafka import ensure_topics, new_consumer
+from klantreis.kafka import ensure_topics, new_consumer, read_to_end
 from klantreis.local_kafka import LocalKafka
 from klantreis.simulator import generate_journeys
 from klantreis.topics import Topics
@@ -95,26 +95,16 @@ async def sessionizer(settings: Settings, total: int) -> None:
 
 async def state_bytes(settings: Settings) -> tuple[int, int]:
     """(bytes of the latest key and value of every entry, number of device entries)."""
-    topic = Topics.from_settings(settings).sessionizer_changelog
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, isolation_level="read_committed"
+    records = await read_to_end(
+        str(settings.kafka_bootstrap_servers),
+        Topics.from_settings(settings).sessionizer_changelog,
+        settings.topic_partitions,
     )
-    await reader.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        ends = await reader.end_offsets(partitions)
-        latest: dict[tuple[int, bytes], int] = {}
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            for tp, records in (await reader.getmany(*remaining, timeout_ms=1000)).items():
-                for record in records:
-                    key = record.key or b""
-                    latest[(tp.partition, key)] = len(key) + len(record.value or b"")
-            remaining = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
-    finally:
-        await reader.stop()
+    latest: dict[tuple[int, bytes], int] = {}
+    for partition, batch in records.items():
+        for record in batch:
+            key = record.key or b""
+            latest[(partition, key)] = len(key) + len(record.value or b"")
     visitors = sum(1 for (_, key) in latest if key.startswith(b"i\x1f"))
     return sum(latest.values()), visitors
 

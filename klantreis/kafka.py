@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord
 
 from klantreis.config import Settings
 from klantreis.topics import Topics
@@ -75,3 +76,34 @@ async def ensure_topics(settings: Settings) -> None:
             log.info("created topics %s", [topic.name for topic in missing])
     finally:
         await admin.close()
+
+
+async def read_to_end(
+    bootstrap_servers: str, topic: str, partitions: int
+) -> dict[int, list[ConsumerRecord[bytes, bytes]]]:
+    """Every committed record of a topic, per partition, up to the end offsets of now.
+
+    For tools, tests and benchmarks that inspect what the pipeline wrote; transaction markers
+    take offsets too, so "done" is each partition's position reaching its end offset.
+    """
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        max_poll_records=10_000,
+    )
+    await reader.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        reader.assign(assigned)
+        await reader.seek_to_beginning(*assigned)
+        ends = await reader.end_offsets(assigned)
+        records: dict[int, list[ConsumerRecord[bytes, bytes]]] = {p: [] for p in range(partitions)}
+        remaining = {tp for tp in assigned if ends[tp] > 0}
+        while remaining:
+            for tp, batch in (await reader.getmany(*remaining, timeout_ms=1000)).items():
+                records[tp.partition].extend(batch)
+            remaining = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
+        return records
+    finally:
+        await reader.stop()

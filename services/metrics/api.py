@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -14,6 +13,7 @@ from pydantic import BaseModel
 from klantreis.config import Settings
 from klantreis.phases import PhaseModel
 from services.metrics import queries
+from services.metrics.queries import TimelineStep
 from services.metrics.warehouse import Warehouse
 
 
@@ -35,25 +35,14 @@ class FunnelResponse(BaseModel):
     phases: list[PhaseCount]
 
 
-class JourneyStep(BaseModel):
-    at: datetime
-    kind: str
-    from_phase: str | None
-    to_phase: str
-    channel: str | None
-    touchpoint: str | None
-    event_name: str | None
-    recorded_as: str
-
-
 class CustomerJourneyResponse(BaseModel):
     site: str
     customer_id: str
     identities: list[str]
-    first_touch: JourneyStep | None
+    first_touch: TimelineStep | None
     furthest_phase: str | None
     current_phase: str | None
-    steps: list[JourneyStep]
+    steps: list[TimelineStep]
 
 
 router = APIRouter(prefix="/api/v1")
@@ -110,13 +99,13 @@ async def customer_journey(
             {"error": "unknown_customer", "message": f"no journey for {customer_id!r}"},
             status_code=404,
         )
-    steps = [JourneyStep(**vars(step)) for step in journey.steps]
+    steps = journey.steps
     reached = [context.model.index(s.to_phase) for s in steps if s.to_phase in context.model.phases]
     return CustomerJourneyResponse(
         site=site,
         customer_id=customer_id,
         identities=journey.identities,
-        first_touch=steps[0],
+        first_touch=journey.first_touch,
         furthest_phase=context.model.phases[max(reached)] if reached else None,
         current_phase=steps[-1].to_phase,
         steps=steps,

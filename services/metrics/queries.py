@@ -60,7 +60,9 @@ class CustomerJourney:
 
     @property
     def first_touch(self) -> TimelineStep | None:
-        return self.steps[0] if self.steps else None
+        """Where the journey began: its earliest entry (of any of the customer's ids)."""
+        entries = [step for step in self.steps if step.kind == "entered"]
+        return entries[0] if entries else (self.steps[0] if self.steps else None)
 
 
 # The ids whose history is the customer's: their own, and every id a login or alias of theirs
@@ -69,11 +71,12 @@ _CLAIMED_IDS_SQL = f"""
 SELECT previous_id FROM ({_CUSTOMER_OF}) WHERE customer_id = {{customer:String}}
 """
 
+# At equal times a journey's entry comes first: it happened with the event that began it.
 _TIMELINE_SQL = """
 SELECT at, kind, from_phase, to_phase, channel, touchpoint, event_name, journey_id
 FROM {database}.phase_transitions FINAL
 WHERE site_id = {site:String} AND journey_id IN {ids:Array(String)}
-ORDER BY at, transition_id
+ORDER BY at, kind != 'entered', transition_id
 """
 
 

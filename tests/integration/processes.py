@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from klantreis.config import Settings
+from klantreis.local_kafka import free_port
+from tests.integration.conftest import SITE, WRITE_KEY
 
 KLANTREIS = str(Path(sys.executable).with_name("klantreis"))
 CLEAN_STOP_LINES = ("Application shutdown complete", "sessionizer stopped cleanly")
@@ -68,3 +75,27 @@ def wait_for_http(url: str, service: Service, timeout: float = 60) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} did not answer 200 within {timeout}s:\n{service.output()}")
+
+
+@contextmanager
+def collector(settings: Settings, logs: Path, **env: str) -> Iterator[str]:
+    """`klantreis ingest` on the test's topics, for site SITE with WRITE_KEY; yields its URL."""
+    port = free_port()
+    service = start(
+        "ingest",
+        ["ingest"],
+        {
+            "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
+            "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
+            "KLANTREIS_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "KLANTREIS_SITES": json.dumps({WRITE_KEY: SITE}),
+            "PORT": str(port),
+            **env,
+        },
+        logs,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", service)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        assert service.stop(), service.output()

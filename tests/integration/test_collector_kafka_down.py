@@ -10,11 +10,10 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from klantreis.config import load_settings
 from klantreis.events import Event
-from klantreis.kafka import ensure_topics
+from klantreis.kafka import ensure_topics, read_to_end
 from klantreis.local_kafka import LocalKafka, free_port
 from klantreis.topics import Topics
 from tests.integration.conftest import SITE, WRITE_KEY
@@ -31,22 +30,10 @@ def batch(visitor: int) -> Body:
 
 
 async def event_ids_in_kafka(bootstrap: str, topic: str, partitions: int) -> Counter[str]:
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
-    await reader.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        ends = await reader.end_offsets(tps)
-        seen: Counter[str] = Counter()
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            for records in (await reader.getmany(*remaining, timeout_ms=1000)).values():
-                seen.update(Event.from_bytes(r.value or b"").event_id for r in records)
-            remaining = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
-        return seen
-    finally:
-        await reader.stop()
+    records = await read_to_end(bootstrap, topic, partitions)
+    return Counter(
+        Event.from_bytes(r.value or b"").event_id for batch in records.values() for r in batch
+    )
 
 
 async def test_kafka_down_gives_fast_503s_and_every_2xx_event_lands_once(tmp_path: Path) -> None:

@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from klantreis.config import Settings, load_settings
 from klantreis.events import Event
-from klantreis.kafka import ensure_topics
+from klantreis.kafka import ensure_topics, read_to_end
 from klantreis.simulator import generate_journeys
 from klantreis.topics import Topics
 from services.ingest.intake import intake
@@ -84,32 +84,20 @@ async def read_outputs(settings: Settings) -> Outputs:
     topics = Topics.from_settings(settings)
     names = [topics.sessions, topics.transitions, topics.signals, topics.identities,
              topics.dead_letters, topics.sessionizer_changelog]  # fmt: skip
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, isolation_level="read_committed"
-    )
-    await reader.start()
-    try:
-        partitions = [TopicPartition(name, p) for name in names for p in range(PARTITIONS)]
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        ends = await reader.end_offsets(partitions)
-        outputs: Outputs = defaultdict(lambda: defaultdict(list))
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            for tp, records in (await reader.getmany(*remaining, timeout_ms=1000)).items():
-                topic = tp.topic.split(".", 1)[1]
-                for record in records:
-                    if topic.startswith("sessionizer-changelog"):
-                        # How often a key is written depends on batch boundaries; what a restore
-                        # reads is the last value of each key in each partition.
-                        key = b"%d/%s" % (tp.partition, record.key or b"")
-                        outputs[topic][key] = [record.value]
-                    else:
-                        outputs[topic][record.key].append(record.value)
-            remaining = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
-        return outputs
-    finally:
-        await reader.stop()
+    outputs: Outputs = defaultdict(lambda: defaultdict(list))
+    for name in names:
+        topic = name.split(".", 1)[1]
+        records = await read_to_end(str(settings.kafka_bootstrap_servers), name, PARTITIONS)
+        for partition, batch in records.items():
+            for record in batch:
+                if topic.startswith("sessionizer-changelog"):
+                    # How often a key is written depends on batch boundaries; what a restore
+                    # reads is the last value of each key in each partition.
+                    key = b"%d/%s" % (partition, record.key or b"")
+                    outputs[topic][key] = [record.value]
+                else:
+                    outputs[topic][record.key].append(record.value)
+    return outputs
 
 
 def sessionizer(settings: Settings, logs: Path, name: str) -> Service:

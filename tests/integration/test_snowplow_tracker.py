@@ -4,7 +4,6 @@ events the native API makes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,10 +17,9 @@ from snowplow_tracker.subject import Subject
 from snowplow_tracker.tracker import Tracker
 
 from klantreis.config import Settings
-from klantreis.local_kafka import free_port
-from tests.integration.conftest import SITE, WRITE_KEY
-from tests.integration.processes import start, wait_for_http
-from tests.integration.test_segment_client import comparable, read_events
+from tests.integration.conftest import WRITE_KEY, read_events
+from tests.integration.processes import collector
+from tests.integration.test_segment_client import comparable
 
 PAGE = "https://shop.example/tv?utm_source=google&utm_medium=cpc"
 
@@ -29,19 +27,9 @@ PAGE = "https://shop.example/tv?utm_source=google&utm_medium=cpc"
 async def test_snowplow_tracker_events_are_the_same_internal_events(
     settings: Settings, tmp_path: Path
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
-        "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
-        "KLANTREIS_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "KLANTREIS_SITES": json.dumps({WRITE_KEY: SITE}),
-        "PORT": str(port),
-    }
-    collector = start("ingest", ["ingest"], env, tmp_path)
     failures: list[object] = []
-    try:
-        wait_for_http(f"{base}/readyz", collector)
+    with collector(settings, tmp_path) as base:
+        port = int(base.rsplit(":", 1)[1])
         subject = Subject().set_domain_user_id("device-7").set_user_id("cust-7")
         methods: tuple[Literal["get"], Literal["post"]] = ("get", "post")
         for method in methods:
@@ -74,11 +62,9 @@ async def test_snowplow_tracker_events_are_the_same_internal_events(
         native[2]["context"] = {}
         response = httpx.post(f"{base}/v1/events", json=native, auth=(WRITE_KEY, ""))
         assert response.json() == {"accepted": 3}
-    finally:
-        assert collector.stop(), collector.output()
     assert failures == []
 
-    events = await read_events(settings, 9)
+    events = await read_events(settings)
     from_snowplow = [e for e in events if (e.context.library or "").startswith("py-")]
     from_native = [e for e in events if e.context.library is None]
     assert len(from_snowplow) == 6 and len(from_native) == 3

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -23,9 +22,8 @@ from selenium.webdriver.common.by import By
 from klantreis.config import Settings
 from klantreis.events import Event
 from klantreis.local_kafka import free_port
-from klantreis.topics import Topics
-from tests.integration.conftest import SITE, WRITE_KEY
-from tests.integration.processes import start, wait_for_http
+from tests.integration.conftest import SITE, WRITE_KEY, read_events
+from tests.integration.processes import collector as collector_process
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -74,33 +72,10 @@ def browser(profile: Path) -> webdriver.Chrome:
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-async def all_events(settings: Settings) -> list[Event]:
-    """Every event on the topic now, read to the end offsets."""
-    topic = Topics.from_settings(settings).events
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, isolation_level="read_committed"
-    )
-    await reader.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        ends = await reader.end_offsets(tps)
-        events: list[Event] = []
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            for records in (await reader.getmany(*remaining, timeout_ms=1000)).values():
-                events += [Event.from_bytes(r.value or b"") for r in records]
-            remaining = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
-        return events
-    finally:
-        await reader.stop()
-
-
 async def events_of(settings: Settings, anonymous_id: str, expected: int) -> list[Event]:
     deadline = time.monotonic() + 20
     while True:
-        found = [e for e in await all_events(settings) if e.anonymous_id == anonymous_id]
+        found = [e for e in await read_events(settings) if e.anonymous_id == anonymous_id]
         if len(found) >= expected or time.monotonic() > deadline:
             return sorted(found, key=lambda e: e.timestamp)
         await asyncio.sleep(0.5)
@@ -108,21 +83,9 @@ async def events_of(settings: Settings, anonymous_id: str, expected: int) -> lis
 
 @pytest.fixture
 def collector(settings: Settings, tmp_path: Path) -> Iterator[int]:
-    port = free_port()
-    env = {
-        "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
-        "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
-        "KLANTREIS_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "KLANTREIS_SITES": json.dumps({WRITE_KEY: SITE}),
-        "KLANTREIS_SITE_HOSTS": json.dumps({SITE: ["127.0.0.1"]}),
-        "PORT": str(port),
-    }
-    service = start("ingest", ["ingest"], env, tmp_path)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/readyz", service)
-        yield port
-    finally:
-        assert service.stop(), service.output()
+    hosts = json.dumps({SITE: ["127.0.0.1"]})
+    with collector_process(settings, tmp_path, KLANTREIS_SITE_HOSTS=hosts) as base:
+        yield int(base.rsplit(":", 1)[1])
 
 
 def test_the_tracker_fits_its_size_budget(collector: int) -> None:
