@@ -27,6 +27,9 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
+        # Room for a few thousand events per partition batch: with the default 16 KB a send
+        # waits for the previous batch to drain every few dozen events.
+        "max_batch_size": 1024 * 1024,
         "request_timeout_ms": 10_000,
         "client_id": f"{settings.topic_prefix}-producer",
     }
