@@ -19,43 +19,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from klantreis.config import Settings, load_settings
-from klantreis.events import Event
-from klantreis.kafka import ensure_topics, new_consumer, read_to_end
+from klantreis.kafka import new_consumer, read_to_end, write_events
 from klantreis.local_kafka import LocalKafka
-from klantreis.simulator import generate_journeys
+from klantreis.simulator import collected_events
 from klantreis.topics import Topics
-from services.ingest.intake import intake
 from services.sessionizer.metrics import SessionizerMetrics
 from services.sessionizer.worker import SessionizerWorker
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-def make_events(visitors: int) -> list[Event]:
-    events = []
-    for journey in generate_journeys(seed=9, visitors=visitors, days=30, now=NOW):
-        stamped = [{**e, "sent_at": NOW.isoformat()} for e in journey]
-        events += intake(stamped, "shop", NOW, 32 * 1024).events
-    return sorted(events, key=lambda event: event.timestamp)
-
-
-async def write(settings: Settings, events: list[Event]) -> None:
-    await ensure_topics(settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=20, max_batch_size=512_000
-    )
-    await producer.start()
-    try:
-        topic = Topics.from_settings(settings).events
-        for event in events:
-            await producer.send(topic, event.to_bytes(), key=event.partition_key)
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def timed(run: Callable[[], Awaitable[None]]) -> tuple[float, float]:
@@ -110,14 +84,14 @@ async def state_bytes(settings: Settings) -> tuple[int, int]:
 
 
 async def main(visitors: int, partitions: int) -> None:
-    events = make_events(visitors)
+    events = collected_events(seed=9, visitors=visitors, days=30, now=NOW)
     with LocalKafka() as broker:
         settings = load_settings(
             kafka_bootstrap_servers=broker.bootstrap_servers,
             topic_prefix=f"bench-{uuid.uuid4().hex[:8]}",
             topic_partitions=partitions,
         )
-        await write(settings, events)
+        await write_events(settings, events)
         total = len(events)
         bare_wall, bare_cpu = await timed(lambda: bare_loop(settings, total))
         sess_wall, sess_cpu = await timed(lambda: sessionizer(settings, total))

@@ -8,6 +8,7 @@ is safe.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -16,6 +17,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
 from klantreis.config import Settings
+from klantreis.events import Event
 from klantreis.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -110,3 +112,17 @@ async def read_to_end(
         return records
     finally:
         await reader.stop()
+
+
+async def write_events(settings: Settings, events: Sequence[Event]) -> None:
+    """Produce events to the events topic as the collector does (same keys, same partitions)."""
+    await ensure_topics(settings)
+    producer = new_producer(settings)
+    await producer.start()
+    try:
+        topic = Topics.from_settings(settings).events
+        for event in events:
+            await producer.send(topic, event.to_bytes(), key=event.partition_key)
+        await producer.flush()
+    finally:
+        await producer.stop()

@@ -20,6 +20,9 @@ from urllib.parse import urlencode
 
 import httpx
 
+from klantreis.events import Event
+from services.ingest.intake import intake
+
 SHOP = "https://shop.example"
 
 
@@ -303,3 +306,15 @@ async def send_journeys(
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         await asyncio.gather(*(sender(client) for _ in range(concurrency)))
     return report
+
+
+def collected_events(
+    seed: int, visitors: int, days: float, now: datetime, site_id: str = "shop"
+) -> list[Event]:
+    """The events a collector makes of simulated traffic, in the order it receives them (by
+    time): the input of sessionizer tests and benchmarks that skip the HTTP hop."""
+    events: list[Event] = []
+    for journey in generate_journeys(seed, visitors, days, now=now):
+        sent = [{**event, "sent_at": now.isoformat()} for event in journey]
+        events += intake(sent, site_id, now, 32 * 1024).events
+    return sorted(events, key=lambda event: event.timestamp)

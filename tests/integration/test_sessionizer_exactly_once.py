@@ -16,16 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from klantreis.config import Settings, load_settings
 from klantreis.events import Event
-from klantreis.kafka import ensure_topics, read_to_end
-from klantreis.simulator import generate_journeys
+from klantreis.kafka import read_to_end, write_events
+from klantreis.simulator import collected_events
 from klantreis.topics import Topics
-from services.ingest.intake import intake
 from tests.integration.processes import Service, start
 
 PARTITIONS = 6
@@ -36,11 +34,7 @@ Outputs = dict[str, dict[bytes | None, list[bytes | None]]]
 
 def input_events() -> list[Event]:
     """About 10k events of simulated shop traffic, in the order a live collector sees them."""
-    events = []
-    for journey in generate_journeys(seed=5, visitors=1200, days=20, now=NOW):
-        stamped = [{**e, "sent_at": NOW.isoformat()} for e in journey]
-        events += intake(stamped, "shop", NOW, 32 * 1024).events
-    return sorted(events, key=lambda event: event.timestamp)
+    return collected_events(seed=5, visitors=1200, days=20, now=NOW)
 
 
 def prefixed(kafka: str, prefix: str) -> Settings:
@@ -50,16 +44,7 @@ def prefixed(kafka: str, prefix: str) -> Settings:
 
 
 async def write_input(settings: Settings, events: list[Event]) -> int:
-    await ensure_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await producer.start()
-    try:
-        topic = Topics.from_settings(settings).events
-        for event in events:
-            await producer.send(topic, event.to_bytes(), key=event.partition_key)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await write_events(settings, events)
     return len(events)
 
 
