@@ -1,5 +1,6 @@
-"""Whatever arrives over HTTP, klantreis answers it without a 5xx: hypothesis generates methods,
-routes, query strings, headers and bodies (raw, JSON, gzipped) against the running app."""
+"""Whatever arrives over HTTP, klantreis answers it without a 5xx: schemathesis generates requests
+from the app's own OpenAPI schema, and hypothesis generates methods, routes, query strings,
+headers and bodies (raw, JSON, gzipped) beyond it, against the running app."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import orjson
 import pytest
+import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.core.result import Err, Ok
 
 from klantreis.config import load_settings
 from klantreis.embedded import create_app
@@ -118,3 +122,22 @@ def test_no_request_gets_a_5xx(
         timeout=30,
     )
     assert response.status_code < 500, (response.status_code, response.text[:500])
+
+
+def test_no_request_the_schema_allows_gets_a_5xx(base_url: str) -> None:
+    """Schemathesis's strategies for every operation of the app's OpenAPI schema (driven by
+    hypothesis directly: its pytest plugin does not run on pytest 9)."""
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    results = list(schema.get_all_operations())
+    assert not [r for r in results if isinstance(r, Err)], "the OpenAPI document is invalid"
+    operations = [r.ok() for r in results if isinstance(r, Ok)]
+    assert {op.path for op in operations} >= {"/v1/events", "/v1/pixel.gif", "/api/v1/funnel"}
+    for operation in operations:
+
+        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def no_server_error(case: Any) -> None:
+            response = case.call(headers={"Authorization": "Basic ZGVtbzo="})  # write key demo
+            assert response.status_code < 500, (case.method, case.path, response.text[:300])
+
+        no_server_error()
