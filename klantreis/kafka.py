@@ -1,8 +1,8 @@
 """Kafka clients configured the one way klantreis uses them, and topic creation.
 
 Producers wait for all in-sync replicas, are idempotent (a retried send never duplicates a
-record) and compress their batches with lz4; consumers read only committed records and commit offsets themselves, after their output
-is safe.
+record) and compress their batches with lz4; consumers read only committed records and commit
+offsets themselves, after their output is safe.
 """
 
 from __future__ import annotations

@@ -110,3 +110,77 @@ async def customer_journey(
         current_phase=steps[-1].to_phase,
         steps=steps,
     )
+
+
+class PhaseDropoffCount(BaseModel):
+    phase: str
+    reached: int
+    dropped: int
+    rate: float
+
+
+class DropoffResponse(BaseModel):
+    site: str
+    model: str
+    phases: list[PhaseDropoffCount]
+
+
+@router.get(
+    "/dropoff",
+    response_model=DropoffResponse,
+    summary="Per phase: customers who reached it, who dropped off there, and the rate",
+    responses={404: {"description": "Unknown site"}},
+)
+async def dropoff(
+    request: Request, site: Annotated[str, Query(min_length=1, max_length=200)]
+) -> DropoffResponse | JSONResponse:
+    context: ReadContext = request.app.state.read
+    if (refusal := _unknown_site(context, site)) is not None:
+        return refusal
+    phases = await asyncio.to_thread(queries.dropoff, context.warehouse, site, context.model)
+    return DropoffResponse(
+        site=site,
+        model=context.model.name,
+        phases=[
+            PhaseDropoffCount(phase=p.phase, reached=p.reached, dropped=p.dropped, rate=p.rate)
+            for p in phases
+        ],
+    )
+
+
+class MetricsResponse(BaseModel):
+    site: str
+    sessions: int
+    conversion_rate: float
+    bounce_rate: float
+    cart_abandonment_rate: float
+    repeat_purchase_rate: float
+    carts_abandoned: int
+    buyers: int
+    repeat_buyers: int
+
+
+@router.get(
+    "/metrics",
+    response_model=MetricsResponse,
+    summary="The shop's metrics: conversion, bounce, cart abandonment and repeat purchase rates",
+    responses={404: {"description": "Unknown site"}},
+)
+async def metrics(
+    request: Request, site: Annotated[str, Query(min_length=1, max_length=200)]
+) -> MetricsResponse | JSONResponse:
+    context: ReadContext = request.app.state.read
+    if (refusal := _unknown_site(context, site)) is not None:
+        return refusal
+    m = await asyncio.to_thread(queries.shop_metrics, context.warehouse, site, context.model)
+    return MetricsResponse(
+        site=site,
+        sessions=m.sessions,
+        conversion_rate=m.conversion_rate,
+        bounce_rate=m.bounce_rate,
+        cart_abandonment_rate=m.cart_abandonment_rate,
+        repeat_purchase_rate=m.repeat_purchase_rate,
+        carts_abandoned=m.carts_abandoned,
+        buyers=m.buyers,
+        repeat_buyers=m.repeat_buyers,
+    )

@@ -98,3 +98,118 @@ def customer_journey(warehouse: Warehouse, site_id: str, customer_id: str) -> Cu
         for at, kind, from_phase, to_phase, channel, touchpoint, event_name, journey_id in rows
     ]
     return CustomerJourney(customer_id, ids, steps)
+
+
+@dataclass(frozen=True)
+class PhaseDropoff:
+    phase: str
+    reached: int
+    dropped: int
+
+    @property
+    def rate(self) -> float:
+        return self.dropped / self.reached if self.reached else 0.0
+
+
+# A journey counts as dropped off in a phase when the newest thing that happened to it is a
+# drop-off there; one that came back (a later transition) no longer does.
+_DROPPED_SQL = f"""
+SELECT phase, count() AS journeys
+FROM (
+    SELECT
+        if(claimed.customer_id = '', t.journey_id, claimed.customer_id) AS journey,
+        argMax(t.kind, (t.at, t.kind = 'dropped_off')) AS last_kind,
+        argMax(t.to_phase, (t.at, t.kind = 'dropped_off')) AS phase
+    FROM {{database}}.phase_transitions AS t
+    LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON t.journey_id = claimed.previous_id
+    WHERE t.site_id = {{site:String}}
+    GROUP BY journey
+)
+WHERE last_kind = 'dropped_off'
+GROUP BY phase
+"""
+
+
+def dropoff(warehouse: Warehouse, site_id: str, model: PhaseModel) -> list[PhaseDropoff]:
+    reached = {r.phase: r.journeys for r in phase_funnel(warehouse, site_id, model)}
+    dropped = dict(warehouse.query(_DROPPED_SQL, {"site": site_id}))
+    return [
+        PhaseDropoff(phase, reached.get(phase, 0), int(dropped.get(phase, 0)))
+        for phase in model.phases
+    ]
+
+
+@dataclass(frozen=True)
+class ShopMetrics:
+    sessions: int
+    converting_sessions: int
+    engaged_sessions: int
+    carts_abandoned: int
+    buyers: int
+    repeat_buyers: int
+
+    @property
+    def conversion_rate(self) -> float:
+        """Sessions with an order, of all sessions."""
+        return self.converting_sessions / self.sessions if self.sessions else 0.0
+
+    @property
+    def bounce_rate(self) -> float:
+        """Sessions that were not engaged (GA4: under 10 s, one page view, no conversion)."""
+        return 1 - self.engaged_sessions / self.sessions if self.sessions else 0.0
+
+    @property
+    def cart_abandonment_rate(self) -> float:
+        """Carts abandoned, of carts that ended: abandoned or ordered."""
+        ended = self.carts_abandoned + self.converting_sessions
+        return self.carts_abandoned / ended if ended else 0.0
+
+    @property
+    def repeat_purchase_rate(self) -> float:
+        """Customers who ordered more than once, of customers who ordered."""
+        return self.repeat_buyers / self.buyers if self.buyers else 0.0
+
+
+# argMax by version reads each session's newest snapshot without FINAL, exact before merges.
+_SESSIONS_SQL = """
+SELECT count(), countIf(conversions > 0), countIf(engaged)
+FROM (
+    SELECT session_id, argMax(conversions, version) AS conversions,
+           argMax(engaged, version) AS engaged
+    FROM {database}.sessions
+    WHERE site_id = {site:String}
+    GROUP BY session_id
+)
+"""
+_BUYERS_SQL = f"""
+SELECT countIf(orders >= 1), countIf(orders >= 2)
+FROM (
+    SELECT if(e.user_id != '', e.user_id,
+              if(claimed.customer_id = '', e.anonymous_id, claimed.customer_id)) AS customer,
+           uniqExact(e.event_id) AS orders
+    FROM {{database}}.events AS e
+    LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON e.anonymous_id = claimed.previous_id
+    WHERE e.site_id = {{site:String}} AND e.type = 'track' AND e.event IN {{orders:Array(String)}}
+    GROUP BY customer
+)
+"""
+_ABANDONED_SQL = """
+SELECT uniqExact(signal_id) FROM {database}.signals
+WHERE site_id = {site:String} AND kind = 'cart_abandoned'
+"""
+
+
+def shop_metrics(warehouse: Warehouse, site_id: str, model: PhaseModel) -> ShopMetrics:
+    sessions, converting, engaged = warehouse.query(_SESSIONS_SQL, {"site": site_id})[0]
+    buyers, repeat = warehouse.query(
+        _BUYERS_SQL, {"site": site_id, "orders": sorted(model.order_events)}
+    )[0]
+    (abandoned,) = warehouse.query(_ABANDONED_SQL, {"site": site_id})[0]
+    return ShopMetrics(
+        sessions=int(sessions),
+        converting_sessions=int(converting),
+        engaged_sessions=int(engaged),
+        carts_abandoned=int(abandoned),
+        buyers=int(buyers),
+        repeat_buyers=int(repeat),
+    )

@@ -1,0 +1,78 @@
+"""The read API on hand-built journeys whose answers are known, through the whole embedded
+pipeline (collector, sessionizer, chDB)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_collector_http import AUTH, embedded
+
+T = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+MINUTE, DAY = timedelta(minutes=1), timedelta(days=1)
+
+
+def event(visitor: str, at: timedelta, name: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"anonymous_id": visitor, "timestamp": (T + at).isoformat()}
+    return body | ({"type": "track", "event": name} if name else {"type": "page"})
+
+
+# In the order a collector receives them. Expected, by the default model:
+#   A  page, view, add, order (one session)            buyer; dropped off in purchase (2 days)
+#   B  one page view                                   bounce; dropped off in awareness (7 days)
+#   C  page, add 20 s later, then nothing              engaged; cart abandoned (1 h); dropped
+#                                                      off in purchase
+#   D  order, and another order 5 days later           2 sessions, repeat buyer, in retention
+#   E  page, view 30 s later                           engaged; dropped off in consideration
+#   Z  one page view 20 days on                        bounce; moves event time past it all
+JOURNEYS = [
+    event("A", 0 * MINUTE), event("A", 1 * MINUTE, "Product Viewed"),
+    event("A", 2 * MINUTE, "Product Added"), event("A", 3 * MINUTE, "Order Completed"),
+    event("B", 0 * MINUTE),
+    event("C", 0 * MINUTE), event("C", timedelta(seconds=20), "Product Added"),
+    event("D", 0 * MINUTE, "Order Completed"),
+    event("E", 0 * MINUTE), event("E", timedelta(seconds=30), "Product Viewed"),
+    event("D", 5 * DAY, "Order Completed"),
+    event("Z", 20 * DAY),
+]  # fmt: skip
+
+
+@pytest.fixture
+async def loaded(chdb_dsn: str, tmp_path: Path) -> Any:
+    async with embedded(chdb_dsn, tmp_path) as client:
+        for body in JOURNEYS:
+            response = await client.post("/v1/events", json=body, auth=AUTH)
+            assert response.status_code == 200, response.text
+        yield client
+
+
+async def test_dropoff_per_phase(loaded: Any) -> None:
+    body = (await loaded.get("/api/v1/dropoff", params={"site": "demo"})).json()
+    assert [(p["phase"], p["reached"], p["dropped"]) for p in body["phases"]] == [
+        ("awareness", 6, 1),
+        ("consideration", 4, 1),
+        ("purchase", 3, 2),
+        ("retention", 1, 0),
+        ("advocacy", 0, 0),
+    ]
+    assert body["phases"][2]["rate"] == pytest.approx(2 / 3)
+
+
+async def test_shop_metrics(loaded: Any) -> None:
+    body = (await loaded.get("/api/v1/metrics", params={"site": "demo"})).json()
+    assert body["sessions"] == 7
+    assert body["conversion_rate"] == pytest.approx(3 / 7)  # A, and both of D's sessions
+    assert body["bounce_rate"] == pytest.approx(2 / 7)  # B and Z
+    assert body["carts_abandoned"] == 1  # C
+    assert body["cart_abandonment_rate"] == pytest.approx(1 / 4)  # of 1 abandoned + 3 ordered
+    assert (body["buyers"], body["repeat_buyers"]) == (2, 1)
+    assert body["repeat_purchase_rate"] == pytest.approx(0.5)
+
+
+async def test_unknown_sites_get_404(loaded: Any) -> None:
+    for path in ("/api/v1/dropoff", "/api/v1/metrics"):
+        response = await loaded.get(path, params={"site": "elsewhere"})
+        assert response.status_code == 404 and response.json()["error"] == "unknown_site"
