@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--visitors", type=int, default=200)
     simulate.add_argument("--days", type=float, default=30.0, help="history to spread over")
     simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--concurrency", type=int, default=8)
+    simulate.add_argument("--concurrency", type=int, default=32)
     kafka = commands.add_parser("kafka", help="a local single-node Kafka broker for development")
     kafka.add_argument("action", choices=("fetch", "run"))
     kafka.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")

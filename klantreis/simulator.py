@@ -270,12 +270,22 @@ async def send_journeys(
     batch_size: int = 20,
     attempts: int = 5,
 ) -> SendReport:
-    """Send every visitor's events in order (a visitor's batches one after another), visitors in
-    parallel. A 503 or a connection error is retried with the same body, as trackers do."""
+    """Send the traffic as live visitors would: each visit (a run of a visitor's events without a
+    30-minute gap) as requests of at most `batch_size` events, visits in the order they began,
+    several at once, and a visitor's visits one after another. Event time then moves forward
+    as it does for a live shop. A 503 or a connection error is retried with the same body, as
+    trackers do."""
     report = SendReport()
-    queue: asyncio.Queue[Sequence[dict[str, Any]]] = asyncio.Queue()
-    for journey in journeys:
-        queue.put_nowait(journey)
+    visits = sorted(
+        (
+            (visit[0]["timestamp"], number, visit)
+            for number, journey in enumerate(journeys)
+            for visit in _visits(journey)
+        ),
+        key=lambda entry: (datetime.fromisoformat(entry[0]), entry[1]),
+    )
+    locks = [asyncio.Lock() for _ in journeys]
+    slots = asyncio.Semaphore(concurrency)
 
     async def post(client: httpx.AsyncClient, batch: Sequence[dict[str, Any]]) -> None:
         sent_at = datetime.now(UTC).isoformat()
@@ -295,17 +305,37 @@ async def send_journeys(
             await asyncio.sleep(0.2 * 2**attempt)
         raise RuntimeError(f"the collector did not accept a batch after {attempts} attempts")
 
-    async def sender(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            journey = queue.get_nowait()
-            for offset in range(0, len(journey), batch_size):
-                batch = journey[offset : offset + batch_size]
-                report.events += len(batch)
-                await post(client, batch)
+    async def send_visit(
+        client: httpx.AsyncClient, lock: asyncio.Lock, visit: list[dict[str, Any]]
+    ) -> None:
+        try:
+            async with lock:  # a visitor's earlier visit is sent first (locks queue in order)
+                for offset in range(0, len(visit), batch_size):
+                    batch = visit[offset : offset + batch_size]
+                    report.events += len(batch)
+                    await post(client, batch)
+        finally:
+            slots.release()
 
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        await asyncio.gather(*(sender(client) for _ in range(concurrency)))
+        tasks = []
+        for _, number, visit in visits:
+            await slots.acquire()
+            tasks.append(asyncio.create_task(send_visit(client, locks[number], visit)))
+        await asyncio.gather(*tasks)
     return report
+
+
+def _visits(journey: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    visits: list[list[dict[str, Any]]] = []
+    previous: datetime | None = None
+    for event in journey:
+        at = datetime.fromisoformat(event["timestamp"])
+        if previous is None or at - previous > timedelta(minutes=30):
+            visits.append([])
+        visits[-1].append(event)
+        previous = at
+    return visits
 
 
 def collected_events(
