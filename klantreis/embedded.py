@@ -99,7 +99,11 @@ class EmbeddedPipeline:
         records: list[Record] = []
         for event in events:
             records.append(event)
-            records.extend(self._engine.process(event))
+            duplicates = self._engine.identities.duplicates
+            outputs = self._engine.process(event)
+            self._metrics.duplicates.inc(self._engine.identities.duplicates - duplicates)
+            self._metrics.count(outputs)
+            records.extend(outputs)
             self._metrics.events_processed.inc()
         self._metrics.active_journeys.set(self._engine.active_journeys)
         await self._commit(records)

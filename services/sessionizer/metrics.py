@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from klantreis.events import DeadLetter, DeadLetterReason
+from klantreis.journeys import PhaseTransition, Signal
 
 
 class SessionizerMetrics:
@@ -72,3 +77,13 @@ class SessionizerMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=registry,
         )
+
+    def count(self, outputs: Iterable[object]) -> None:
+        """Count what the engine made of an event, wherever the engine runs."""
+        for output in outputs:
+            if isinstance(output, PhaseTransition):
+                self.transitions.labels(output.kind.value, output.to_phase).inc()
+            elif isinstance(output, Signal):
+                self.signals.labels(output.kind.value).inc()
+            elif isinstance(output, DeadLetter) and output.reason is DeadLetterReason.LATE_EVENT:
+                self.late_events.inc()

@@ -251,20 +251,18 @@ class SessionizerWorker:
                 )
             ]
         engine = owned.engine
-        duplicates, late = engine.identities.duplicates, engine.journeys.late_events
+        duplicates = engine.identities.duplicates
         outputs = engine.process(event)
         self._metrics.duplicates.inc(engine.identities.duplicates - duplicates)
-        self._metrics.late_events.inc(engine.journeys.late_events - late)
+        self._metrics.count(outputs)
         return outputs
 
     def _topic_of(self, output: SessionizerOutput) -> str:
         if isinstance(output, SessionSnapshot):
             return self._topics.sessions
         if isinstance(output, PhaseTransition):
-            self._metrics.transitions.labels(output.kind.value, output.to_phase).inc()
             return self._topics.transitions
         if isinstance(output, Signal):
-            self._metrics.signals.labels(output.kind.value).inc()
             return self._topics.signals
         if isinstance(output, IdentityLink):
             return self._topics.identities

@@ -76,3 +76,14 @@ async def test_unknown_sites_get_404(loaded: Any) -> None:
     for path in ("/api/v1/dropoff", "/api/v1/metrics"):
         response = await loaded.get(path, params={"site": "elsewhere"})
         assert response.status_code == 404 and response.json()["error"] == "unknown_site"
+
+
+async def test_prometheus_counts_transitions_and_signals(loaded: Any) -> None:
+    exposed = (await loaded.get("/metrics")).text
+    assert (
+        'klantreis_sessionizer_transitions_total{kind="dropped_off",to_phase="purchase"} 2.0'
+        in (exposed)
+    )
+    assert 'klantreis_sessionizer_signals_total{kind="cart_abandoned"} 1.0' in exposed
+    assert 'klantreis_sessionizer_signals_total{kind="repeat_purchase"} 1.0' in exposed
+    assert "klantreis_sessionizer_events_processed_total 12.0" in exposed
