@@ -284,10 +284,17 @@ async def _from_query(
         site_id = authenticate(request, context.settings.write_keys, key)
     except BodyError as exc:
         return _gif(exc.status, exc.message)
-    answer = await _publish(context, site_id, items, _native_body)
-    if answer.status_code == 200:
-        return _gif(200, None)
-    return _gif(answer.status_code, orjson.loads(answer.body)["message"])
+    return _as_gif(await _publish(context, site_id, items, _native_body))
+
+
+def _as_gif(answer: Response) -> Response:
+    """A JSON answer as a pixel's answer: same status, the message in a header, and a
+    rate limit's Retry-After kept."""
+    error = None if answer.status_code == 200 else orjson.loads(answer.body)["message"]
+    gif = _gif(answer.status_code, error)
+    if "Retry-After" in answer.headers:
+        gif.headers["Retry-After"] = answer.headers["Retry-After"]
+    return gif
 
 
 def _gif(status: int, error: str | None) -> Response:
@@ -312,9 +319,7 @@ async def _counted(
         if wait:
             response: Response = _rate_limited(wait, "this client")
             if route in _PIXELS:
-                retry = response.headers["Retry-After"]
-                response = _gif(429, "too many requests from this client")
-                response.headers["Retry-After"] = retry
+                response = _as_gif(response)
         else:
             response = await handle(request, context)
     finally:

@@ -202,3 +202,17 @@ async def test_pages_on_hosts_a_site_does_not_allow_are_refused(
     assert ok.headers["access-control-allow-origin"] == "https://www.shop.example"
     assert evil.status_code == 403 and evil.json()["error"] == "origin_not_allowed"
     assert "access-control-allow-origin" not in evil.headers
+
+
+async def test_a_pixel_over_its_sites_rate_says_when_to_retry(
+    chdb_dsn: str, tmp_path: Path
+) -> None:
+    limits = {"rate_limit_per_ip": 0, "rate_limit_per_site": 0.5, "max_batch_events": 1}
+    async with embedded(chdb_dsn, tmp_path, **limits) as http:
+        params = {"key": "demo", "user_id": "u", "event": "Email Opened"}
+        first = await http.get("/v1/pixel.gif", params=params)
+        second = await http.get("/v1/pixel.gif", params=params)
+    assert first.status_code == 200
+    assert second.status_code == 429 and second.content.startswith(b"GIF89a")
+    assert second.headers["retry-after"] == "2"
+    assert "this site" in second.headers["x-klantreis-error"]
