@@ -94,6 +94,7 @@ class PhaseTransition(JourneyRecord):
     event_name: str | None
     channel: str | None
     touchpoint: str | None
+    device: str | None = None  # of the event that moved the journey; None for timers
 
 
 class SignalKind(StrEnum):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -27,3 +28,73 @@ def phase_reach(phases: Sequence[str], journeys_by_furthest: Mapping[int, int]) 
         reach.append(PhaseReach(phases[position - 1], running))
     reach.reverse()
     return reach
+
+
+class FunnelOrder(StrEnum):
+    """How a step funnel's steps must follow each other (PostHog's and Mixpanel's three modes)."""
+
+    ORDERED = "ordered"  # each step after the previous one; other events may come between
+    STRICT = "strict"  # each step directly after the previous one: nothing else between
+    ANY = "any"  # every step, in whatever order, within the window
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    """One step: a track event by name, `page` for any page view, or `page:/path` for views of
+    a path and the paths under it."""
+
+    spec: str
+
+    @property
+    def is_page(self) -> bool:
+        return self.spec == "page" or self.spec.startswith("page:")
+
+    @property
+    def path(self) -> str | None:
+        return self.spec.removeprefix("page:") if self.spec.startswith("page:") else None
+
+    @classmethod
+    def parse(cls, text: str) -> FunnelStep:
+        spec = text.strip()
+        if not spec:
+            raise ValueError("a step must name an event, `page` or `page:/path`")
+        if spec.startswith("page:") and not spec.removeprefix("page:").startswith("/"):
+            raise ValueError(f"{text!r}: a page step's path starts with '/'")
+        return cls(spec)
+
+
+MAX_FUNNEL_STEPS = 20
+
+
+def check_steps(steps: Sequence[FunnelStep], order: FunnelOrder) -> None:
+    """Refuse funnels the query cannot answer meaningfully, with a message for the caller."""
+    if not 2 <= len(steps) <= MAX_FUNNEL_STEPS:
+        raise ValueError(f"a funnel has 2 to {MAX_FUNNEL_STEPS} steps, got {len(steps)}")
+    if order is FunnelOrder.ANY and len(set(steps)) != len(steps):
+        raise ValueError("an any-order funnel needs distinct steps: a repeat would count once")
+
+
+@dataclass(frozen=True)
+class StepReach:
+    step: str
+    people: int
+    conversion_from_previous: float
+    conversion_from_first: float
+
+
+def step_reach(steps: Sequence[FunnelStep], people_by_level: Mapping[int, int]) -> list[StepReach]:
+    """People who reached each step, given how many got furthest to each level (1 = the first
+    step only); everyone who got to step k also passed every step before it."""
+    reached = [r.journeys for r in phase_reach([s.spec for s in steps], people_by_level)]
+    first = reached[0]
+    return [
+        StepReach(
+            step=step.spec,
+            people=count,
+            conversion_from_previous=(
+                1.0 if index == 0 else (count / reached[index - 1] if reached[index - 1] else 0.0)
+            ),
+            conversion_from_first=count / first if first else 0.0,
+        )
+        for index, (step, count) in enumerate(zip(steps, reached, strict=True))
+    ]

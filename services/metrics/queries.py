@@ -2,12 +2,75 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from klantreis.phases import PhaseModel
-from services.metrics.funnel import PhaseReach, phase_reach
+from services.metrics.funnel import (
+    FunnelOrder,
+    FunnelStep,
+    PhaseReach,
+    StepReach,
+    check_steps,
+    phase_reach,
+    step_reach,
+)
 from services.metrics.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Whole UTC days, `first` to `last` inclusive, as a half-open interval of instants."""
+
+    first: date
+    last: date
+
+    def __post_init__(self) -> None:
+        if self.last < self.first:
+            raise ValueError(f"date_to {self.last} is before date_from {self.first}")
+
+    @classmethod
+    def last_days(cls, days: int, today: date | None = None) -> DateRange:
+        end = today or datetime.now(UTC).date()
+        return cls(end - timedelta(days=days - 1), end)
+
+    @property
+    def since(self) -> datetime:
+        return datetime.combine(self.first, time(), UTC)
+
+    @property
+    def until(self) -> datetime:
+        return datetime.combine(self.last + timedelta(days=1), time(), UTC)
+
+    @property
+    def days(self) -> list[date]:
+        return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+# Far enough on for any event; DateTime64(3) ends in 2299.
+_END_OF_TIME_MS = 9_999_999_999_999
+
+
+def _range(days: DateRange | None) -> dict[str, int]:
+    """The {since_ms} / {until_ms} parameters of a query: `days`, or all time."""
+    if days is None:
+        return {"since_ms": 0, "until_ms": _END_OF_TIME_MS}
+    return {"since_ms": _ms(days.since), "until_ms": _ms(days.until)}
+
+
+def _in_range(column: str) -> str:
+    return (
+        f"{column} >= fromUnixTimestamp64Milli({{since_ms:Int64}}) "
+        f"AND {column} < fromUnixTimestamp64Milli({{until_ms:Int64}})"
+    )
+
 
 # An id's history belongs to the customer whose link first claimed it (a login or an alias; a
 # relink moves only later events). Journeys recorded under such an id count as that customer's.
@@ -28,15 +91,21 @@ FROM (
         max(indexOf({{phases:Array(String)}}, t.furthest_phase)) AS furthest
     FROM {{database}}.phase_transitions AS t
     LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON t.journey_id = claimed.previous_id
-    WHERE t.site_id = {{site:String}}
+    WHERE t.site_id = {{site:String}} AND {_in_range("t.at")}
     GROUP BY journey
 )
 GROUP BY furthest
 """
 
 
-def phase_funnel(warehouse: Warehouse, site_id: str, model: PhaseModel) -> list[PhaseReach]:
-    rows = warehouse.query(_FURTHEST_PHASE_SQL, {"site": site_id, "phases": list(model.phases)})
+def phase_funnel(
+    warehouse: Warehouse, site_id: str, model: PhaseModel, days: DateRange | None = None
+) -> list[PhaseReach]:
+    """Journeys active in `days` (all time without), by the furthest phase they had reached;
+    a customer and the anonymous history they claimed count once."""
+    rows = warehouse.query(
+        _FURTHEST_PHASE_SQL, {"site": site_id, "phases": list(model.phases)} | _range(days)
+    )
     return phase_reach(model.phases, {int(position): int(count) for position, count in rows})
 
 
@@ -105,6 +174,7 @@ class PhaseDropoff:
     phase: str
     reached: int
     dropped: int
+    after_touchpoints: dict[str, int]  # the last touchpoint that moved each dropped journey
 
     @property
     def rate(self) -> float:
@@ -112,99 +182,267 @@ class PhaseDropoff:
 
 
 # A journey counts as dropped off in a phase when the newest thing that happened to it is a
-# drop-off there; one that came back (a later transition) no longer does.
+# drop-off there; one that came back (a later transition) no longer does. The touchpoint is the
+# one that last moved it (a drop-off itself has none).
 _DROPPED_SQL = f"""
-SELECT phase, count() AS journeys
+SELECT phase, touchpoint, count() AS journeys
 FROM (
     SELECT
         if(claimed.customer_id = '', t.journey_id, claimed.customer_id) AS journey,
         argMax(t.kind, (t.at, t.kind = 'dropped_off')) AS last_kind,
-        argMax(t.to_phase, (t.at, t.kind = 'dropped_off')) AS phase
+        argMax(t.to_phase, (t.at, t.kind = 'dropped_off')) AS phase,
+        argMaxIf(t.touchpoint, t.at, t.kind != 'dropped_off') AS touchpoint
     FROM {{database}}.phase_transitions AS t
     LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON t.journey_id = claimed.previous_id
-    WHERE t.site_id = {{site:String}}
+    WHERE t.site_id = {{site:String}} AND {_in_range("t.at")}
     GROUP BY journey
 )
 WHERE last_kind = 'dropped_off'
-GROUP BY phase
+GROUP BY phase, touchpoint
 """
 
 
-def dropoff(warehouse: Warehouse, site_id: str, model: PhaseModel) -> list[PhaseDropoff]:
-    reached = {r.phase: r.journeys for r in phase_funnel(warehouse, site_id, model)}
-    dropped = dict(warehouse.query(_DROPPED_SQL, {"site": site_id}))
+def dropoff(
+    warehouse: Warehouse, site_id: str, model: PhaseModel, days: DateRange | None = None
+) -> list[PhaseDropoff]:
+    """Per phase: journeys active in `days` that reached it, and those whose last word in
+    `days` was dropping off there, by the touchpoint that had brought them there."""
+    reached = {r.phase: r.journeys for r in phase_funnel(warehouse, site_id, model, days)}
+    after: dict[str, dict[str, int]] = {phase: {} for phase in model.phases}
+    for phase, touchpoint, journeys in warehouse.query(
+        _DROPPED_SQL, {"site": site_id} | _range(days)
+    ):
+        if phase in after:
+            after[phase][touchpoint or "unknown"] = int(journeys)
     return [
-        PhaseDropoff(phase, reached.get(phase, 0), int(dropped.get(phase, 0)))
+        PhaseDropoff(phase, reached.get(phase, 0), sum(after[phase].values()), after[phase])
         for phase in model.phases
     ]
 
 
+# Survey events (docs/event-api.md): NPS asks "how likely are you to recommend us" (0-10),
+# CSAT "how satisfied are you" (1-5); the answer is the `score` property.
+NPS_EVENT = "NPS Submitted"
+CSAT_EVENT = "CSAT Submitted"
+# E-mail events as the Segment e-mail spec names them; `email_id` tells e-mails apart.
+EMAIL_DELIVERED_EVENT = "Email Delivered"
+EMAIL_OPENED_EVENT = "Email Opened"
+EXIT_PAGES_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class ExitPage:
+    path: str
+    exits: int
+    page_views: int
+
+    @property
+    def exit_rate(self) -> float:
+        """Of the views of this page, those that ended a session."""
+        return self.exits / self.page_views if self.page_views else 0.0
+
+
 @dataclass(frozen=True)
 class ShopMetrics:
+    """The shop's figures over a date range. A rate whose denominator is zero is None: no data
+    is not the same as 0 %."""
+
     sessions: int
     converting_sessions: int
     engaged_sessions: int
     carts_abandoned: int
     buyers: int
     repeat_buyers: int
+    orders: int
+    revenue: float
+    average_seconds_on_page: float | None
+    nps_answers: int
+    nps_promoters: int
+    nps_detractors: int
+    csat_answers: int
+    csat_satisfied: int
+    emails_delivered: int
+    emails_opened: int
+    exit_pages: list[ExitPage]
 
     @property
-    def conversion_rate(self) -> float:
+    def conversion_rate(self) -> float | None:
         """Sessions with an order, of all sessions."""
-        return self.converting_sessions / self.sessions if self.sessions else 0.0
+        return _share(self.converting_sessions, self.sessions)
 
     @property
-    def bounce_rate(self) -> float:
+    def bounce_rate(self) -> float | None:
         """Sessions that were not engaged (GA4: under 10 s, one page view, no conversion)."""
-        return 1 - self.engaged_sessions / self.sessions if self.sessions else 0.0
+        engaged = _share(self.engaged_sessions, self.sessions)
+        return None if engaged is None else 1 - engaged
 
     @property
-    def cart_abandonment_rate(self) -> float:
+    def cart_abandonment_rate(self) -> float | None:
         """Carts abandoned, of carts that ended: abandoned or ordered."""
-        ended = self.carts_abandoned + self.converting_sessions
-        return self.carts_abandoned / ended if ended else 0.0
+        return _share(self.carts_abandoned, self.carts_abandoned + self.converting_sessions)
 
     @property
-    def repeat_purchase_rate(self) -> float:
+    def repeat_purchase_rate(self) -> float | None:
         """Customers who ordered more than once, of customers who ordered."""
-        return self.repeat_buyers / self.buyers if self.buyers else 0.0
+        return _share(self.repeat_buyers, self.buyers)
+
+    @property
+    def customer_lifetime_value(self) -> float | None:
+        """Revenue per customer who ordered (historic CLV over the range)."""
+        return self.revenue / self.buyers if self.buyers else None
+
+    @property
+    def average_order_value(self) -> float | None:
+        return self.revenue / self.orders if self.orders else None
+
+    @property
+    def net_promoter_score(self) -> float | None:
+        """% promoters (9-10) minus % detractors (0-6), from -100 to 100."""
+        if not self.nps_answers:
+            return None
+        return 100 * (self.nps_promoters - self.nps_detractors) / self.nps_answers
+
+    @property
+    def customer_satisfaction(self) -> float | None:
+        """CSAT: answers of 4 or 5 out of 5, of all answers."""
+        return _share(self.csat_satisfied, self.csat_answers)
+
+    @property
+    def email_open_rate(self) -> float | None:
+        """E-mails opened at least once, of e-mails delivered."""
+        return _share(self.emails_opened, self.emails_delivered)
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
 
 
 # argMax by version reads each session's newest snapshot without FINAL, exact before merges.
-_SESSIONS_SQL = """
+_SESSIONS_SQL = f"""
 SELECT count(), countIf(conversions > 0), countIf(engaged)
 FROM (
     SELECT session_id, argMax(conversions, version) AS conversions,
            argMax(engaged, version) AS engaged
-    FROM {database}.sessions
-    WHERE site_id = {site:String}
+    FROM {{database}}.sessions
+    WHERE site_id = {{site:String}} AND {_in_range("started_at")}
     GROUP BY session_id
 )
 """
+# Revenue of an order: Segment's `revenue`, else its `total`, else a generic `value`.
+_ORDER_REVENUE = """multiIf(
+    JSONHas(e.properties, 'revenue'), JSONExtractFloat(e.properties, 'revenue'),
+    JSONHas(e.properties, 'total'), JSONExtractFloat(e.properties, 'total'),
+    JSONExtractFloat(e.properties, 'value'))"""
 _BUYERS_SQL = f"""
-SELECT countIf(orders >= 1), countIf(orders >= 2)
+SELECT countIf(orders >= 1), countIf(orders >= 2), sum(orders), sum(revenue)
 FROM (
     SELECT if(e.user_id != '', e.user_id,
               if(claimed.customer_id = '', e.anonymous_id, claimed.customer_id)) AS customer,
-           uniqExact(e.event_id) AS orders
+           uniqExact(e.event_id) AS orders,
+           sum({_ORDER_REVENUE}) AS revenue
     FROM {{database}}.events AS e
     LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON e.anonymous_id = claimed.previous_id
     WHERE e.site_id = {{site:String}} AND e.type = 'track' AND e.event IN {{orders:Array(String)}}
+      AND {_in_range("e.timestamp")}
     GROUP BY customer
 )
 """
-_ABANDONED_SQL = """
-SELECT uniqExact(signal_id) FROM {database}.signals
-WHERE site_id = {site:String} AND kind = 'cart_abandoned'
+_ABANDONED_SQL = f"""
+SELECT uniqExact(signal_id) FROM {{database}}.signals
+WHERE site_id = {{site:String}} AND kind = 'cart_abandoned' AND {_in_range("at")}
+"""
+# Time on a page: until the visitor's next page view or action, within the session timeout;
+# the last page of a visit has no next event and is left out (as GA does).
+_TIME_ON_PAGE_SQL = f"""
+SELECT avgIf((next_ms - at_ms) / 1000, type = 'page' AND next_ms > at_ms
+             AND next_ms - at_ms <= {{timeout_ms:Int64}})
+FROM (
+    SELECT type, toUnixTimestamp64Milli(timestamp) AS at_ms,
+           leadInFrame(toUnixTimestamp64Milli(timestamp), 1, toInt64(0)) OVER (
+               PARTITION BY anonymous_id ORDER BY timestamp, event_id
+               ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS next_ms
+    FROM {{database}}.events
+    WHERE site_id = {{site:String}} AND type IN ('page', 'track') AND NOT is_bot
+      AND {_in_range("timestamp")}
+)
+"""
+_SURVEYS_SQL = f"""
+SELECT countIf(event = {{nps:String}} AND score BETWEEN 0 AND 10),
+       countIf(event = {{nps:String}} AND score BETWEEN 9 AND 10),
+       countIf(event = {{nps:String}} AND score BETWEEN 0 AND 6),
+       countIf(event = {{csat:String}} AND score BETWEEN 1 AND 5),
+       countIf(event = {{csat:String}} AND score BETWEEN 4 AND 5)
+FROM (
+    SELECT event, JSONExtractFloat(properties, 'score') AS score
+    FROM {{database}}.events
+    WHERE site_id = {{site:String}} AND type = 'track'
+      AND event IN ({{nps:String}}, {{csat:String}}) AND JSONHas(properties, 'score')
+      AND {_in_range("timestamp")}
+)
+"""
+# An e-mail without an `email_id` counts once per event: its opens cannot be told apart.
+_EMAILS_SQL = f"""
+SELECT uniqExactIf(email, event = {{delivered:String}}),
+       uniqExactIf(email, event = {{opened:String}})
+FROM (
+    SELECT event, if(JSONExtractString(properties, 'email_id') != '',
+                     JSONExtractString(properties, 'email_id'), event_id) AS email
+    FROM {{database}}.events
+    WHERE site_id = {{site:String}} AND type = 'track'
+      AND event IN ({{delivered:String}}, {{opened:String}}) AND {_in_range("timestamp")}
+)
+"""
+_EXIT_PAGES_SQL = f"""
+SELECT exits.path, exits.exits, views.views
+FROM (
+    SELECT exit_path AS path, count() AS exits
+    FROM (
+        SELECT session_id, argMax(exit_path, version) AS exit_path
+        FROM {{database}}.sessions
+        WHERE site_id = {{site:String}} AND {_in_range("started_at")}
+        GROUP BY session_id
+    )
+    WHERE exit_path != ''
+    GROUP BY path
+    ORDER BY exits DESC, path
+    LIMIT {EXIT_PAGES_SHOWN}
+) AS exits
+LEFT JOIN (
+    SELECT page_path AS path, uniqExact(event_id) AS views
+    FROM {{database}}.events
+    WHERE site_id = {{site:String}} AND type = 'page' AND {_in_range("timestamp")}
+    GROUP BY path
+) AS views ON exits.path = views.path
+ORDER BY exits.exits DESC, exits.path
 """
 
 
-def shop_metrics(warehouse: Warehouse, site_id: str, model: PhaseModel) -> ShopMetrics:
-    sessions, converting, engaged = warehouse.query(_SESSIONS_SQL, {"site": site_id})[0]
-    buyers, repeat = warehouse.query(
-        _BUYERS_SQL, {"site": site_id, "orders": sorted(model.order_events)}
+def shop_metrics(
+    warehouse: Warehouse,
+    site_id: str,
+    model: PhaseModel,
+    days: DateRange | None = None,
+    session_timeout: timedelta = timedelta(minutes=30),
+) -> ShopMetrics:
+    params: dict[str, Any] = {"site": site_id} | _range(days)
+    sessions, converting, engaged = warehouse.query(_SESSIONS_SQL, params)[0]
+    buyers, repeat, orders, revenue = warehouse.query(
+        _BUYERS_SQL, params | {"orders": sorted(model.order_events)}
     )[0]
-    (abandoned,) = warehouse.query(_ABANDONED_SQL, {"site": site_id})[0]
+    (abandoned,) = warehouse.query(_ABANDONED_SQL, params)[0]
+    (seconds_on_page,) = warehouse.query(
+        _TIME_ON_PAGE_SQL, params | {"timeout_ms": int(session_timeout.total_seconds() * 1000)}
+    )[0]
+    nps, promoters, detractors, csat, satisfied = warehouse.query(
+        _SURVEYS_SQL, params | {"nps": NPS_EVENT, "csat": CSAT_EVENT}
+    )[0]
+    delivered, opened = warehouse.query(
+        _EMAILS_SQL, params | {"delivered": EMAIL_DELIVERED_EVENT, "opened": EMAIL_OPENED_EVENT}
+    )[0]
+    exit_pages = [
+        ExitPage(path, int(exits), int(views or 0))
+        for path, exits, views in warehouse.query(_EXIT_PAGES_SQL, params)
+    ]
     return ShopMetrics(
         sessions=int(sessions),
         converting_sessions=int(converting),
@@ -212,4 +450,330 @@ def shop_metrics(warehouse: Warehouse, site_id: str, model: PhaseModel) -> ShopM
         carts_abandoned=int(abandoned),
         buyers=int(buyers),
         repeat_buyers=int(repeat),
+        orders=int(orders),
+        revenue=float(revenue or 0),
+        average_seconds_on_page=(
+            None if seconds_on_page is None or math.isnan(seconds_on_page) else seconds_on_page
+        ),
+        nps_answers=int(nps),
+        nps_promoters=int(promoters),
+        nps_detractors=int(detractors),
+        csat_answers=int(csat),
+        csat_satisfied=int(satisfied),
+        emails_delivered=int(delivered),
+        emails_opened=int(opened),
+        exit_pages=exit_pages,
     )
+
+
+# Whose an event is: the customer who claimed the id it was recorded under, else that id (the
+# user id when the shop knew it, the device's anonymous id otherwise).
+_PERSON_OF_EVENT = "if(claimed.customer_id = '', own_id, claimed.customer_id)"
+
+
+def _step_condition(step: FunnelStep, parameter: str) -> str:
+    if not step.is_page:
+        return f"(e.type = 'track' AND e.event = {{{parameter}:String}})"
+    if step.path is None:
+        return "(e.type = 'page')"
+    return (
+        f"(e.type = 'page' AND (e.page_path = {{{parameter}:String}}"
+        f" OR startsWith(e.page_path, concat({{{parameter}:String}}, '/'))))"
+    )
+
+
+def _step_funnel_sql(steps: Sequence[FunnelStep], order: FunnelOrder, window_ms: int) -> str:
+    """How many people got furthest to each level of the funnel.
+
+    A chain must begin inside the date range (before {until_ms}); its later steps may come up to
+    the window after it, so someone who entered on the range's last day is not counted as lost.
+    Each event carries a mask, bit i set when it is step i + 1 (one event can be two steps).
+    """
+    mask = " + ".join(
+        f"{1 << i} * {_step_condition(step, f's{i}')}" for i, step in enumerate(steps)
+    )
+    # A strict funnel is broken by anything the person did in between, so it reads every page
+    # view and track event; the other orders need only the steps' own events.
+    relevant = "e.type IN ('page', 'track')" if order is FunnelOrder.STRICT else f"({mask}) != 0"
+    if order is FunnelOrder.ORDERED:
+        # windowFunnel: the longest ordered chain inside the window; other events between the
+        # steps do not break it.
+        conditions = ", ".join(
+            ["bitTest(mask, 0) AND ts < {until_ms:UInt64}"]
+            + [f"bitTest(mask, {i})" for i in range(1, len(steps))]
+        )
+        level = f"windowFunnel({window_ms})(ts, {conditions})"
+    else:
+        # seq: the person's events in time order as (ms, event_id, mask).
+        level = "arraySort(groupArray((ts, event_id, mask)))"
+    person_levels = f"""
+        SELECT person, {level} AS {"level" if order is FunnelOrder.ORDERED else "seq"}
+        FROM (
+            SELECT {_PERSON_OF_EVENT} AS person,
+                   toUInt64(toUnixTimestamp64Milli(e.timestamp)) AS ts,
+                   e.event_id AS event_id, toUInt64({mask}) AS mask
+            FROM (SELECT *, if(user_id != '', user_id, anonymous_id) AS own_id
+                  FROM {{database}}.events
+                  WHERE site_id = {{site:String}} AND NOT is_bot
+                    AND timestamp >= fromUnixTimestamp64Milli({{since_ms:Int64}})
+                    AND timestamp < fromUnixTimestamp64Milli({{horizon_ms:Int64}})) AS e
+            LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON e.own_id = claimed.previous_id
+            WHERE {relevant}
+        )
+        GROUP BY person
+    """
+    if order is FunnelOrder.STRICT:
+        # From each start, count the steps that follow one after the other: the j-th event from
+        # the start must be step j, inside the window. Past the end seq[...] is an empty tuple.
+        level = (
+            "arrayMax(arrayMap((x, p) -> if(bitTest(x.3, 0) AND x.1 < {until_ms:UInt64}, "
+            "arrayFirstIndex(j -> NOT (bitTest(seq[p + j - 1].3, j - 1) AND "
+            f"seq[p + j - 1].1 <= x.1 + {window_ms}), range(1, {len(steps) + 2})) - 1, 0), "
+            "seq, arrayEnumerate(seq)))"
+        )
+    elif order is FunnelOrder.ANY:
+        # The most distinct steps inside one window that begins with a step in the range.
+        level = (
+            "arrayMax(arrayMap(x -> if(x.1 < {until_ms:UInt64}, bitCount(arrayReduce("
+            "'groupBitOr', arrayMap(y -> y.3, arrayFilter(y -> y.1 >= x.1 AND "
+            f"y.1 <= x.1 + {window_ms}, seq)))), 0), seq))"
+        )
+    else:
+        level = "level"
+    return f"""
+        SELECT level, count() FROM (SELECT {level} AS level FROM ({person_levels}))
+        WHERE level > 0 GROUP BY level
+    """
+
+
+@dataclass(frozen=True)
+class StepFunnel:
+    order: FunnelOrder
+    window: timedelta
+    steps: list[StepReach]
+
+
+def step_funnel(
+    warehouse: Warehouse,
+    site_id: str,
+    steps: Sequence[FunnelStep],
+    order: FunnelOrder,
+    window: timedelta,
+    days: DateRange,
+) -> StepFunnel:
+    """People (a customer with every device they logged in from counts once) who went through
+    the steps in the given order within `window` of the first step, having entered in `days`."""
+    check_steps(steps, order)
+    if window <= timedelta(0):
+        raise ValueError("the conversion window must be positive")
+    window_ms = int(window.total_seconds() * 1000)
+    parameters: dict[str, Any] = {
+        "site": site_id,
+        "since_ms": _ms(days.since),
+        "until_ms": _ms(days.until),
+        "horizon_ms": _ms(days.until) + window_ms,
+    }
+    for i, step in enumerate(steps):
+        if not step.is_page or step.path is not None:
+            parameters[f"s{i}"] = step.path if step.is_page else step.spec
+    rows = warehouse.query(_step_funnel_sql(steps, order, window_ms), parameters)
+    by_level = {int(level): int(people) for level, people in rows}
+    return StepFunnel(order, window, step_reach(steps, by_level))
+
+
+@dataclass(frozen=True)
+class TouchpointCredit:
+    """Journeys that moved to `phase` credited to a touchpoint and channel: by the one that
+    moved them there (last touch) and by the one that began their journey (first touch)."""
+
+    phase: str
+    touchpoint: str
+    channel: str
+    last_touch: int
+    first_touch: int
+
+
+_JOURNEY_OF_TRANSITION = "if(claimed.customer_id = '', t.journey_id, claimed.customer_id)"
+# A journey "moved to" a phase when it got there as its furthest yet (entering counts for the
+# first phase); falling back and advancing again into a phase it knew is not new progress.
+_MOVED = "t.kind IN ('entered', 'advanced') AND t.to_phase = t.furthest_phase"
+# The last touch of a phase is the one that moved the customer there first in the range (two
+# devices entering the same customer's journey do not both get the credit).
+_LAST_TOUCH_SQL = f"""
+SELECT phase, moved.1 AS touchpoint, moved.2 AS channel, count()
+FROM (
+    SELECT {_JOURNEY_OF_TRANSITION} AS journey, t.to_phase AS phase,
+           argMin((t.touchpoint, t.channel), t.at) AS moved
+    FROM {{database}}.phase_transitions AS t
+    LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON t.journey_id = claimed.previous_id
+    WHERE t.site_id = {{site:String}} AND {_MOVED} AND {_in_range("t.at")}
+    GROUP BY journey, phase
+)
+GROUP BY phase, touchpoint, channel
+"""
+# The first touch is the customer's earliest entry over all time (of any id they claimed: the
+# phone's first visit, not the laptop's), credited for every phase reached in the range.
+_FIRST_TOUCH_SQL = f"""
+SELECT phase, first.1 AS touchpoint, first.2 AS channel, count()
+FROM (
+    SELECT {_JOURNEY_OF_TRANSITION} AS journey,
+           argMinIf((t.touchpoint, t.channel), t.at, t.kind = 'entered') AS first,
+           groupUniqArrayIf(t.to_phase, {_MOVED} AND {_in_range("t.at")}) AS reached
+    FROM {{database}}.phase_transitions AS t
+    LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON t.journey_id = claimed.previous_id
+    WHERE t.site_id = {{site:String}}
+    GROUP BY journey
+)
+ARRAY JOIN reached AS phase
+GROUP BY phase, touchpoint, channel
+"""
+
+
+def touchpoints(
+    warehouse: Warehouse, site_id: str, model: PhaseModel, days: DateRange | None = None
+) -> list[TouchpointCredit]:
+    """First- and last-touch credit per phase, touchpoint and channel; phases in the model's
+    order, then the most credited first."""
+    params = {"site": site_id} | _range(days)
+    credit: dict[tuple[str, str, str], list[int]] = {}
+    for position, sql in enumerate((_LAST_TOUCH_SQL, _FIRST_TOUCH_SQL)):
+        for phase, touchpoint, channel, journeys in warehouse.query(sql, params):
+            if phase in model.phases:
+                key = (phase, touchpoint or "unknown", channel or "unknown")
+                credit.setdefault(key, [0, 0])[position] += int(journeys)
+    rows = [
+        TouchpointCredit(phase, touchpoint, channel, last, first)
+        for (phase, touchpoint, channel), (last, first) in credit.items()
+    ]
+    rows.sort(key=lambda r: (model.index(r.phase), -r.last_touch, -r.first_touch, r.touchpoint))
+    return rows
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    day: date
+    sessions: int
+    engaged_sessions: int
+    converting_sessions: int
+    journeys_by_phase: dict[str, int]  # journeys that got at least this far on the day
+
+
+# Both read the aggregates the materialized views keep (migration 0007), never raw rows.
+_SESSIONS_BY_DAY_SQL = """
+SELECT day, uniqExactMerge(sessions), uniqExactMerge(engaged_sessions),
+       uniqExactMerge(converting_sessions)
+FROM {database}.sessions_daily
+WHERE site_id = {site:String} AND day BETWEEN {first:Date} AND {last:Date}
+GROUP BY day
+"""
+
+
+def _reach_columns(model: PhaseModel) -> str:
+    """One merged state per phase: the journeys whose furthest phase is it or a later one."""
+    return ", ".join(
+        f"uniqExactMergeIf(journeys, indexOf({{phases:Array(String)}}, phase) >= {position})"
+        for position in range(1, len(model.phases) + 1)
+    )
+
+
+def trends(
+    warehouse: Warehouse, site_id: str, model: PhaseModel, days: DateRange
+) -> list[DayFigures]:
+    """Per day of `days` (days without data included, as zeros): sessions, and journeys by how
+    far they got that day."""
+    params = {"site": site_id, "first": days.first, "last": days.last}
+    sessions = {row[0]: row[1:] for row in warehouse.query(_SESSIONS_BY_DAY_SQL, params)}
+    reach_sql = f"""
+        SELECT day, {_reach_columns(model)} FROM {{database}}.phase_reach_daily
+        WHERE site_id = {{site:String}} AND day BETWEEN {{first:Date}} AND {{last:Date}}
+        GROUP BY day
+    """
+    reach = {
+        row[0]: row[1:]
+        for row in warehouse.query(reach_sql, params | {"phases": list(model.phases)})
+    }
+    figures = []
+    for day in days.days:
+        total, engaged, converting = sessions.get(day, (0, 0, 0))
+        by_phase = reach.get(day, (0,) * len(model.phases))
+        figures.append(
+            DayFigures(
+                day=day,
+                sessions=int(total),
+                engaged_sessions=int(engaged),
+                converting_sessions=int(converting),
+                journeys_by_phase={p: int(n) for p, n in zip(model.phases, by_phase, strict=True)},
+            )
+        )
+    return figures
+
+
+@dataclass(frozen=True)
+class BreakdownRow:
+    value: str  # the channel or device
+    journeys_by_phase: dict[str, int]
+    sessions: int | None  # sessions carry a channel, not a device
+    converting_sessions: int | None
+    people: int | None  # people who viewed a page or did something; by device only
+    page_views: int | None
+
+    @property
+    def conversion_rate(self) -> float | None:
+        if self.sessions is None:
+            return None
+        return _share(self.converting_sessions or 0, self.sessions)
+
+
+BREAKDOWNS = ("channel", "device")
+
+
+def breakdown(
+    warehouse: Warehouse, site_id: str, model: PhaseModel, by: str, days: DateRange
+) -> list[BreakdownRow]:
+    """The phase funnel split by the channel or device that moved journeys, with sessions and
+    their conversion per channel or people and page views per device, busiest first."""
+    if by not in BREAKDOWNS:
+        raise ValueError(f"a breakdown is by one of {', '.join(BREAKDOWNS)}, not {by!r}")
+    params = {"site": site_id, "first": days.first, "last": days.last}
+    in_days = "site_id = {site:String} AND day BETWEEN {first:Date} AND {last:Date}"
+    reach = {
+        row[0]: row[1:]
+        for row in warehouse.query(
+            f"SELECT {by}, {_reach_columns(model)} FROM {{database}}.phase_reach_daily "
+            f"WHERE {in_days} GROUP BY {by}",
+            params | {"phases": list(model.phases)},
+        )
+    }
+    sessions: dict[str, tuple[int, int]] = {}
+    activity: dict[str, tuple[int, int]] = {}
+    if by == "channel":
+        for channel, total, converting in warehouse.query(
+            "SELECT channel, uniqExactMerge(sessions), uniqExactMerge(converting_sessions) "
+            f"FROM {{database}}.sessions_daily WHERE {in_days} GROUP BY channel",
+            params,
+        ):
+            sessions[channel] = (int(total), int(converting))
+    else:
+        for device, people, views in warehouse.query(
+            "SELECT device, uniqExactMerge(people), uniqExactMergeIf(events, action = 'page') "
+            f"FROM {{database}}.activity_daily WHERE {in_days} GROUP BY device",
+            params,
+        ):
+            activity[device] = (int(people), int(views))
+    rows = []
+    for value in sorted(set(reach) | set(sessions) | set(activity)):
+        by_phase = reach.get(value, (0,) * len(model.phases))
+        total, converting = sessions.get(value, (0, 0))
+        people, views = activity.get(value, (0, 0))
+        rows.append(
+            BreakdownRow(
+                value=value or "unknown",
+                journeys_by_phase={p: int(n) for p, n in zip(model.phases, by_phase, strict=True)},
+                sessions=total if by == "channel" else None,
+                converting_sessions=converting if by == "channel" else None,
+                people=people if by == "device" else None,
+                page_views=views if by == "device" else None,
+            )
+        )
+    rows.sort(key=lambda r: -(r.sessions or r.people or 0))
+    return rows

@@ -97,6 +97,7 @@ def _transition_row(transition: PhaseTransition) -> Row:
         transition.event_id or "",
         transition.event_name or "",
         transition.channel or "",
+        transition.device or "",
         transition.touchpoint or "",
     )
 
@@ -210,6 +211,7 @@ MAPPINGS: dict[type[Any], TableMapping] = {
             "event_id",
             "event_name",
             "channel",
+            "device",
             "touchpoint",
         ),
         _transition_row,

@@ -47,6 +47,15 @@ ENGAGED_SECONDS = 10.0
 ENGAGED_PAGE_VIEWS = 2
 
 
+# Channels that say nothing about how the customer came: a click inside the shop, or an event a
+# shop's server sent. A transition on such an event is credited to the visit's channel.
+_NO_NEW_CHANNEL = frozenset({"internal", "direct"})
+
+
+def _moving_channel(event_channel: str, session_channel: str) -> str:
+    return session_channel if event_channel in _NO_NEW_CHANNEL else event_channel
+
+
 @dataclass(frozen=True)
 class JourneyRules:
     model: PhaseModel
@@ -599,8 +608,9 @@ class JourneyTracker:
             seconds_in_previous_phase=seconds,
             event_id=event.event_id,
             event_name=event.event,
-            channel=event.channel,
+            channel=_moving_channel(event.channel, journey.session.channel),
             touchpoint=self._model.touchpoint_of(event),
+            device=event.device,
         )
 
     def _signal(

@@ -130,6 +130,21 @@ def test_a_transition_names_the_channel_and_touchpoint_that_moved_the_journey() 
     assert (second.channel, second.touchpoint) == ("paid_social", "ad")
 
 
+def test_an_order_sent_by_the_shops_server_is_credited_to_the_visits_channel() -> None:
+    outputs = run(
+        [
+            make_event("page", path="/p/tv", channel="email"),
+            make_event("track", "Product Added", at=MIN, channel="internal"),
+            make_event("track", "Order Completed", at=2 * MIN, channel="direct"),
+        ]
+    )
+    moved = [o for o in outputs if isinstance(o, PhaseTransition)]
+    assert [(t.to_phase, t.channel) for t in moved] == [
+        ("awareness", "email"),
+        ("purchase", "email"),
+    ]
+
+
 # --- sessions -----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,118 @@
+-- Daily aggregates kept current by materialized views, for dashboards that break figures down by
+-- day, channel and device over weeks without scanning raw rows.
+--
+-- Every aggregate is a uniqExact state of ids (journey, session, event, person), never a sum:
+-- merging a set with itself changes nothing, so a batch written twice (a replay under a new
+-- offset range after a rebalance) or a backfill that overlaps the view cannot count anything
+-- twice. uniqExact and not uniq: these figures are compared with the exact raw queries.
+-- Figures here count journeys as they were recorded; the raw queries (phase_funnel and
+-- friends) additionally fold an anonymous journey into the customer who later claimed it.
+
+-- The device of the event that moved a journey, for breakdowns of the funnel by device.
+ALTER TABLE {database}.phase_transitions
+    ADD COLUMN IF NOT EXISTS device LowCardinality(String) AFTER channel;
+
+-- Journeys that got to a phase (as their furthest) on a day, by the channel and device of the
+-- event that moved them. A funnel over a date range merges, per phase, the states of that phase
+-- and every later one: a journey that got to purchase also reached awareness.
+-- Engine: AggregatingMergeTree, merging the states of equal keys.
+-- ORDER BY (site_id, day, phase, channel, device): every query filters by site and days, then
+-- groups by phase; channel and device are the breakdowns.
+CREATE TABLE IF NOT EXISTS {database}.phase_reach_daily
+(
+    site_id  LowCardinality(String),
+    day      Date,
+    phase    LowCardinality(String),
+    channel  LowCardinality(String),
+    device   LowCardinality(String),
+    journeys AggregateFunction(uniqExact, String)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (site_id, day, phase, channel, device);
+
+-- A drop-off is not progress: it fires on a timer, not on something the customer did.
+CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.phase_reach_daily_mv
+TO {database}.phase_reach_daily AS
+SELECT site_id, toDate(at) AS day, furthest_phase AS phase, channel, device,
+       uniqExactState(journey_id) AS journeys
+FROM {database}.phase_transitions
+WHERE kind != 'dropped_off'
+GROUP BY site_id, day, phase, channel, device;
+
+INSERT INTO {database}.phase_reach_daily
+SELECT site_id, toDate(at) AS day, furthest_phase AS phase, channel, device,
+       uniqExactState(journey_id) AS journeys
+FROM {database}.phase_transitions
+WHERE kind != 'dropped_off'
+GROUP BY site_id, day, phase, channel, device;
+
+-- Sessions by the day they started and their channel (a session's channel is its first
+-- event's, fixed for its life). engaged and converting only ever turn true in later snapshots,
+-- so "any snapshot says so" is the session's final answer.
+-- ORDER BY (site_id, day, channel): trends per day and the channel breakdown.
+CREATE TABLE IF NOT EXISTS {database}.sessions_daily
+(
+    site_id              LowCardinality(String),
+    day                  Date,
+    channel              LowCardinality(String),
+    sessions             AggregateFunction(uniqExact, String),
+    engaged_sessions     AggregateFunction(uniqExact, String),
+    converting_sessions  AggregateFunction(uniqExact, String)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (site_id, day, channel);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.sessions_daily_mv
+TO {database}.sessions_daily AS
+SELECT site_id, toDate(started_at) AS day, channel,
+       uniqExactState(session_id) AS sessions,
+       uniqExactStateIf(session_id, engaged) AS engaged_sessions,
+       uniqExactStateIf(session_id, conversions > 0) AS converting_sessions
+FROM {database}.sessions
+GROUP BY site_id, day, channel;
+
+INSERT INTO {database}.sessions_daily
+SELECT site_id, toDate(started_at) AS day, channel,
+       uniqExactState(session_id) AS sessions,
+       uniqExactStateIf(session_id, engaged) AS engaged_sessions,
+       uniqExactStateIf(session_id, conversions > 0) AS converting_sessions
+FROM {database}.sessions
+GROUP BY site_id, day, channel;
+
+-- Events and the people behind them per day, device and what happened (`page`, or a track
+-- event's name): page views, orders or sign-ups per device without reading raw events. No
+-- channel here: an event's own channel is mostly `internal`; the visit's channel lives in
+-- sessions_daily and phase_reach_daily. Bots are left out, as every dashboard figure leaves
+-- them out.
+-- ORDER BY (site_id, day, action, device): read per site and days, filtered by action.
+CREATE TABLE IF NOT EXISTS {database}.activity_daily
+(
+    site_id LowCardinality(String),
+    day     Date,
+    action  LowCardinality(String),
+    device  LowCardinality(String),
+    events  AggregateFunction(uniqExact, String),
+    people  AggregateFunction(uniqExact, String)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (site_id, day, action, device);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.activity_daily_mv
+TO {database}.activity_daily AS
+SELECT site_id, toDate(timestamp) AS day, if(type = 'track', event, type) AS action, device,
+       uniqExactState(event_id) AS events,
+       uniqExactState(if(user_id != '', user_id, anonymous_id)) AS people
+FROM {database}.events
+WHERE type IN ('page', 'track') AND NOT is_bot
+GROUP BY site_id, day, action, device;
+
+INSERT INTO {database}.activity_daily
+SELECT site_id, toDate(timestamp) AS day, if(type = 'track', event, type) AS action, device,
+       uniqExactState(event_id) AS events,
+       uniqExactState(if(user_id != '', user_id, anonymous_id)) AS people
+FROM {database}.events
+WHERE type IN ('page', 'track') AND NOT is_bot
+GROUP BY site_id, day, action, device;
