@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         description="chdb:///path (embedded, the default under data_dir) or http://host:8123.",
     )
     clickhouse_database: str = Field(default="klantreis", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    clickhouse_cluster: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_.-]*$",
+        description="A ClickHouse cluster's name: Replicated + Distributed tables ON CLUSTER.",
+    )
 
     # --- HTTP
     host: str = "127.0.0.1"

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 def open_warehouse(settings: Settings) -> Warehouse:
     """Connect and bring the schema up to date: every process that writes or reads does this."""
-    warehouse = Warehouse(settings.resolved_clickhouse_dsn, settings.clickhouse_database)
+    warehouse = Warehouse(
+        settings.resolved_clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_cluster
+    )
     try:
         warehouse.migrate()
     except BaseException:

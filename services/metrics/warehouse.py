@@ -20,6 +20,8 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from services.metrics import cluster as cluster_ddl
+
 log = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -55,10 +57,14 @@ def load_migrations() -> list[Migration]:
 
 
 class Warehouse:
-    def __init__(self, dsn: str, database: str) -> None:
+    def __init__(self, dsn: str, database: str, cluster: str = "") -> None:
         self.database = database
+        self.cluster = cluster
         self._lock = threading.Lock()
-        self._client: Client = clickhouse_connect.get_client(dsn=dsn)
+        # On a cluster, a query's subquery over another Distributed table (the identity links)
+        # runs once and is sent to every shard, instead of each shard reading only its own part.
+        settings = {"distributed_product_mode": "global"} if cluster else {}
+        self._client: Client = clickhouse_connect.get_client(dsn=dsn, settings=settings)
 
     def close(self) -> None:
         with self._lock:
@@ -68,16 +74,22 @@ class Warehouse:
         """Apply the migrations not yet applied; return their names.
 
         Every statement is idempotent (IF NOT EXISTS), so a migration interrupted half-way is
-        simply applied again; it is recorded only after all of its statements ran.
+        simply applied again; it is recorded only after all of its statements ran. With a
+        cluster, the statements are the cluster form of the same DDL (services.metrics.cluster).
         """
         db = self.database
+        target = cluster_ddl.ClusterTarget(self.cluster, db) if self.cluster else None
         with self._lock:
-            self._client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-            self._client.command(
-                f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
-                "(version UInt32, name String, applied_at DateTime64(3, 'UTC')) "
-                "ENGINE = MergeTree ORDER BY version"
-            )
+            if target:
+                self._client.command(cluster_ddl.create_database(target))
+                self._client.command(cluster_ddl.schema_migrations_table(target))
+            else:
+                self._client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+                self._client.command(
+                    f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
+                    "(version UInt32, name String, applied_at DateTime64(3, 'UTC')) "
+                    "ENGINE = MergeTree ORDER BY version"
+                )
             done = {
                 row[0]
                 for row in self._client.query(
@@ -88,7 +100,12 @@ class Warehouse:
             for migration in load_migrations():
                 if migration.version in done:
                     continue
-                for statement in migration.statements(db):
+                statements = (
+                    cluster_ddl.cluster_statements(migration, target)
+                    if target
+                    else migration.statements(db)
+                )
+                for statement in statements:
                     self._client.command(statement)
                 self._client.insert(
                     f"{db}.schema_migrations",

@@ -7,6 +7,12 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 
 from klantreis.events import DeadLetter, DeadLetterReason
+from services.metrics.cluster import (
+    ClusterTarget,
+    cluster_statements,
+    create_database,
+    schema_migrations_table,
+)
 from services.metrics.metrics import WarehouseMetrics
 from services.metrics.rows import MAPPINGS
 from services.metrics.warehouse import Warehouse, load_migrations
@@ -58,3 +64,15 @@ async def test_a_batch_retried_under_its_token_is_stored_once(warehouse: Warehou
     writer.add(letters(50))
     await writer.flush("partition-0:50-99")  # new offsets are new rows
     assert stored() == 100
+
+
+def test_the_cluster_ddl_parses_in_clickhouse(warehouse: Warehouse) -> None:
+    """A cluster cannot run here; ClickHouse's own parser still checks every statement."""
+    target = ClusterTarget("shop_cluster", warehouse.database)
+    statements = [
+        create_database(target),
+        schema_migrations_table(target),
+        *[s for m in load_migrations() for s in cluster_statements(m, target)],
+    ]
+    for statement in statements:
+        assert warehouse.query(f"EXPLAIN AST {statement}"), statement

@@ -9,6 +9,8 @@
 -- (daily partitions would multiply parts for small shops).
 -- non_replicated_deduplication_window: remembers recent insert tokens, so the metrics worker's
 -- retry of the same offset range is dropped at insert time, not only at merge time.
+-- On a cluster, copies of an event (same visitor) meet on one shard, as does a visitor's day:
+-- shard by: sipHash64(site_id, anonymous_id)
 CREATE TABLE IF NOT EXISTS {database}.events
 (
     site_id            LowCardinality(String),

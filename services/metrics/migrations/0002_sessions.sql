@@ -7,6 +7,8 @@
 -- because every query filters by site.
 -- PARTITION BY month of the session start: a session's start never changes, so all versions of a
 -- session share a partition and can replace each other (replacement works within a partition).
+-- On a cluster, all versions of a session meet on one shard:
+-- shard by: sipHash64(site_id, session_id)
 CREATE TABLE IF NOT EXISTS {database}.sessions
 (
     site_id       LowCardinality(String),

@@ -6,6 +6,8 @@
 -- ORDER BY (site_id, journey_id, transition_id): funnels group by journey within a site; the id
 -- last makes the sort key the de-duplication key.
 -- PARTITION BY month of the transition: date-range funnels skip months.
+-- On a cluster, a journey's transitions (and so their copies) meet on one shard:
+-- shard by: sipHash64(site_id, journey_id)
 CREATE TABLE IF NOT EXISTS {database}.phase_transitions
 (
     site_id        LowCardinality(String),

@@ -27,6 +27,7 @@ ALTER TABLE {database}.phase_transitions
 -- ORDER BY (site_id, kind, toDate(at), signal_id): read per site and kind over a date range
 -- ("abandoned carts this week"); the id last makes the sort key the de-duplication key.
 -- PARTITION BY month; TTL 400 days: signals are for acting and for a year-on-year look back.
+-- shard by: sipHash64(site_id, journey_id)
 CREATE TABLE IF NOT EXISTS {database}.signals
 (
     site_id    LowCardinality(String),
@@ -50,6 +51,7 @@ SETTINGS non_replicated_deduplication_window = 1000;
 -- ORDER BY (site_id, previous_id, link_id): queries resolve a journey id to its customer by
 -- previous_id; the first linked/aliased link of an id is the one that claimed its history.
 -- Not partitioned by time: links are few and every query needs all of them.
+-- shard by: sipHash64(site_id, previous_id)
 CREATE TABLE IF NOT EXISTS {database}.identities
 (
     site_id     LowCardinality(String),

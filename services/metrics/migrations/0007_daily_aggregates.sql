@@ -7,6 +7,8 @@
 -- twice. uniqExact and not uniq: these figures are compared with the exact raw queries.
 -- Figures here count journeys as they were recorded; the raw queries (phase_funnel and
 -- friends) additionally fold an anonymous journey into the customer who later claimed it.
+-- On a cluster each shard's view fills its shard's aggregate table and queries merge the states
+-- across shards, so these need no sharding key of their own.
 
 -- The device of the event that moved a journey, for breakdowns of the funnel by device.
 ALTER TABLE {database}.phase_transitions
