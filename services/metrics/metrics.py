@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class WarehouseMetrics:
@@ -36,5 +36,11 @@ class WarehouseMetrics:
             "klantreis_warehouse_undecodable_records_total",
             "Topic records that could not be decoded, by topic; kept as dead letters.",
             ["topic"],
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "klantreis_warehouse_consumer_lag",
+            "Records of a partition not yet consumed (high watermark minus position).",
+            ["topic", "partition"],
             registry=registry,
         )

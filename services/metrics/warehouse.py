@@ -124,8 +124,16 @@ class Warehouse:
         dedup_token: str | None = None,
     ) -> None:
         """One insert of many rows. With `dedup_token`, a repeat of the same token is a no-op
-        (within the table's deduplication window), which makes retries safe."""
-        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        (within the table's deduplication window), which makes retries safe.
+
+        optimize_on_insert is off: a replacing table would otherwise collapse the rows of one
+        block at once, so what a table holds would depend on where batches were cut. Rows are
+        stored as consumed; merges collapse replaced versions later, the queries read through
+        them (argMax by version), and a duplicate stays visible until a merge.
+        """
+        settings: dict[str, Any] = {"optimize_on_insert": 0}
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
         with self._lock:
             self._client.insert(
                 f"{self.database}.{table}",

@@ -26,6 +26,10 @@ class WarehouseWriter:
     def pending_rows(self) -> int:
         return self._count
 
+    def clear(self) -> None:
+        """Forget pending rows: their offsets were not committed, so they will be consumed again."""
+        self._pending, self._count = {}, 0
+
     def add(self, records: Iterable[Record]) -> None:
         for record in records:
             mapping = mapping_for(record)

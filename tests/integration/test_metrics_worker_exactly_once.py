@@ -1,0 +1,182 @@
+"""The metrics worker's delivery guarantee on the real broker and the real engine: killed with
+SIGKILL between inserting a batch and committing its offsets, three times, it leaves every table
+with exactly the rows of an uninterrupted run. The raw tables' merges are held, so a duplicate
+row would show in a plain count()."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
+
+from klantreis.config import Settings, load_settings
+from klantreis.events import DeadLetter, DeadLetterReason, Event
+from klantreis.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
+from klantreis.kafka import ensure_topics, new_producer
+from klantreis.local_kafka import free_port
+from klantreis.phases import load_phase_model
+from klantreis.simulator import collected_events
+from klantreis.topics import Topics
+from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
+from tests.integration.processes import KLANTREIS, Service
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+# Dead letters live 30 days (TTL): these must be recent, and the same in both inputs.
+RECEIVED = datetime.now(UTC).replace(microsecond=0)
+REPO = Path(__file__).resolve().parents[2]
+STARTED: list[Service] = []
+
+
+def input_records(topics: Topics) -> list[tuple[str, Event | SessionizerOutput]]:
+    """Simulated traffic and what the sessionizer makes of it, for every topic the worker reads."""
+    events = collected_events(seed=11, visitors=600, days=20, now=NOW)
+    engine = JourneyEngine(JourneyRules(load_phase_model("default")))
+    topic_of: dict[type[Any], str] = {
+        SessionSnapshot: topics.sessions,
+        PhaseTransition: topics.transitions,
+        Signal: topics.signals,
+        IdentityLink: topics.identities,
+        DeadLetter: topics.dead_letters,
+    }
+    records: list[tuple[str, Event | SessionizerOutput]] = [
+        (topics.events, event) for event in events
+    ]
+    records += [
+        (topics.dead_letters, DeadLetter(site_id=f"shop-{n % 3}", message=f"bad event {n}",
+                                         reason=DeadLetterReason.SCHEMA_VIOLATION, payload="{}",
+                                         stage="ingest", received_at=RECEIVED))
+        for n in range(40)
+    ]  # fmt: skip
+    for event in events:
+        records.extend((topic_of[type(out)], out) for out in engine.process(event))
+    return records
+
+
+async def write_input(settings: Settings) -> int:
+    topics = Topics.from_settings(settings)
+    records = input_records(topics)
+    await ensure_topics(settings)
+    producer = new_producer(settings)
+    await producer.start()
+    try:
+        for topic, record in records:
+            await producer.send(topic, record.to_bytes(), key=record.partition_key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(records)
+
+
+async def committed(settings: Settings) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(
+            Topics.from_settings(settings).metrics_group
+        )
+    except GroupCoordinatorNotAvailableError:
+        return 0
+    finally:
+        await admin.close()
+    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+
+
+def probe(dsn: str, database: str, action: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.warehouse_probe", dsn, database, action],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def worker(settings: Settings, dsn: str, database: str, logs: Path, name: str,
+           crash_at: int | None = None) -> Service:  # fmt: skip
+    env = {
+        **os.environ,
+        "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
+        "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
+        "KLANTREIS_CLICKHOUSE_DSN": dsn,
+        "KLANTREIS_CLICKHOUSE_DATABASE": database,
+        "KLANTREIS_FLUSH_ROWS": "1000",
+        "KLANTREIS_FLUSH_INTERVAL_SECONDS": "0.3",
+        "KLANTREIS_API_PORT": str(free_port()),
+    }
+    command: Sequence[str] = [KLANTREIS, "metrics"]
+    if crash_at is not None:
+        env["KLANTREIS_TEST_CRASH_AT_COMMIT"] = str(crash_at)
+        command = [sys.executable, "-m", "tests.integration.crashing_metrics_worker"]
+    log = logs / f"{name}.log"
+    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=log.open("wb"),
+                               stderr=subprocess.STDOUT)  # fmt: skip
+    service = Service(name, process, log)
+    STARTED.append(service)
+    return service
+
+
+async def run_to_the_end(settings: Settings, service: Service, total: int) -> None:
+    deadline = time.monotonic() + 240
+    try:
+        while await committed(settings) < total:
+            assert service.process.poll() is None, service.output()
+            assert time.monotonic() < deadline, service.output()[-3000:]
+            await asyncio.sleep(0.2)
+    finally:
+        assert service.stop(), service.output()
+
+
+async def test_three_sigkills_between_insert_and_commit_leave_the_rows_of_an_uninterrupted_run(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    dsn = f"chdb://{tmp_path / 'chdb'}"
+    reference = load_settings(kafka_bootstrap_servers=kafka_bootstrap,
+                              topic_prefix=f"wref-{uuid.uuid4().hex[:8]}")  # fmt: skip
+    crashing = load_settings(kafka_bootstrap_servers=kafka_bootstrap,
+                             topic_prefix=f"wkill-{uuid.uuid4().hex[:8]}")  # fmt: skip
+    total = await write_input(reference)
+    assert await write_input(crashing) == total
+
+    probe(dsn, "reference", "hold-merges")
+    await run_to_the_end(reference, worker(reference, dsn, "reference", tmp_path, "ref"), total)
+
+    probe(dsn, "crashed", "hold-merges")
+    for kill in range(3):
+        before = await committed(crashing)
+        service = worker(crashing, dsn, "crashed", tmp_path, f"kill-{kill}", crash_at=2)
+        service.process.wait(timeout=240)
+        assert service.process.returncode == -signal.SIGKILL, service.output()
+        assert "killing myself before commit 2" in service.output()
+        if kill > 0:  # the batch the previous run inserted but did not commit is formed again
+            assert "re-forming unfinished batch" in service.output(), service.output()
+        assert before < await committed(crashing) < total
+    final = worker(crashing, dsn, "crashed", tmp_path, "final")
+    await run_to_the_end(crashing, final, total)
+    assert "re-forming unfinished batch" in final.output()
+
+    expected = json.loads(probe(dsn, "reference", "fingerprint"))
+    actual = json.loads(probe(dsn, "crashed", "fingerprint"))
+    assert all(rows > 0 for rows, _ in expected.values()), expected
+    assert actual == expected
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_the_test() -> Iterator[None]:
+    yield
+    for service in STARTED:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait()
+    STARTED.clear()

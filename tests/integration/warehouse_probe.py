@@ -1,0 +1,71 @@
+"""Reads and prepares a chDB warehouse from its own process (chDB opens one path per process, and
+the test process may hold another): `python -m tests.integration.warehouse_probe <dsn> <db>
+hold-merges|fingerprint`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from services.metrics.warehouse import Warehouse
+
+# The tables the worker writes row for row; a duplicate shows in their count and checksum.
+RAW_TABLES = ("events", "sessions", "phase_transitions", "signals", "identities", "dead_letters")
+# Aggregates: how rows split into parts depends on insert batches, so compare what they answer.
+AGGREGATES = {
+    "phase_reach_daily": ("site_id, day, phase, channel, device", "uniqExactMerge(journeys)"),
+    "sessions_daily": (
+        "site_id, day, channel",
+        "uniqExactMerge(sessions), uniqExactMerge(engaged_sessions), "
+        "uniqExactMerge(converting_sessions)",
+    ),
+    "activity_daily": (
+        "site_id, day, action, device",
+        "uniqExactMerge(events), uniqExactMerge(people)",
+    ),
+}
+
+
+def hold_merges(warehouse: Warehouse) -> None:
+    """Stop background merges on the raw tables, which would collapse duplicate rows and hide
+    them from a count."""
+    for table in RAW_TABLES:
+        warehouse.query(
+            f"ALTER TABLE {{database}}.{table} MODIFY SETTING "
+            "max_bytes_to_merge_at_max_space_in_pool = 1, "
+            "max_bytes_to_merge_at_min_space_in_pool = 1"
+        )
+
+
+def fingerprint(warehouse: Warehouse) -> dict[str, list[int]]:
+    """Per table: rows and an order-independent checksum of every row."""
+    found = {}
+    for table in RAW_TABLES:
+        count, checksum = warehouse.query(
+            f"SELECT count(), sum(cityHash64(*)) FROM {{database}}.{table}"
+        )[0]
+        found[table] = [int(count), int(checksum)]
+    for table, (keys, merged) in AGGREGATES.items():
+        count, checksum = warehouse.query(
+            f"SELECT count(), sum(cityHash64(*)) FROM "
+            f"(SELECT {keys}, {merged} FROM {{database}}.{table} GROUP BY {keys})"
+        )[0]
+        found[table] = [int(count), int(checksum)]
+    return found
+
+
+def main(argv: list[str]) -> None:
+    dsn, database, action = argv
+    warehouse = Warehouse(dsn, database)
+    try:
+        if action == "hold-merges":
+            warehouse.migrate()
+            hold_merges(warehouse)
+        else:
+            print(json.dumps(fingerprint(warehouse)))
+    finally:
+        warehouse.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
