@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -21,9 +22,139 @@ Record = Event | SessionSnapshot | PhaseTransition | Signal | IdentityLink | Dea
 
 @dataclass(frozen=True)
 class TableMapping:
+    """A record type's table and columns, and its row built from the record or straight from
+    the record's JSON (as a dict). The JSON path skips building and validating a model: the
+    topics are written by klantreis's own services from these models, and the worker decodes
+    hundreds of thousands of records a second (tests/unit/test_rows.py checks both paths agree)."""
+
     table: str
     columns: tuple[str, ...]
     to_row: Callable[[Any], Row]
+    from_json: Callable[[dict[str, Any]], Row]
+
+
+def _at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _maybe_at(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+_EVENT_DEFAULTS = {name: field.default for name, field in Event.model_fields.items()}
+
+
+def _event_json_row(d: dict[str, Any]) -> Row:
+    context = d.get("context") or {}
+    page = context.get("page") or {}
+    campaign = context.get("campaign") or {}
+    return (
+        d["site_id"],
+        d["event_id"],
+        d["type"],
+        d.get("event") or "",
+        d.get("anonymous_id") or "",
+        d.get("user_id") or "",
+        _at(d["timestamp"]),
+        _maybe_at(d.get("original_timestamp")),
+        _maybe_at(d.get("sent_at")),
+        _at(d["received_at"]),
+        d.get("channel", _EVENT_DEFAULTS["channel"]),
+        d.get("device", _EVENT_DEFAULTS["device"]),
+        d.get("browser", _EVENT_DEFAULTS["browser"]),
+        d.get("is_bot", _EVENT_DEFAULTS["is_bot"]),
+        page.get("url") or "",
+        page.get("path") or "",
+        page.get("title") or "",
+        page.get("referrer") or "",
+        campaign.get("source") or "",
+        campaign.get("medium") or "",
+        campaign.get("name") or "",
+        campaign.get("term") or "",
+        campaign.get("content") or "",
+        context.get("user_agent") or "",
+        context.get("locale") or "",
+        context.get("library") or "",
+        orjson.dumps(d.get("properties") or {}).decode(),
+        orjson.dumps(d.get("traits") or {}).decode(),
+    )
+
+
+def _session_json_row(d: dict[str, Any]) -> Row:
+    return (
+        d["site_id"],
+        d["session_id"],
+        d["journey_id"],
+        d["anonymous_id"] or "",
+        d["user_id"] or "",
+        _at(d["started_at"]),
+        _at(d["last_event_at"]),
+        d["event_count"],
+        d["page_views"],
+        d["conversions"],
+        d["engaged"],
+        d["closed"],
+        d["channel"],
+        d["landing_path"] or "",
+        d["exit_path"] or "",
+        d["version"],
+    )
+
+
+def _transition_json_row(d: dict[str, Any]) -> Row:
+    return (
+        d["site_id"],
+        d["transition_id"],
+        d["journey_id"],
+        d["session_id"],
+        d["kind"],
+        d["from_phase"] or "",
+        d["to_phase"],
+        d["furthest_phase"],
+        _at(d["at"]),
+        d["seconds_in_previous_phase"],
+        d["event_id"] or "",
+        d["event_name"] or "",
+        d["channel"] or "",
+        d.get("device") or "",
+        d["touchpoint"] or "",
+    )
+
+
+def _signal_json_row(d: dict[str, Any]) -> Row:
+    return (
+        d["site_id"],
+        d["signal_id"],
+        d["journey_id"],
+        d["kind"],
+        d["phase"],
+        _at(d["at"]),
+        d["event_id"] or "",
+        orjson.dumps(d.get("details") or {}).decode(),
+    )
+
+
+def _identity_json_row(d: dict[str, Any]) -> Row:
+    return (
+        d["site_id"],
+        d["link_id"],
+        d["previous_id"],
+        d["customer_id"],
+        d["kind"],
+        _at(d["at"]),
+        d["event_id"],
+    )
+
+
+def _dead_letter_json_row(d: dict[str, Any]) -> Row:
+    return (
+        d["site_id"] or "",
+        d["reason"],
+        d["stage"],
+        d["message"],
+        d["payload"],
+        _at(d["received_at"]),
+    )
 
 
 def _event_row(event: Event) -> Row:
@@ -172,6 +303,7 @@ MAPPINGS: dict[type[Any], TableMapping] = {
             "traits",
         ),
         _event_row,
+        _event_json_row,
     ),
     SessionSnapshot: TableMapping(
         "sessions",
@@ -194,6 +326,7 @@ MAPPINGS: dict[type[Any], TableMapping] = {
             "version",
         ),
         _session_row,
+        _session_json_row,
     ),
     PhaseTransition: TableMapping(
         "phase_transitions",
@@ -215,21 +348,25 @@ MAPPINGS: dict[type[Any], TableMapping] = {
             "touchpoint",
         ),
         _transition_row,
+        _transition_json_row,
     ),
     Signal: TableMapping(
         "signals",
         ("site_id", "signal_id", "journey_id", "kind", "phase", "at", "event_id", "details"),
         _signal_row,
+        _signal_json_row,
     ),
     IdentityLink: TableMapping(
         "identities",
         ("site_id", "link_id", "previous_id", "customer_id", "kind", "at", "event_id"),
         _identity_row,
+        _identity_json_row,
     ),
     DeadLetter: TableMapping(
         "dead_letters",
         ("site_id", "reason", "stage", "message", "payload", "received_at"),
         _dead_letter_row,
+        _dead_letter_json_row,
     ),
 }
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
@@ -21,7 +22,7 @@ from klantreis.journeys import IdentityLink, PhaseTransition, SessionSnapshot, S
 from klantreis.kafka import ensure_topics, new_consumer
 from klantreis.topics import Topics
 from services.metrics.metrics import WarehouseMetrics
-from services.metrics.rows import Record
+from services.metrics.rows import MAPPINGS, Record, Row, TableMapping
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import WarehouseWriter
 
@@ -158,7 +159,7 @@ class MetricsWorker:
             records = within
             if not records:
                 return
-        self._writer.add(self._decode(tp.topic, record.value) for record in records)
+        self._writer.add_rows(*self._rows(tp.topic, records))
         first = self._ranges.get(tp, (records[0].offset, 0))[0]
         self._ranges[tp] = (first, records[-1].offset)
         if self._oldest_pending is None:
@@ -281,14 +282,28 @@ class MetricsWorker:
                 lag = highwater - await consumer.position(tp)
                 self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
-    def _decode(self, topic: str, value: bytes | None) -> Record:
+    def _rows(
+        self, topic: str, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[TableMapping, list[Row]]:
+        """The records' rows, built straight from their JSON; a record that does not decode
+        becomes a dead letter saying why, and the rest go on."""
+        mapping = MAPPINGS[self._decoders[topic]]
+        rows = []
+        for record in records:
+            try:
+                rows.append(mapping.from_json(orjson.loads(record.value or b"")))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                self._writer.add([self._dead_letter(topic, record.value)])
+        return mapping, rows
+
+    def _dead_letter(self, topic: str, value: bytes | None) -> DeadLetter:
+        self._metrics.undecodable_records.labels(topic).inc()
         try:
-            return self._decoders[topic].model_validate_json(value or b"")
+            self._decoders[topic].model_validate_json(value or b"")
+            reason = "not a record of this topic's schema"
         except ValidationError as exc:
-            self._metrics.undecodable_records.labels(topic).inc()
-            return DeadLetter.of(
-                value, DeadLetterReason.UNDECODABLE, f"{topic}: {exc.errors()[0]['msg']}", "metrics"
-            )
+            reason = exc.errors()[0]["msg"]
+        return DeadLetter.of(value, DeadLetterReason.UNDECODABLE, f"{topic}: {reason}", "metrics")
 
     def _require_consumer(self) -> AIOKafkaConsumer:
         if self._consumer is None:

@@ -30,6 +30,14 @@ class WarehouseWriter:
         """Forget pending rows: their offsets were not committed, so they will be consumed again."""
         self._pending, self._count = {}, 0
 
+    def add_rows(self, mapping: TableMapping, rows: list[Row]) -> None:
+        """Rows already built for `mapping`'s table."""
+        entry = self._pending.get(mapping.table)
+        if entry is None:
+            entry = self._pending[mapping.table] = (mapping, [])
+        entry[1].extend(rows)
+        self._count += len(rows)
+
     def add(self, records: Iterable[Record]) -> None:
         for record in records:
             mapping = mapping_for(record)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
+from klantreis.config import Settings
 from klantreis.events import DeadLetter, DeadLetterReason
+from klantreis.journeys import IdentityLink, LinkKind
+from klantreis.kafka import ensure_topics, new_producer
+from klantreis.topics import Topics
 from services.metrics.cluster import (
     ClusterTarget,
     cluster_statements,
@@ -16,6 +22,7 @@ from services.metrics.cluster import (
 from services.metrics.metrics import WarehouseMetrics
 from services.metrics.rows import MAPPINGS
 from services.metrics.warehouse import Warehouse, load_migrations
+from services.metrics.worker import MetricsWorker
 from services.metrics.writer import WarehouseWriter
 
 
@@ -76,3 +83,35 @@ def test_the_cluster_ddl_parses_in_clickhouse(warehouse: Warehouse) -> None:
     ]
     for statement in statements:
         assert warehouse.query(f"EXPLAIN AST {statement}"), statement
+
+
+async def test_the_worker_keeps_an_undecodable_record_as_a_dead_letter_and_goes_on(
+    settings: Settings, warehouse: Warehouse
+) -> None:
+    topics = Topics.from_settings(settings)
+    link = IdentityLink(link_id="l1", site_id="shop", previous_id="anon", customer_id="c1",
+                        kind=LinkKind.LINKED, at=datetime.now(UTC), event_id="e1")  # fmt: skip
+    await ensure_topics(settings)
+    producer = new_producer(settings)
+    await producer.start()
+    try:
+        await producer.send(topics.identities, b'{"link_id": "broken"', key=b"shop/c1")
+        await producer.send(topics.identities, link.to_bytes(), key=b"shop/c1")
+        await producer.flush()
+    finally:
+        await producer.stop()
+    metrics = WarehouseMetrics(CollectorRegistry())
+    stop = asyncio.Event()
+    async with MetricsWorker(settings, warehouse, metrics) as worker:
+        task = asyncio.create_task(worker.run(stop))
+        deadline = time.monotonic() + 60
+        while not warehouse.query("SELECT 1 FROM {database}.identities WHERE link_id = 'l1'"):
+            assert time.monotonic() < deadline and not task.done()
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+    ((reason, stage, message),) = warehouse.query(
+        "SELECT reason, stage, message FROM {database}.dead_letters"
+    )
+    assert (reason, stage) == ("undecodable", "metrics")
+    assert message.startswith(f"{topics.identities}: ") and "JSON" in message

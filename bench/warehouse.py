@@ -1,0 +1,167 @@
+"""The metrics worker's write path against a raw clickhouse-connect insert of the same rows, in one
+run on a real local broker and the embedded engine (chDB).
+
+    .venv/bin/python bench/warehouse.py [--visitors 4000] [--batch 20000]
+
+Simulated traffic and what the sessionizer makes of it (events, sessions, transitions, signals,
+identities) are written to fresh topics. Then, into two fresh databases of one chDB:
+
+- raw: the same rows, prepared beforehand as tuples, inserted with clickhouse-connect in batches
+  of `--batch` rows per table (the floor: what the engine and the client cost);
+- worker: the metrics worker consumes the topics (read_committed), decodes each record, maps it
+  to its row and inserts per table in batches of `--batch`, recording each batch's plan and
+  committing offsets after the insert. Timed from its first fetch (after the group join) to the
+  last row written.
+
+Prints rows/s of each and the ratio worker / raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from klantreis.config import Settings, load_settings
+from klantreis.events import Event
+from klantreis.kafka import ensure_topics, new_producer
+from klantreis.local_kafka import LocalKafka
+from klantreis.phases import load_phase_model
+from klantreis.simulator import collected_events
+from klantreis.topics import Topics
+from services.metrics.metrics import WarehouseMetrics
+from services.metrics.rows import Row, mapping_for
+from services.metrics.warehouse import Warehouse
+from services.metrics.worker import MetricsWorker
+from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+Record = Event | SessionizerOutput
+
+
+def simulated(visitors: int, topics: Topics) -> list[tuple[str, Record]]:
+    events = collected_events(seed=21, visitors=visitors, days=30, now=NOW)
+    engine = JourneyEngine(JourneyRules(load_phase_model("default")))
+    topic_of = {
+        "SessionSnapshot": topics.sessions,
+        "PhaseTransition": topics.transitions,
+        "Signal": topics.signals,
+        "IdentityLink": topics.identities,
+        "DeadLetter": topics.dead_letters,
+    }
+    records: list[tuple[str, Record]] = []
+    for event in events:
+        records.append((topics.events, event))
+        records.extend((topic_of[type(out).__name__], out) for out in engine.process(event))
+    return records
+
+
+async def produce(settings: Settings, records: list[tuple[str, Record]]) -> None:
+    await ensure_topics(settings)
+    producer = new_producer(settings)
+    await producer.start()
+    try:
+        for topic, record in records:
+            await producer.send(topic, record.to_bytes(), key=record.partition_key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def raw_insert(warehouse: Warehouse, records: list[tuple[str, Record]], batch: int) -> float:
+    """Seconds to insert the prepared rows, `batch` rows per insert per table."""
+    by_table: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
+    for _, record in records:
+        mapping = mapping_for(record)
+        by_table.setdefault(mapping.table, (mapping.columns, []))[1].append(
+            mapping.to_row(record)
+        )
+    started = time.perf_counter()
+    for table, (columns, rows) in by_table.items():
+        for start in range(0, len(rows), batch):
+            warehouse.insert(table, columns, rows[start : start + batch])
+    return time.perf_counter() - started
+
+
+async def worker_path(settings: Settings, warehouse: Warehouse, total: int) -> float:
+    """Seconds for the metrics worker to consume, decode, insert and commit every record."""
+    metrics = WarehouseMetrics(CollectorRegistry())
+    stop = asyncio.Event()
+    async with MetricsWorker(settings, warehouse, metrics) as worker:
+        task = asyncio.create_task(worker.run(stop))
+        # The clock starts with the first fetch: joining a new consumer group takes the broker
+        # seconds of waiting, which says nothing about the write path.
+        while not any(family.samples for family in metrics.consumer_lag.collect()):
+            await asyncio.sleep(0.001)
+            if task.done():
+                task.result()
+        started = time.perf_counter()
+        while written(metrics) < total:
+            await asyncio.sleep(0.01)
+            if task.done():
+                task.result()
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await task
+    return elapsed
+
+
+def written(metrics: WarehouseMetrics) -> float:
+    return sum(
+        sample.value
+        for family in metrics.rows_written.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
+def counts(warehouse: Warehouse) -> dict[str, int]:
+    found: dict[str, Any] = defaultdict(int)
+    for table in ("events", "sessions", "phase_transitions", "signals", "identities"):
+        found[table] = int(warehouse.query(f"SELECT count() FROM {{database}}.{table}")[0][0])
+    return dict(found)
+
+
+async def main(visitors: int, batch: int) -> None:
+    with LocalKafka() as broker, tempfile.TemporaryDirectory() as data:
+        settings = load_settings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            topic_prefix=f"bench-{uuid.uuid4().hex[:8]}",
+            flush_rows=batch,
+            flush_interval_seconds=1.0,
+        )
+        records = simulated(visitors, Topics.from_settings(settings))
+        await produce(settings, records)
+        dsn = f"chdb://{data}/chdb"
+        raw, via_worker, warm_up = (Warehouse(dsn, db) for db in ("raw", "worker", "warm_up"))
+        for warehouse in (raw, via_worker, warm_up):
+            warehouse.migrate()
+        # A small insert first, so loading the client's lazy imports is timed in neither path.
+        raw_insert(warm_up, records[:100], batch)
+        raw_seconds = raw_insert(raw, records, batch)
+        worker_seconds = await worker_path(settings, via_worker, len(records))
+        raw_counts, worker_counts = counts(raw), counts(via_worker)
+        for warehouse in (raw, via_worker, warm_up):
+            warehouse.close()
+
+    assert raw_counts == worker_counts, (raw_counts, worker_counts)
+    total = len(records)
+    print(f"rows: {total:,} ({', '.join(f'{t} {n:,}' for t, n in raw_counts.items())})")
+    print(f"raw clickhouse-connect insert: {total / raw_seconds:10,.0f} rows/s")
+    print(f"metrics worker (Kafka->chDB):  {total / worker_seconds:10,.0f} rows/s")
+    print(f"ratio worker / raw: {raw_seconds / worker_seconds:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--visitors", type=int, default=4000)
+    parser.add_argument("--batch", type=int, default=20000)
+    args = parser.parse_args()
+    asyncio.run(main(args.visitors, args.batch))
