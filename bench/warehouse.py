@@ -80,9 +80,7 @@ def raw_insert(warehouse: Warehouse, records: list[tuple[str, Record]], batch: i
     by_table: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
     for _, record in records:
         mapping = mapping_for(record)
-        by_table.setdefault(mapping.table, (mapping.columns, []))[1].append(
-            mapping.to_row(record)
-        )
+        by_table.setdefault(mapping.table, (mapping.columns, []))[1].append(mapping.to_row(record))
     started = time.perf_counter()
     for table, (columns, rows) in by_table.items():
         for start in range(0, len(rows), batch):

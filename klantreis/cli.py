@@ -46,6 +46,50 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> None:
     _serve(create_app, settings, settings.port)
 
 
+REPORTS = ("funnel", "dropoff", "metrics", "touchpoints", "trends", "channels", "devices")
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
+    """The read API's figures on the command line, from the same query module."""
+    import dataclasses
+    from datetime import UTC, date, datetime, timedelta
+
+    from services.metrics import queries
+    from services.metrics.app import open_warehouse
+
+    model = settings.phase_model_loaded
+    days = None  # all time, where a figure allows it
+    if args.date_from or args.date_to:
+        last = date.fromisoformat(args.date_to) if args.date_to else datetime.now(UTC).date()
+        first = date.fromisoformat(args.date_from) if args.date_from else last - timedelta(29)
+        days = queries.DateRange(first, last)
+    daily = days or queries.DateRange.last_days(30)
+    warehouse = open_warehouse(settings)
+    try:
+        site = args.site
+        answers: dict[str, Callable[[], object]] = {
+            "funnel": lambda: queries.phase_funnel(warehouse, site, model, days),
+            "dropoff": lambda: queries.dropoff(warehouse, site, model, days),
+            "metrics": lambda: queries.shop_metrics(warehouse, site, model, days),
+            "touchpoints": lambda: queries.touchpoints(warehouse, site, model, days),
+            "trends": lambda: queries.trends(warehouse, site, model, daily),
+            "channels": lambda: queries.breakdown(warehouse, site, model, "channel", daily),
+            "devices": lambda: queries.breakdown(warehouse, site, model, "device", daily),
+        }
+        answer = answers[args.report]()
+    finally:
+        warehouse.close()
+
+    def plain(value: object) -> object:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {key: plain(item) for key, item in dataclasses.asdict(value).items()}
+        if isinstance(value, list):
+            return [plain(item) for item in value]
+        return value
+
+    print(json.dumps(plain(answer), indent=2, default=str))
+
+
 def cmd_ingest(settings: Settings, _: argparse.Namespace) -> None:
     settings.require_kafka()
     from services.ingest.app import create_app
@@ -140,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("metrics", help="run the warehouse writer and read API (needs Kafka)")
     commands.add_parser("migrate", help="bring the ClickHouse schema up to date")
     commands.add_parser("topics", help="create the Kafka topics")
+    report = commands.add_parser("report", help="print a dashboard figure from the warehouse")
+    report.add_argument("report", choices=REPORTS)
+    report.add_argument("--site", required=True)
+    report.add_argument("--from", dest="date_from", help="first day (YYYY-MM-DD)")
+    report.add_argument("--to", dest="date_to", help="last day (YYYY-MM-DD), inclusive")
     simulate = commands.add_parser("simulate", help="send realistic shop traffic to a collector")
     simulate.add_argument("--url", help="collector base URL (default http://HOST:PORT)")
     simulate.add_argument("--key", default="demo", help="write key (default demo)")
@@ -161,6 +210,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], None]] = {
     "metrics": cmd_metrics,
     "migrate": cmd_migrate,
     "topics": cmd_topics,
+    "report": cmd_report,
     "simulate": cmd_simulate,
     "kafka": cmd_kafka,
 }

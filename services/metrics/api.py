@@ -68,6 +68,14 @@ def _days(date_from: date | None, date_to: date | None, default: int | None) -> 
 
 DateFrom = Annotated[date | None, Query(description="First day (UTC), inclusive")]
 DateTo = Annotated[date | None, Query(description="Last day (UTC), inclusive")]
+Exact = Annotated[
+    bool,
+    Query(
+        description="true: from raw rows, a customer's devices and anonymous history folded "
+        "into one journey. false: from the daily aggregates (milliseconds at any size), "
+        "journeys as recorded; needs a range (default the last 30 days)."
+    ),
+]
 
 
 async def _ask(call: Callable[..., _T], *args: Any) -> _T:
@@ -111,11 +119,20 @@ class FunnelResponse(BaseModel):
 )
 @_answer
 async def funnel(
-    request: Request, site: Site, date_from: DateFrom = None, date_to: DateTo = None
+    request: Request,
+    site: Site,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    exact: Exact = True,
 ) -> Any:
     context = _context(request, site)
-    days = _days(date_from, date_to, None)
-    reach = await _ask(queries.phase_funnel, context.warehouse, site, context.model, days)
+    days = _days(date_from, date_to, None if exact else DEFAULT_DAYS)
+    if exact:
+        reach = await _ask(queries.phase_funnel, context.warehouse, site, context.model, days)
+    else:
+        reach = await _ask(
+            queries.recorded_phase_funnel, context.warehouse, site, context.model, days
+        )
     return FunnelResponse(
         site=site,
         model=context.model.name,
@@ -247,11 +264,16 @@ class DropoffResponse(BaseModel):
 )
 @_answer
 async def dropoff(
-    request: Request, site: Site, date_from: DateFrom = None, date_to: DateTo = None
+    request: Request,
+    site: Site,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    exact: Exact = True,
 ) -> Any:
     context = _context(request, site)
-    days = _days(date_from, date_to, None)
-    phases = await _ask(queries.dropoff, context.warehouse, site, context.model, days)
+    days = _days(date_from, date_to, None if exact else DEFAULT_DAYS)
+    ask = queries.dropoff if exact else queries.recorded_dropoff
+    phases = await _ask(ask, context.warehouse, site, context.model, days)
     return DropoffResponse(
         site=site,
         model=context.model.name,
@@ -364,7 +386,7 @@ class TouchpointFigures(BaseModel):
     touchpoint: str
     channel: str
     last_touch: int
-    first_touch: int
+    first_touch: int | None
 
 
 class TouchpointsResponse(BaseModel):
@@ -383,11 +405,16 @@ class TouchpointsResponse(BaseModel):
 )
 @_answer
 async def touchpoints(
-    request: Request, site: Site, date_from: DateFrom = None, date_to: DateTo = None
+    request: Request,
+    site: Site,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    exact: Exact = True,
 ) -> Any:
     context = _context(request, site)
-    days = _days(date_from, date_to, None)
-    rows = await _ask(queries.touchpoints, context.warehouse, site, context.model, days)
+    days = _days(date_from, date_to, None if exact else DEFAULT_DAYS)
+    ask = queries.touchpoints if exact else queries.recorded_touchpoints
+    rows = await _ask(ask, context.warehouse, site, context.model, days)
     return TouchpointsResponse(
         site=site,
         date_from=days.first if days else None,

@@ -590,7 +590,7 @@ class TouchpointCredit:
     touchpoint: str
     channel: str
     last_touch: int
-    first_touch: int
+    first_touch: int | None
 
 
 _JOURNEY_OF_TRANSITION = "if(claimed.customer_id = '', t.journey_id, claimed.customer_id)"
@@ -645,7 +645,9 @@ def touchpoints(
         TouchpointCredit(phase, touchpoint, channel, last, first)
         for (phase, touchpoint, channel), (last, first) in credit.items()
     ]
-    rows.sort(key=lambda r: (model.index(r.phase), -r.last_touch, -r.first_touch, r.touchpoint))
+    rows.sort(
+        key=lambda r: (model.index(r.phase), -r.last_touch, -(r.first_touch or 0), r.touchpoint)
+    )
     return rows
 
 
@@ -660,8 +662,8 @@ class DayFigures:
 
 # Both read the aggregates the materialized views keep (migration 0007), never raw rows.
 _SESSIONS_BY_DAY_SQL = """
-SELECT day, uniqExactMerge(sessions), uniqExactMerge(engaged_sessions),
-       uniqExactMerge(converting_sessions)
+SELECT day, uniqMerge(sessions), uniqMerge(engaged_sessions),
+       uniqMerge(converting_sessions)
 FROM {database}.sessions_daily
 WHERE site_id = {site:String} AND day BETWEEN {first:Date} AND {last:Date}
 GROUP BY day
@@ -671,7 +673,7 @@ GROUP BY day
 def _reach_columns(model: PhaseModel) -> str:
     """One merged state per phase: the journeys whose furthest phase is it or a later one."""
     return ", ".join(
-        f"uniqExactMergeIf(journeys, indexOf({{phases:Array(String)}}, phase) >= {position})"
+        f"uniqMergeIf(journeys, indexOf({{phases:Array(String)}}, phase) >= {position})"
         for position in range(1, len(model.phases) + 1)
     )
 
@@ -739,7 +741,7 @@ def breakdown(
     reach = {
         row[0]: row[1:]
         for row in warehouse.query(
-            f"SELECT {by}, {_reach_columns(model)} FROM {{database}}.phase_reach_daily "
+            f"SELECT {by}, {_reach_columns(model)} FROM {{database}}.phase_reach_{by}_daily "
             f"WHERE {in_days} GROUP BY {by}",
             params | {"phases": list(model.phases)},
         )
@@ -748,14 +750,14 @@ def breakdown(
     activity: dict[str, tuple[int, int]] = {}
     if by == "channel":
         for channel, total, converting in warehouse.query(
-            "SELECT channel, uniqExactMerge(sessions), uniqExactMerge(converting_sessions) "
+            "SELECT channel, uniqMerge(sessions), uniqMerge(converting_sessions) "
             f"FROM {{database}}.sessions_daily WHERE {in_days} GROUP BY channel",
             params,
         ):
             sessions[channel] = (int(total), int(converting))
     else:
         for device, people, views in warehouse.query(
-            "SELECT device, uniqExactMerge(people), uniqExactMergeIf(events, action = 'page') "
+            "SELECT device, uniqMerge(people), uniqMergeIf(events, action = 'page') "
             f"FROM {{database}}.activity_daily WHERE {in_days} GROUP BY device",
             params,
         ):
@@ -776,4 +778,64 @@ def breakdown(
             )
         )
     rows.sort(key=lambda r: -(r.sessions or r.people or 0))
+    return rows
+
+
+# --- the same figures from the daily aggregates: journeys as recorded, any range in milliseconds
+
+
+def _in_days(days: DateRange) -> dict[str, Any]:
+    return {"first": days.first, "last": days.last}
+
+
+_IN_DAYS = "site_id = {site:String} AND day BETWEEN {first:Date} AND {last:Date}"
+
+
+def recorded_phase_funnel(
+    warehouse: Warehouse, site_id: str, model: PhaseModel, days: DateRange
+) -> list[PhaseReach]:
+    """Journeys that got at least this far in `days`, counted as recorded (an anonymous journey
+    a customer claimed later counts apart), from phase_reach_daily."""
+    (row,) = warehouse.query(
+        f"SELECT {_reach_columns(model)} FROM {{database}}.phase_reach_daily WHERE {_IN_DAYS}",
+        {"site": site_id, "phases": list(model.phases)} | _in_days(days),
+    )
+    return [PhaseReach(phase, int(n)) for phase, n in zip(model.phases, row, strict=True)]
+
+
+def recorded_dropoff(
+    warehouse: Warehouse, site_id: str, model: PhaseModel, days: DateRange
+) -> list[PhaseDropoff]:
+    """Per phase: journeys that reached it in `days` and journeys that dropped off there in
+    `days` (whether or not they came back later), as recorded; no touchpoint breakdown."""
+    reached = {r.phase: r.journeys for r in recorded_phase_funnel(warehouse, site_id, model, days)}
+    dropped = dict(
+        warehouse.query(
+            f"SELECT phase, uniqMerge(journeys) FROM {{database}}.dropoffs_daily "
+            f"WHERE {_IN_DAYS} GROUP BY phase",
+            {"site": site_id} | _in_days(days),
+        )
+    )
+    return [
+        PhaseDropoff(phase, reached.get(phase, 0), int(dropped.get(phase, 0)), {})
+        for phase in model.phases
+    ]
+
+
+def recorded_touchpoints(
+    warehouse: Warehouse, site_id: str, model: PhaseModel, days: DateRange
+) -> list[TouchpointCredit]:
+    """Last-touch credit per phase, touchpoint and channel in `days`, as recorded; first touch
+    needs each journey's whole history and is left out (None)."""
+    rows = [
+        TouchpointCredit(phase, touchpoint or "unknown", channel or "unknown", int(n), None)
+        for phase, touchpoint, channel, n in warehouse.query(
+            f"SELECT phase, touchpoint, channel, uniqMerge(journeys) "
+            f"FROM {{database}}.touchpoints_daily WHERE {_IN_DAYS} "
+            f"GROUP BY phase, touchpoint, channel",
+            {"site": site_id} | _in_days(days),
+        )
+        if phase in model.phases
+    ]
+    rows.sort(key=lambda r: (model.index(r.phase), -r.last_touch, r.touchpoint))
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import httpx
 
 from klantreis.local_kafka import free_port
 from klantreis.phases import DEFAULT_PHASE_MODEL
-from tests.integration.processes import Service, start, wait_for_http
+from tests.integration.processes import KLANTREIS, Service, start, wait_for_http
 
 JOURNEY = [
     {"type": "page", "anonymous_id": "visitor-1", "name": "Home"},
@@ -65,6 +66,16 @@ def test_a_journey_posted_to_the_demo_site_shows_in_the_funnel_within_5_seconds(
         assert funnel(base)["awareness"] == 1
     finally:
         assert service.stop(), service.output()
+
+    # With the service stopped, the command line reads the same figures from the same data.
+    report = subprocess.run(
+        [KLANTREIS, "report", "funnel", "--site", "demo"],
+        env={**os.environ, "KLANTREIS_DATA_DIR": str(tmp_path / "var")},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    by_phase = {row["phase"]: row["journeys"] for row in json.loads(report.stdout)}
+    assert (by_phase["purchase"], by_phase["retention"]) == (1, 1)
 
 
 def test_bad_input_gets_a_precise_4xx_and_never_a_5xx(tmp_path: Path) -> None:

@@ -13,15 +13,18 @@ from services.metrics.warehouse import Warehouse
 RAW_TABLES = ("events", "sessions", "phase_transitions", "signals", "identities", "dead_letters")
 # Aggregates: how rows split into parts depends on insert batches, so compare what they answer.
 AGGREGATES = {
-    "phase_reach_daily": ("site_id, day, phase, channel, device", "uniqExactMerge(journeys)"),
+    "phase_reach_daily": ("site_id, day, phase", "uniqMerge(journeys)"),
+    "phase_reach_channel_daily": ("site_id, day, phase, channel", "uniqMerge(journeys)"),
+    "phase_reach_device_daily": ("site_id, day, phase, device", "uniqMerge(journeys)"),
     "sessions_daily": (
         "site_id, day, channel",
-        "uniqExactMerge(sessions), uniqExactMerge(engaged_sessions), "
-        "uniqExactMerge(converting_sessions)",
+        "uniqMerge(sessions), uniqMerge(engaged_sessions), uniqMerge(converting_sessions)",
     ),
+    "dropoffs_daily": ("site_id, day, phase", "uniqMerge(journeys)"),
+    "touchpoints_daily": ("site_id, day, phase, touchpoint, channel", "uniqMerge(journeys)"),
     "activity_daily": (
         "site_id, day, action, device",
-        "uniqExactMerge(events), uniqExactMerge(people)",
+        "uniqMerge(events), uniqMerge(people)",
     ),
 }
 

@@ -1,10 +1,12 @@
 -- Daily aggregates kept current by materialized views, for dashboards that break figures down by
 -- day, channel and device over weeks without scanning raw rows.
 --
--- Every aggregate is a uniqExact state of ids (journey, session, event, person), never a sum:
--- merging a set with itself changes nothing, so a batch written twice (a replay under a new
--- offset range after a rebalance) or a backfill that overlaps the view cannot count anything
--- twice. uniqExact and not uniq: these figures are compared with the exact raw queries.
+-- Every aggregate is a uniq state of ids (journey, session, event, person), never a sum: merging
+-- a set with itself changes nothing, so a batch written twice (a replay under a new offset range
+-- after a rebalance) or a backfill that overlaps the view cannot count anything twice.
+-- uniq and not uniqExact: a uniq state holds at most 65,536 hashes, so a 30-day dashboard merges
+-- a few hundred small states in milliseconds at tens of millions of events; it is exact below
+-- that many distinct ids per state and within about 1 % above. The raw queries stay exact.
 -- Figures here count journeys as they were recorded; the raw queries (phase_funnel and
 -- friends) additionally fold an anonymous journey into the customer who later claimed it.
 -- On a cluster each shard's view fills its shard's aggregate table and queries merge the states
@@ -14,40 +16,95 @@
 ALTER TABLE {database}.phase_transitions
     ADD COLUMN IF NOT EXISTS device LowCardinality(String) AFTER channel;
 
--- Journeys that got to a phase (as their furthest) on a day, by the channel and device of the
--- event that moved them. A funnel over a date range merges, per phase, the states of that phase
--- and every later one: a journey that got to purchase also reached awareness.
+-- Journeys that got to a phase (as their furthest) on a day. A funnel over a date range merges,
+-- per phase, the states of that phase and every later one: a journey that got to purchase also
+-- reached awareness.
 -- Engine: AggregatingMergeTree, merging the states of equal keys.
--- ORDER BY (site_id, day, phase, channel, device): every query filters by site and days, then
--- groups by phase; channel and device are the breakdowns.
+-- ORDER BY (site_id, day, phase): every query filters by site and days, then groups by phase.
+-- The breakdowns by channel and device live in tables of their own below, so the plain funnel
+-- merges one state per day and phase, not one per channel and device as well.
 CREATE TABLE IF NOT EXISTS {database}.phase_reach_daily
 (
     site_id  LowCardinality(String),
     day      Date,
     phase    LowCardinality(String),
-    channel  LowCardinality(String),
-    device   LowCardinality(String),
-    journeys AggregateFunction(uniqExact, String)
+    journeys AggregateFunction(uniq, String)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
-ORDER BY (site_id, day, phase, channel, device);
+ORDER BY (site_id, day, phase);
 
 -- A drop-off is not progress: it fires on a timer, not on something the customer did.
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.phase_reach_daily_mv
 TO {database}.phase_reach_daily AS
-SELECT site_id, toDate(at) AS day, furthest_phase AS phase, channel, device,
-       uniqExactState(journey_id) AS journeys
+SELECT site_id, toDate(at) AS day, furthest_phase AS phase, uniqState(journey_id) AS journeys
 FROM {database}.phase_transitions
 WHERE kind != 'dropped_off'
-GROUP BY site_id, day, phase, channel, device;
+GROUP BY site_id, day, phase;
 
 INSERT INTO {database}.phase_reach_daily
-SELECT site_id, toDate(at) AS day, furthest_phase AS phase, channel, device,
-       uniqExactState(journey_id) AS journeys
+SELECT site_id, toDate(at) AS day, furthest_phase AS phase, uniqState(journey_id) AS journeys
 FROM {database}.phase_transitions
 WHERE kind != 'dropped_off'
-GROUP BY site_id, day, phase, channel, device;
+GROUP BY site_id, day, phase;
+
+-- The same by the channel of the event that moved the journey (the visit's channel when the
+-- event has none of its own). ORDER BY (site_id, day, phase, channel).
+CREATE TABLE IF NOT EXISTS {database}.phase_reach_channel_daily
+(
+    site_id  LowCardinality(String),
+    day      Date,
+    phase    LowCardinality(String),
+    channel  LowCardinality(String),
+    journeys AggregateFunction(uniq, String)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (site_id, day, phase, channel);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.phase_reach_channel_daily_mv
+TO {database}.phase_reach_channel_daily AS
+SELECT site_id, toDate(at) AS day, furthest_phase AS phase, channel,
+       uniqState(journey_id) AS journeys
+FROM {database}.phase_transitions
+WHERE kind != 'dropped_off'
+GROUP BY site_id, day, phase, channel;
+
+INSERT INTO {database}.phase_reach_channel_daily
+SELECT site_id, toDate(at) AS day, furthest_phase AS phase, channel,
+       uniqState(journey_id) AS journeys
+FROM {database}.phase_transitions
+WHERE kind != 'dropped_off'
+GROUP BY site_id, day, phase, channel;
+
+-- The same by the device of the event that moved the journey. ORDER BY (site_id, day, phase,
+-- device).
+CREATE TABLE IF NOT EXISTS {database}.phase_reach_device_daily
+(
+    site_id  LowCardinality(String),
+    day      Date,
+    phase    LowCardinality(String),
+    device   LowCardinality(String),
+    journeys AggregateFunction(uniq, String)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (site_id, day, phase, device);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.phase_reach_device_daily_mv
+TO {database}.phase_reach_device_daily AS
+SELECT site_id, toDate(at) AS day, furthest_phase AS phase, device,
+       uniqState(journey_id) AS journeys
+FROM {database}.phase_transitions
+WHERE kind != 'dropped_off'
+GROUP BY site_id, day, phase, device;
+
+INSERT INTO {database}.phase_reach_device_daily
+SELECT site_id, toDate(at) AS day, furthest_phase AS phase, device,
+       uniqState(journey_id) AS journeys
+FROM {database}.phase_transitions
+WHERE kind != 'dropped_off'
+GROUP BY site_id, day, phase, device;
 
 -- Sessions by the day they started and their channel (a session's channel is its first
 -- event's, fixed for its life). engaged and converting only ever turn true in later snapshots,
@@ -58,9 +115,9 @@ CREATE TABLE IF NOT EXISTS {database}.sessions_daily
     site_id              LowCardinality(String),
     day                  Date,
     channel              LowCardinality(String),
-    sessions             AggregateFunction(uniqExact, String),
-    engaged_sessions     AggregateFunction(uniqExact, String),
-    converting_sessions  AggregateFunction(uniqExact, String)
+    sessions             AggregateFunction(uniq, String),
+    engaged_sessions     AggregateFunction(uniq, String),
+    converting_sessions  AggregateFunction(uniq, String)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
@@ -69,17 +126,17 @@ ORDER BY (site_id, day, channel);
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.sessions_daily_mv
 TO {database}.sessions_daily AS
 SELECT site_id, toDate(started_at) AS day, channel,
-       uniqExactState(session_id) AS sessions,
-       uniqExactStateIf(session_id, engaged) AS engaged_sessions,
-       uniqExactStateIf(session_id, conversions > 0) AS converting_sessions
+       uniqState(session_id) AS sessions,
+       uniqStateIf(session_id, engaged) AS engaged_sessions,
+       uniqStateIf(session_id, conversions > 0) AS converting_sessions
 FROM {database}.sessions
 GROUP BY site_id, day, channel;
 
 INSERT INTO {database}.sessions_daily
 SELECT site_id, toDate(started_at) AS day, channel,
-       uniqExactState(session_id) AS sessions,
-       uniqExactStateIf(session_id, engaged) AS engaged_sessions,
-       uniqExactStateIf(session_id, conversions > 0) AS converting_sessions
+       uniqState(session_id) AS sessions,
+       uniqStateIf(session_id, engaged) AS engaged_sessions,
+       uniqStateIf(session_id, conversions > 0) AS converting_sessions
 FROM {database}.sessions
 GROUP BY site_id, day, channel;
 
@@ -95,8 +152,8 @@ CREATE TABLE IF NOT EXISTS {database}.activity_daily
     day     Date,
     action  LowCardinality(String),
     device  LowCardinality(String),
-    events  AggregateFunction(uniqExact, String),
-    people  AggregateFunction(uniqExact, String)
+    events  AggregateFunction(uniq, String),
+    people  AggregateFunction(uniq, String)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
@@ -105,16 +162,16 @@ ORDER BY (site_id, day, action, device);
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.activity_daily_mv
 TO {database}.activity_daily AS
 SELECT site_id, toDate(timestamp) AS day, if(type = 'track', event, type) AS action, device,
-       uniqExactState(event_id) AS events,
-       uniqExactState(if(user_id != '', user_id, anonymous_id)) AS people
+       uniqState(event_id) AS events,
+       uniqState(if(user_id != '', user_id, anonymous_id)) AS people
 FROM {database}.events
 WHERE type IN ('page', 'track') AND NOT is_bot
 GROUP BY site_id, day, action, device;
 
 INSERT INTO {database}.activity_daily
 SELECT site_id, toDate(timestamp) AS day, if(type = 'track', event, type) AS action, device,
-       uniqExactState(event_id) AS events,
-       uniqExactState(if(user_id != '', user_id, anonymous_id)) AS people
+       uniqState(event_id) AS events,
+       uniqState(if(user_id != '', user_id, anonymous_id)) AS people
 FROM {database}.events
 WHERE type IN ('page', 'track') AND NOT is_bot
 GROUP BY site_id, day, action, device;
