@@ -660,10 +660,12 @@ class DayFigures:
     journeys_by_phase: dict[str, int]  # journeys that got at least this far on the day
 
 
-# Both read the aggregates the materialized views keep (migration 0007), never raw rows.
+# Both read the aggregates the materialized views keep (migration 0007), never raw rows; the
+# states are uniqCombined(14) (the migration says why), merged with the same parameter.
+_MERGE, _MERGE_IF = "uniqCombinedMerge(14)", "uniqCombinedMergeIf(14)"
 _SESSIONS_BY_DAY_SQL = """
-SELECT day, uniqMerge(sessions), uniqMerge(engaged_sessions),
-       uniqMerge(converting_sessions)
+SELECT day, uniqCombinedMerge(14)(sessions), uniqCombinedMerge(14)(engaged_sessions),
+       uniqCombinedMerge(14)(converting_sessions)
 FROM {database}.sessions_daily
 WHERE site_id = {site:String} AND day BETWEEN {first:Date} AND {last:Date}
 GROUP BY day
@@ -673,7 +675,7 @@ GROUP BY day
 def _reach_columns(model: PhaseModel) -> str:
     """One merged state per phase: the journeys whose furthest phase is it or a later one."""
     return ", ".join(
-        f"uniqMergeIf(journeys, indexOf({{phases:Array(String)}}, phase) >= {position})"
+        f"uniqCombinedMergeIf(14)(journeys, indexOf({{phases:Array(String)}}, phase) >= {position})"
         for position in range(1, len(model.phases) + 1)
     )
 
@@ -750,14 +752,14 @@ def breakdown(
     activity: dict[str, tuple[int, int]] = {}
     if by == "channel":
         for channel, total, converting in warehouse.query(
-            "SELECT channel, uniqMerge(sessions), uniqMerge(converting_sessions) "
+            f"SELECT channel, {_MERGE}(sessions), {_MERGE}(converting_sessions) "
             f"FROM {{database}}.sessions_daily WHERE {in_days} GROUP BY channel",
             params,
         ):
             sessions[channel] = (int(total), int(converting))
     else:
         for device, people, views in warehouse.query(
-            "SELECT device, uniqMerge(people), uniqMergeIf(events, action = 'page') "
+            f"SELECT device, {_MERGE}(people), {_MERGE_IF}(events, action = 'page') "
             f"FROM {{database}}.activity_daily WHERE {in_days} GROUP BY device",
             params,
         ):
@@ -811,7 +813,7 @@ def recorded_dropoff(
     reached = {r.phase: r.journeys for r in recorded_phase_funnel(warehouse, site_id, model, days)}
     dropped = dict(
         warehouse.query(
-            f"SELECT phase, uniqMerge(journeys) FROM {{database}}.dropoffs_daily "
+            f"SELECT phase, uniqCombinedMerge(14)(journeys) FROM {{database}}.dropoffs_daily "
             f"WHERE {_IN_DAYS} GROUP BY phase",
             {"site": site_id} | _in_days(days),
         )
@@ -830,7 +832,7 @@ def recorded_touchpoints(
     rows = [
         TouchpointCredit(phase, touchpoint or "unknown", channel or "unknown", int(n), None)
         for phase, touchpoint, channel, n in warehouse.query(
-            f"SELECT phase, touchpoint, channel, uniqMerge(journeys) "
+            f"SELECT phase, touchpoint, channel, uniqCombinedMerge(14)(journeys) "
             f"FROM {{database}}.touchpoints_daily WHERE {_IN_DAYS} "
             f"GROUP BY phase, touchpoint, channel",
             {"site": site_id} | _in_days(days),

@@ -12,19 +12,20 @@ from services.metrics.warehouse import Warehouse
 # The tables the worker writes row for row; a duplicate shows in their count and checksum.
 RAW_TABLES = ("events", "sessions", "phase_transitions", "signals", "identities", "dead_letters")
 # Aggregates: how rows split into parts depends on insert batches, so compare what they answer.
+M = "uniqCombinedMerge(14)"
 AGGREGATES = {
-    "phase_reach_daily": ("site_id, day, phase", "uniqMerge(journeys)"),
-    "phase_reach_channel_daily": ("site_id, day, phase, channel", "uniqMerge(journeys)"),
-    "phase_reach_device_daily": ("site_id, day, phase, device", "uniqMerge(journeys)"),
+    "phase_reach_daily": ("site_id, day, phase", f"{M}(journeys)"),
+    "phase_reach_channel_daily": ("site_id, day, phase, channel", f"{M}(journeys)"),
+    "phase_reach_device_daily": ("site_id, day, phase, device", f"{M}(journeys)"),
     "sessions_daily": (
         "site_id, day, channel",
-        "uniqMerge(sessions), uniqMerge(engaged_sessions), uniqMerge(converting_sessions)",
+        f"{M}(sessions), {M}(engaged_sessions), {M}(converting_sessions)",
     ),
-    "dropoffs_daily": ("site_id, day, phase", "uniqMerge(journeys)"),
-    "touchpoints_daily": ("site_id, day, phase, touchpoint, channel", "uniqMerge(journeys)"),
+    "dropoffs_daily": ("site_id, day, phase", f"{M}(journeys)"),
+    "touchpoints_daily": ("site_id, day, phase, touchpoint, channel", f"{M}(journeys)"),
     "activity_daily": (
         "site_id, day, action, device",
-        "uniqMerge(events), uniqMerge(people)",
+        f"{M}(events), {M}(people)",
     ),
 }
 

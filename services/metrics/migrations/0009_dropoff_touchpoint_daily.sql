@@ -1,6 +1,6 @@
 -- Drop-offs and touchpoint credit per day, kept current by materialized views on
 -- phase_transitions, for the fast (`exact=false`) drop-off and touchpoint figures. Same reasoning
--- as 0007: uniq states of journey ids, so replays and overlapping backfills count nothing twice.
+-- as 0007: uniqCombined(14) states of journey ids, so replays and overlapping backfills count nothing twice.
 
 -- Journeys that dropped off in a phase on a day (the day the phase's quiet time ran out).
 -- ORDER BY (site_id, day, phase): read per site and days, grouped by phase.
@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS {database}.dropoffs_daily
     site_id  LowCardinality(String),
     day      Date,
     phase    LowCardinality(String),
-    journeys AggregateFunction(uniq, String)
+    journeys AggregateFunction(uniqCombined(14), String)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
@@ -17,13 +17,13 @@ ORDER BY (site_id, day, phase);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.dropoffs_daily_mv
 TO {database}.dropoffs_daily AS
-SELECT site_id, toDate(at) AS day, to_phase AS phase, uniqState(journey_id) AS journeys
+SELECT site_id, toDate(at) AS day, to_phase AS phase, uniqCombinedState(14)(journey_id) AS journeys
 FROM {database}.phase_transitions
 WHERE kind = 'dropped_off'
 GROUP BY site_id, day, phase;
 
 INSERT INTO {database}.dropoffs_daily
-SELECT site_id, toDate(at) AS day, to_phase AS phase, uniqState(journey_id) AS journeys
+SELECT site_id, toDate(at) AS day, to_phase AS phase, uniqCombinedState(14)(journey_id) AS journeys
 FROM {database}.phase_transitions
 WHERE kind = 'dropped_off'
 GROUP BY site_id, day, phase;
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS {database}.touchpoints_daily
     phase      LowCardinality(String),
     touchpoint LowCardinality(String),
     channel    LowCardinality(String),
-    journeys   AggregateFunction(uniq, String)
+    journeys   AggregateFunction(uniqCombined(14), String)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
@@ -47,14 +47,14 @@ ORDER BY (site_id, day, phase, touchpoint, channel);
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.touchpoints_daily_mv
 TO {database}.touchpoints_daily AS
 SELECT site_id, toDate(at) AS day, to_phase AS phase, touchpoint, channel,
-       uniqState(journey_id) AS journeys
+       uniqCombinedState(14)(journey_id) AS journeys
 FROM {database}.phase_transitions
 WHERE kind IN ('entered', 'advanced') AND to_phase = furthest_phase
 GROUP BY site_id, day, phase, touchpoint, channel;
 
 INSERT INTO {database}.touchpoints_daily
 SELECT site_id, toDate(at) AS day, to_phase AS phase, touchpoint, channel,
-       uniqState(journey_id) AS journeys
+       uniqCombinedState(14)(journey_id) AS journeys
 FROM {database}.phase_transitions
 WHERE kind IN ('entered', 'advanced') AND to_phase = furthest_phase
 GROUP BY site_id, day, phase, touchpoint, channel;
