@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -24,7 +25,7 @@ from klantreis.topics import Topics
 from services.metrics.metrics import WarehouseMetrics
 from services.metrics.rows import MAPPINGS, Record, Row, TableMapping
 from services.metrics.warehouse import Warehouse
-from services.metrics.writer import WarehouseWriter
+from services.metrics.writer import Batch, WarehouseWriter
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,10 @@ class MetricsWorker:
     A crash between 2 and 3 leaves a plan whose offsets were not committed. On restart the
     worker finds it, consumes exactly those ranges again (holding back anything past them) and
     inserts them under the same token, so nothing is stored twice; then it commits and goes on.
-    A failed insert is retried with the same token while consumption waits.
+    One batch is written (1-3) while the next is read and decoded; the next batch's plan is
+    recorded only after the previous batch was committed, so batches commit one at a time, in
+    order, and the newest plan is the only one that can be unfinished. A failed insert is
+    retried with the same token (and the same rows); one that keeps failing stops the worker.
     If a crash coincides with a rebalance that gives part of the plan's partitions to another
     worker, the plan cannot be re-formed: the new owners insert those rows under new tokens, the
     replacing tables collapse the copies on merge, and the aggregates (sets of ids) are unaffected.
@@ -96,6 +100,7 @@ class MetricsWorker:
         self._replay: BatchPlan | None = None  # an unfinished batch being re-formed
         self._held: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]] = []
         self._oldest_pending: float | None = None
+        self._inflight: asyncio.Task[None] | None = None  # the batch being written
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -123,12 +128,19 @@ class MetricsWorker:
             if exc is None:
                 await self.flush(consumer)
         finally:
+            if self._inflight is not None and not self._inflight.done():
+                # Not committed, so the group reads it again: the next run re-forms it.
+                self._inflight.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._inflight
             await consumer.stop()
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = self._require_consumer()
         interval = self._settings.flush_interval_seconds
         while not stop.is_set():
+            if self._inflight is not None and self._inflight.done():
+                await self._wait_written()  # raises what made the write fail
             batches = await consumer.getmany(
                 timeout_ms=int(interval * 1000), max_records=self._settings.flush_rows
             )
@@ -144,7 +156,7 @@ class MetricsWorker:
                 and time.monotonic() - self._oldest_pending >= interval
             )
             if self._writer.pending_rows >= self._settings.flush_rows or due:
-                await self.flush(consumer, stop)
+                await self._start_flush(consumer, stop)
 
     def _take(self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         if self._replay is not None:
@@ -214,8 +226,18 @@ class MetricsWorker:
     async def flush(
         self, consumer: AIOKafkaConsumer | None = None, stop: asyncio.Event | None = None
     ) -> None:
+        """Write and commit everything consumed so far; returns once it is committed."""
+        await self._start_flush(consumer, stop)
+        await self._wait_written()
+
+    async def _start_flush(
+        self, consumer: AIOKafkaConsumer | None = None, stop: asyncio.Event | None = None
+    ) -> None:
+        """Take what was consumed as a batch and start writing it; the previous batch is
+        committed first."""
         consumer = consumer or self._require_consumer()
         async with self._lock:
+            await self._wait_written()
             if self._replay is not None and not self._replay_complete():
                 # Revoked half-way through re-forming: the new owner re-forms it instead.
                 self._writer.clear()
@@ -223,28 +245,48 @@ class MetricsWorker:
                 return
             if not self._ranges:
                 return
+            replaying = self._replay is not None
             plan = self._replay or BatchPlan.of(self._ranges)
-            if self._replay is None:
-                await self._retrying(stop, self._record_plan, plan)  # 1. the plan
-            await self._retrying(stop, self._writer.flush, plan.token)  # 2. the rows
-            await consumer.commit(  # 3. the offsets after the inserted records
-                {tp: last + 1 for tp, (_, last) in plan.ranges.items()}
-            )
-            self._ranges.clear()
+            batch = self._writer.take()
+            self._ranges = {}
             self._oldest_pending = None
-            if self._replay is not None:
+            self._inflight = asyncio.create_task(
+                self._write(consumer, stop, plan, batch, record_plan=not replaying)
+            )
+            if replaying:
+                await self._wait_written()
                 self._replay = None
                 consumer.resume(*consumer.paused())
                 held, self._held = self._held, []
                 for tp, records in held:
                     self._take(tp, records)
 
+    async def _write(
+        self,
+        consumer: AIOKafkaConsumer,
+        stop: asyncio.Event | None,
+        plan: BatchPlan,
+        batch: Batch,
+        record_plan: bool,
+    ) -> None:
+        if record_plan:
+            await self._retrying(stop, self._record_plan, plan)  # 1. the plan
+        await self._retrying(stop, self._writer.write, batch, plan.token)  # 2. the rows
+        await consumer.commit(  # 3. the offsets after the inserted records
+            {tp: last + 1 for tp, (_, last) in plan.ranges.items()}
+        )
+
+    async def _wait_written(self) -> None:
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            await inflight
+
     def _abandon_replay(self) -> None:
         if self._consumer is not None:
             self._consumer.resume(*self._consumer.paused())
         self._replay = None
         self._held = []
-        self._ranges.clear()
+        self._ranges = {}
         self._oldest_pending = None
 
     async def _record_plan(self, plan: BatchPlan) -> None:
