@@ -46,7 +46,16 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> None:
     _serve(create_app, settings, settings.port)
 
 
-REPORTS = ("funnel", "dropoff", "metrics", "touchpoints", "trends", "channels", "devices")
+REPORTS = (
+    "funnel",
+    "dropoff",
+    "metrics",
+    "touchpoints",
+    "trends",
+    "channels",
+    "devices",
+    "segments",
+)
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
@@ -75,6 +84,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
             "trends": lambda: queries.trends(warehouse, site, model, daily),
             "channels": lambda: queries.breakdown(warehouse, site, model, "channel", daily),
             "devices": lambda: queries.breakdown(warehouse, site, model, "device", daily),
+            "segments": lambda: queries.breakdown(warehouse, site, model, "segment", daily),
         }
         answer = answers[args.report]()
     finally:

@@ -95,6 +95,7 @@ class PhaseTransition(JourneyRecord):
     channel: str | None
     touchpoint: str | None
     device: str | None = None  # of the event that moved the journey; None for timers
+    segment: str | None = None  # `new` in the journey's first session, else `returning`
 
 
 class SignalKind(StrEnum):

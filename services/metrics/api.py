@@ -484,15 +484,15 @@ class BreakdownResponse(BaseModel):
 @router.get(
     "/breakdown",
     response_model=BreakdownResponse,
-    summary="The phase funnel by channel (with sessions and conversion) or by device (with "
-    "people and page views), the last 30 days unless a range is given",
+    summary="The phase funnel by channel (with sessions and conversion), device (with people "
+    "and page views) or segment (new or returning), the last 30 days unless a range is given",
     responses=UNKNOWN_SITE,
 )
 @_answer
 async def breakdown(
     request: Request,
     site: Site,
-    by: Annotated[str, Query(pattern="^(channel|device)$")] = "channel",
+    by: Annotated[str, Query(pattern="^(channel|device|segment)$")] = "channel",
     date_from: DateFrom = None,
     date_to: DateTo = None,
 ) -> Any:

@@ -728,14 +728,15 @@ class BreakdownRow:
         return _share(self.converting_sessions or 0, self.sessions)
 
 
-BREAKDOWNS = ("channel", "device")
+BREAKDOWNS = ("channel", "device", "segment")
 
 
 def breakdown(
     warehouse: Warehouse, site_id: str, model: PhaseModel, by: str, days: DateRange
 ) -> list[BreakdownRow]:
-    """The phase funnel split by the channel or device that moved journeys, with sessions and
-    their conversion per channel or people and page views per device, busiest first."""
+    """The phase funnel split by the channel, device or segment (new or returning) of the
+    events that moved journeys, with sessions and their conversion per channel or people and
+    page views per device, busiest first."""
     if by not in BREAKDOWNS:
         raise ValueError(f"a breakdown is by one of {', '.join(BREAKDOWNS)}, not {by!r}")
     params = {"site": site_id, "first": days.first, "last": days.last}
@@ -757,7 +758,7 @@ def breakdown(
             params,
         ):
             sessions[channel] = (int(total), int(converting))
-    else:
+    elif by == "device":
         for device, people, views in warehouse.query(
             f"SELECT device, {_MERGE}(people), {_MERGE_IF}(events, action = 'page') "
             f"FROM {{database}}.activity_daily WHERE {in_days} GROUP BY device",
@@ -779,7 +780,7 @@ def breakdown(
                 page_views=views if by == "device" else None,
             )
         )
-    rows.sort(key=lambda r: -(r.sessions or r.people or 0))
+    rows.sort(key=lambda r: (-(r.sessions or r.people or 0), -sum(r.journeys_by_phase.values())))
     return rows
 
 

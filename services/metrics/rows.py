@@ -117,6 +117,7 @@ def _transition_json_row(d: dict[str, Any]) -> Row:
         d["event_name"] or "",
         d["channel"] or "",
         d.get("device") or "",
+        d.get("segment") or "",
         d["touchpoint"] or "",
     )
 
@@ -229,6 +230,7 @@ def _transition_row(transition: PhaseTransition) -> Row:
         transition.event_name or "",
         transition.channel or "",
         transition.device or "",
+        transition.segment or "",
         transition.touchpoint or "",
     )
 
@@ -345,6 +347,7 @@ MAPPINGS: dict[type[Any], TableMapping] = {
             "event_name",
             "channel",
             "device",
+            "segment",
             "touchpoint",
         ),
         _transition_row,

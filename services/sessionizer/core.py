@@ -611,6 +611,7 @@ class JourneyTracker:
             channel=_moving_channel(event.channel, journey.session.channel),
             touchpoint=self._model.touchpoint_of(event),
             device=event.device,
+            segment="new" if journey.session.started_at <= journey.first_seen else "returning",
         )
 
     def _signal(

@@ -270,6 +270,10 @@ async def test_trends_and_breakdowns_read_the_daily_aggregates(
             "/api/v1/breakdown",
             params={"site": "demo", "by": "device", "date_from": day(0), "date_to": day(3)},
         )
+        segments = await client.get(
+            "/api/v1/breakdown",
+            params={"site": "demo", "by": "segment", "date_from": day(0), "date_to": day(3)},
+        )
     days = trend.json()["days"]
     assert [d["day"] for d in days] == [day(0), day(1), day(2), day(3)]
     # Day 0: the phone's and X's visits; day 1: the laptop's; day 2: V1's and V2's first
@@ -287,3 +291,12 @@ async def test_trends_and_breakdowns_read_the_daily_aggregates(
     # phone, the laptop, cT (its track events), X, V1 and V2.
     assert set(by_device) == {"unknown"}
     assert (by_device["unknown"]["people"], by_device["unknown"]["page_views"]) == (6, 8)
+    # New: the phone, X, the laptop, V1 and V2 began journeys (V1 bought in that first visit);
+    # returning: cT viewed and added on the laptop, a day after its journey began on the phone.
+    by_segment = {r["value"]: r["journeys_by_phase"] for r in segments.json()["rows"]}
+    assert [by_segment["new"][p] for p in ("awareness", "consideration", "purchase")] == [5, 1, 1]
+    assert [by_segment["returning"][p] for p in ("awareness", "consideration", "purchase")] == [
+        1,
+        1,
+        1,
+    ]

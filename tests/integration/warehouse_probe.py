@@ -17,6 +17,7 @@ AGGREGATES = {
     "phase_reach_daily": ("site_id, day, phase", f"{M}(journeys)"),
     "phase_reach_channel_daily": ("site_id, day, phase, channel", f"{M}(journeys)"),
     "phase_reach_device_daily": ("site_id, day, phase, device", f"{M}(journeys)"),
+    "phase_reach_segment_daily": ("site_id, day, phase, segment", f"{M}(journeys)"),
     "sessions_daily": (
         "site_id, day, channel",
         f"{M}(sessions), {M}(engaged_sessions), {M}(converting_sessions)",

@@ -426,3 +426,19 @@ def test_derived_ids_are_standard_uuid5s() -> None:
 
     for parts in [("a",), ("shop", "visitor-1", "e-1"), ("", "ü", "x" * 300)]:
         assert derived_id(*parts) == str(uuid.uuid5(KLANTREIS_NAMESPACE, "\x1f".join(parts)))
+
+
+def test_a_transition_says_whether_it_came_in_the_journeys_first_session_or_a_later_one() -> None:
+    outputs = run(
+        [
+            make_event("page", path="/p/tv"),
+            make_event("track", "Product Viewed", at=MIN),
+            make_event("track", "Product Added", at=2 * DAY),  # a later visit
+        ]
+    )
+    moved = [o for o in outputs if isinstance(o, PhaseTransition) and o.kind != "dropped_off"]
+    assert [(t.to_phase, t.segment) for t in moved] == [
+        ("awareness", "new"),
+        ("consideration", "new"),
+        ("purchase", "returning"),
+    ]
