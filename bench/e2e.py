@@ -69,13 +69,19 @@ async def run_rate(
     answers: list[float] = []
     per_tick = max(1, round(rate * TICK))
     total = min(len(events), int(rate * seconds))
-    pending: set[asyncio.Task[None]] = set()
+    requests: list[asyncio.Task[None]] = []
 
     async def post(client: httpx.AsyncClient, batch: list[dict[str, Any]]) -> None:
         started = time.perf_counter()
         for event in batch:
             sent_at[event["event_id"]] = started
-        response = await client.post("/v1/events", json=batch, auth=("demo", ""))
+        for attempt in range(3):  # as a tracker does: a dropped keep-alive connection is retried
+            try:
+                response = await client.post("/v1/events", json=batch, auth=("demo", ""))
+                break
+            except httpx.TransportError:
+                if attempt == 2:
+                    raise
         response.raise_for_status()
         answers.append(time.perf_counter() - started)
 
@@ -86,10 +92,10 @@ async def run_rate(
             await asyncio.sleep(max(0.0, began + tick * TICK - time.perf_counter()))
             chunk = events[offset : offset + per_tick]
             for start in range(0, len(chunk), PER_REQUEST):
-                task = asyncio.create_task(post(client, chunk[start : start + PER_REQUEST]))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-        await asyncio.gather(*pending)
+                requests.append(
+                    asyncio.create_task(post(client, chunk[start : start + PER_REQUEST]))
+                )
+        await asyncio.gather(*requests)
         reached = total / (time.perf_counter() - began)
     return sent_at, answers, reached
 
