@@ -34,8 +34,28 @@ class Migration:
     sql: str
 
     def statements(self, database: str) -> list[str]:
+        """The migration's statements for `database`. A materialized view only sees rows
+        inserted after it exists, so each `CREATE MATERIALIZED VIEW ... TO <target> AS <select>`
+        is followed by `INSERT INTO <target> <select>`, filling the target from what is already
+        there; the view's SELECT stays written once. Views whose states are sets (all of them)
+        make the overlap of the two harmless."""
         text = self.sql.replace("{database}", database)
-        return [part.strip() for part in text.split(";\n") if _strip_comments(part).strip()]
+        statements = []
+        for part in text.split(";\n"):
+            if not _strip_comments(part).strip():
+                continue
+            statements.append(part.strip())
+            view = _MATERIALIZED_VIEW.search(_strip_comments(part))
+            if view:
+                statements.append(f"INSERT INTO {view.group('target')}\n{view.group('select')}")
+        return statements
+
+
+# `TO <target> AS <select>` of a materialized view that writes to a table of its own.
+_MATERIALIZED_VIEW = re.compile(
+    r"CREATE MATERIALIZED VIEW IF NOT EXISTS \S+\s+TO (?P<target>\S+) AS\s+(?P<select>.+)",
+    re.DOTALL,
+)
 
 
 def _strip_comments(sql: str) -> str:

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from klantreis.config import Settings
 from klantreis.events import DeadLetter, DeadLetterReason
-from klantreis.journeys import IdentityLink, LinkKind
+from klantreis.journeys import IdentityLink, LinkKind, PhaseTransition, TransitionKind
 from klantreis.kafka import ensure_topics, new_producer
 from klantreis.topics import Topics
 from services.metrics.cluster import (
@@ -115,3 +115,27 @@ async def test_the_worker_keeps_an_undecodable_record_as_a_dead_letter_and_goes_
     )
     assert (reason, stage) == ("undecodable", "metrics")
     assert message.startswith(f"{topics.identities}: ") and "JSON" in message
+
+
+def test_a_views_table_is_filled_from_rows_that_were_there_before_the_view(
+    warehouse: Warehouse,
+) -> None:
+    """Migrating a warehouse that already holds transitions must not leave the daily funnel
+    empty until new ones arrive: each view's SELECT also runs once over the existing rows."""
+    transition = PhaseTransition(
+        transition_id="t1", site_id="shop", journey_id="j1", session_id="s1",
+        kind=TransitionKind.ENTERED, from_phase=None, to_phase="awareness",
+        furthest_phase="awareness", at=datetime.now(UTC), seconds_in_previous_phase=None,
+        event_id="e1", event_name=None, channel="email", touchpoint="email",
+    )  # fmt: skip
+    mapping = MAPPINGS[PhaseTransition]
+    warehouse.insert(mapping.table, mapping.columns, [mapping.to_row(transition)])
+    warehouse.query("TRUNCATE TABLE {database}.phase_reach_daily")  # as before migration 0007
+    (aggregates,) = [m for m in load_migrations() if m.name == "0007_daily_aggregates.sql"]
+    for statement in aggregates.statements(warehouse.database):
+        warehouse.query(statement)
+    rows = warehouse.query(
+        "SELECT phase, uniqCombinedMerge(14)(journeys) FROM {database}.phase_reach_daily "
+        "GROUP BY phase"
+    )
+    assert rows == [("awareness", 1)]

@@ -11,6 +11,8 @@
 -- stay exact.
 -- Figures here count journeys as they were recorded; the raw queries (phase_funnel and
 -- friends) additionally fold an anonymous journey into the customer who later claimed it.
+-- When a view is created, the migration runner also fills its table from the rows already in
+-- the source (services/metrics/warehouse.py, Migration.statements).
 -- On a cluster each shard's view fills its shard's aggregate table and queries merge the states
 -- across shards, so these need no sharding key of their own.
 
@@ -44,11 +46,6 @@ FROM {database}.phase_transitions
 WHERE kind != 'dropped_off'
 GROUP BY site_id, day, phase;
 
-INSERT INTO {database}.phase_reach_daily
-SELECT site_id, toDate(at) AS day, furthest_phase AS phase, uniqCombinedState(14)(journey_id) AS journeys
-FROM {database}.phase_transitions
-WHERE kind != 'dropped_off'
-GROUP BY site_id, day, phase;
 
 -- The same by the channel of the event that moved the journey (the visit's channel when the
 -- event has none of its own). ORDER BY (site_id, day, phase, channel).
@@ -72,12 +69,6 @@ FROM {database}.phase_transitions
 WHERE kind != 'dropped_off'
 GROUP BY site_id, day, phase, channel;
 
-INSERT INTO {database}.phase_reach_channel_daily
-SELECT site_id, toDate(at) AS day, furthest_phase AS phase, channel,
-       uniqCombinedState(14)(journey_id) AS journeys
-FROM {database}.phase_transitions
-WHERE kind != 'dropped_off'
-GROUP BY site_id, day, phase, channel;
 
 -- The same by the device of the event that moved the journey. ORDER BY (site_id, day, phase,
 -- device).
@@ -101,12 +92,6 @@ FROM {database}.phase_transitions
 WHERE kind != 'dropped_off'
 GROUP BY site_id, day, phase, device;
 
-INSERT INTO {database}.phase_reach_device_daily
-SELECT site_id, toDate(at) AS day, furthest_phase AS phase, device,
-       uniqCombinedState(14)(journey_id) AS journeys
-FROM {database}.phase_transitions
-WHERE kind != 'dropped_off'
-GROUP BY site_id, day, phase, device;
 
 -- Sessions by the day they started and their channel (a session's channel is its first
 -- event's, fixed for its life). engaged and converting only ever turn true in later snapshots,
@@ -134,13 +119,6 @@ SELECT site_id, toDate(started_at) AS day, channel,
 FROM {database}.sessions
 GROUP BY site_id, day, channel;
 
-INSERT INTO {database}.sessions_daily
-SELECT site_id, toDate(started_at) AS day, channel,
-       uniqCombinedState(14)(session_id) AS sessions,
-       uniqCombinedStateIf(14)(session_id, engaged) AS engaged_sessions,
-       uniqCombinedStateIf(14)(session_id, conversions > 0) AS converting_sessions
-FROM {database}.sessions
-GROUP BY site_id, day, channel;
 
 -- Events and the people behind them per day, device and what happened (`page`, or a track
 -- event's name): page views, orders or sign-ups per device without reading raw events. No
@@ -170,10 +148,3 @@ FROM {database}.events
 WHERE type IN ('page', 'track') AND NOT is_bot
 GROUP BY site_id, day, action, device;
 
-INSERT INTO {database}.activity_daily
-SELECT site_id, toDate(timestamp) AS day, if(type = 'track', event, type) AS action, device,
-       uniqCombinedState(14)(event_id) AS events,
-       uniqCombinedState(14)(if(user_id != '', user_id, anonymous_id)) AS people
-FROM {database}.events
-WHERE type IN ('page', 'track') AND NOT is_bot
-GROUP BY site_id, day, action, device;

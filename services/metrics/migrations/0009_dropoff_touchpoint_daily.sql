@@ -22,11 +22,6 @@ FROM {database}.phase_transitions
 WHERE kind = 'dropped_off'
 GROUP BY site_id, day, phase;
 
-INSERT INTO {database}.dropoffs_daily
-SELECT site_id, toDate(at) AS day, to_phase AS phase, uniqCombinedState(14)(journey_id) AS journeys
-FROM {database}.phase_transitions
-WHERE kind = 'dropped_off'
-GROUP BY site_id, day, phase;
 
 -- Last-touch credit: journeys that moved to a phase (as their furthest yet) on a day, by the
 -- touchpoint and channel of the event that moved them.
@@ -52,9 +47,3 @@ FROM {database}.phase_transitions
 WHERE kind IN ('entered', 'advanced') AND to_phase = furthest_phase
 GROUP BY site_id, day, phase, touchpoint, channel;
 
-INSERT INTO {database}.touchpoints_daily
-SELECT site_id, toDate(at) AS day, to_phase AS phase, touchpoint, channel,
-       uniqCombinedState(14)(journey_id) AS journeys
-FROM {database}.phase_transitions
-WHERE kind IN ('entered', 'advanced') AND to_phase = furthest_phase
-GROUP BY site_id, day, phase, touchpoint, channel;

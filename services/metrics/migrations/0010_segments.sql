@@ -25,9 +25,3 @@ FROM {database}.phase_transitions
 WHERE kind != 'dropped_off'
 GROUP BY site_id, day, phase, segment;
 
-INSERT INTO {database}.phase_reach_segment_daily
-SELECT site_id, toDate(at) AS day, furthest_phase AS phase, segment,
-       uniqCombinedState(14)(journey_id) AS journeys
-FROM {database}.phase_transitions
-WHERE kind != 'dropped_off'
-GROUP BY site_id, day, phase, segment;
