@@ -23,19 +23,16 @@ import asyncio
 import tempfile
 import time
 import uuid
-from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from klantreis.config import Settings, load_settings
 from klantreis.events import Event
-from klantreis.kafka import ensure_topics, new_producer
+from klantreis.kafka import write_records
 from klantreis.local_kafka import LocalKafka
 from klantreis.phases import load_phase_model
 from klantreis.simulator import collected_events
-from klantreis.topics import Topics
 from services.metrics.metrics import WarehouseMetrics
 from services.metrics.rows import Row, mapping_for
 from services.metrics.warehouse import Warehouse
@@ -46,39 +43,20 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 Record = Event | SessionizerOutput
 
 
-def simulated(visitors: int, topics: Topics) -> list[tuple[str, Record]]:
+def simulated(visitors: int) -> list[Record]:
+    """Simulated traffic and what the sessionizer makes of it."""
     events = collected_events(seed=21, visitors=visitors, days=30, now=NOW)
     engine = JourneyEngine(JourneyRules(load_phase_model("default")))
-    topic_of = {
-        "SessionSnapshot": topics.sessions,
-        "PhaseTransition": topics.transitions,
-        "Signal": topics.signals,
-        "IdentityLink": topics.identities,
-        "DeadLetter": topics.dead_letters,
-    }
-    records: list[tuple[str, Record]] = []
+    records: list[Record] = list(events)
     for event in events:
-        records.append((topics.events, event))
-        records.extend((topic_of[type(out).__name__], out) for out in engine.process(event))
+        records += engine.process(event)
     return records
 
 
-async def produce(settings: Settings, records: list[tuple[str, Record]]) -> None:
-    await ensure_topics(settings)
-    producer = new_producer(settings)
-    await producer.start()
-    try:
-        for topic, record in records:
-            await producer.send(topic, record.to_bytes(), key=record.partition_key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-def raw_insert(warehouse: Warehouse, records: list[tuple[str, Record]], batch: int) -> float:
+def raw_insert(warehouse: Warehouse, records: list[Record], batch: int) -> float:
     """Seconds to insert the prepared rows, `batch` rows per insert per table."""
     by_table: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
-    for _, record in records:
+    for record in records:
         mapping = mapping_for(record)
         by_table.setdefault(mapping.table, (mapping.columns, []))[1].append(mapping.to_row(record))
     started = time.perf_counter()
@@ -121,10 +99,10 @@ def written(metrics: WarehouseMetrics) -> float:
 
 
 def counts(warehouse: Warehouse) -> dict[str, int]:
-    found: dict[str, Any] = defaultdict(int)
-    for table in ("events", "sessions", "phase_transitions", "signals", "identities"):
-        found[table] = int(warehouse.query(f"SELECT count() FROM {{database}}.{table}")[0][0])
-    return dict(found)
+    return {
+        table: int(warehouse.query(f"SELECT count() FROM {{database}}.{table}")[0][0])
+        for table in ("events", "sessions", "phase_transitions", "signals", "identities")
+    }
 
 
 async def main(visitors: int, batch: int) -> None:
@@ -135,8 +113,8 @@ async def main(visitors: int, batch: int) -> None:
             flush_rows=batch,
             flush_interval_seconds=1.0,
         )
-        records = simulated(visitors, Topics.from_settings(settings))
-        await produce(settings, records)
+        records = simulated(visitors)
+        await write_records(settings, records)
         dsn = f"chdb://{data}/chdb"
         raw, via_worker, warm_up = (Warehouse(dsn, db) for db in ("raw", "worker", "warm_up"))
         for warehouse in (raw, via_worker, warm_up):

@@ -25,6 +25,11 @@ class KafkaRecord(BaseModel):
     def from_bytes(cls, raw: bytes) -> Self:
         return cls.model_validate_json(raw)
 
+    @property
+    def partition_key(self) -> bytes:
+        """The Kafka key: records of one key stay in order on one partition."""
+        raise NotImplementedError
+
 
 class EventType(StrEnum):
     PAGE = "page"

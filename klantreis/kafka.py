@@ -17,7 +17,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
 from klantreis.config import Settings
-from klantreis.events import Event
+from klantreis.events import Event, KafkaRecord
 from klantreis.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -115,15 +115,23 @@ async def read_to_end(
         await reader.stop()
 
 
-async def write_events(settings: Settings, events: Sequence[Event]) -> None:
-    """Produce events to the events topic as the collector does (same keys, same partitions)."""
+async def write_records(settings: Settings, records: Sequence[KafkaRecord]) -> None:
+    """Produce records, each to its topic with its key, as the services that own those topics
+    do (same keys, same partitions): input for tests and benchmarks."""
     await ensure_topics(settings)
+    topics = Topics.from_settings(settings)
     producer = new_producer(settings)
     await producer.start()
     try:
-        topic = Topics.from_settings(settings).events
-        for event in events:
-            await producer.send(topic, event.to_bytes(), key=event.partition_key)
+        for record in records:
+            await producer.send(
+                topics.topic_of(record), record.to_bytes(), key=record.partition_key
+            )
         await producer.flush()
     finally:
         await producer.stop()
+
+
+async def write_events(settings: Settings, events: Sequence[Event]) -> None:
+    """Produce events to the events topic as the collector does."""
+    await write_records(settings, events)

@@ -9,6 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from klantreis.config import Settings
+from klantreis.events import DeadLetter, Event, KafkaRecord
+from klantreis.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
+
+# Which record each topic carries, by the Topics property that names the topic.
+_TOPIC_OF_RECORD: dict[type[KafkaRecord], str] = {
+    Event: "events",
+    DeadLetter: "dead_letters",
+    SessionSnapshot: "sessions",
+    PhaseTransition: "transitions",
+    Signal: "signals",
+    IdentityLink: "identities",
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,15 @@ class Topics:
             self.identities,
             self.sessionizer_changelog,
         )
+
+    def topic_of(self, record: KafkaRecord) -> str:
+        """The topic a record is written to."""
+        name: str = getattr(self, _TOPIC_OF_RECORD[type(record)])
+        return name
+
+    def record_types(self) -> dict[str, type[KafkaRecord]]:
+        """The record each topic (all but the changelog) carries, for readers to decode by."""
+        return {getattr(self, name): kind for kind, name in _TOPIC_OF_RECORD.items()}
 
     def outputs(self) -> tuple[str, ...]:
         """The topics the metrics worker writes to the warehouse."""

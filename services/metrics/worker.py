@@ -18,12 +18,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from pydantic import ValidationError
 
 from klantreis.config import Settings
-from klantreis.events import DeadLetter, DeadLetterReason, Event
-from klantreis.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
+from klantreis.events import DeadLetter, DeadLetterReason
 from klantreis.kafka import ensure_topics, new_consumer
 from klantreis.topics import Topics
 from services.metrics.metrics import WarehouseMetrics
-from services.metrics.rows import MAPPINGS, Record, Row, TableMapping
+from services.metrics.rows import MAPPINGS, Row, TableMapping
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import Batch, WarehouseWriter
 
@@ -88,14 +87,7 @@ class MetricsWorker:
         self._warehouse = warehouse
         self._metrics = metrics
         self._writer = WarehouseWriter(warehouse, metrics)
-        self._decoders: dict[str, type[Record]] = {
-            self._topics.events: Event,
-            self._topics.sessions: SessionSnapshot,
-            self._topics.transitions: PhaseTransition,
-            self._topics.dead_letters: DeadLetter,
-            self._topics.signals: Signal,
-            self._topics.identities: IdentityLink,
-        }
+        self._decoders = self._topics.record_types()
         self._ranges: Ranges = {}
         self._replay: BatchPlan | None = None  # an unfinished batch being re-formed
         self._held: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]] = []

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 
 from klantreis.config import Settings
 from klantreis.events import DeadLetter, DeadLetterReason, Event
-from klantreis.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
 from klantreis.kafka import ensure_topics, new_consumer, new_producer
 from klantreis.topics import Topics
 from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
@@ -221,7 +220,7 @@ class SessionizerWorker:
         async with producer.transaction():
             for output in outputs:  # 1. outputs
                 await producer.send(
-                    self._topic_of(output), output.to_bytes(), key=output.partition_key
+                    self._topics.topic_of(output), output.to_bytes(), key=output.partition_key
                 )
             for key, value in changes:  # 2. state changes, to this partition's changelog
                 await producer.send(
@@ -256,14 +255,3 @@ class SessionizerWorker:
         self._metrics.duplicates.inc(engine.identities.duplicates - duplicates)
         self._metrics.count(outputs)
         return outputs
-
-    def _topic_of(self, output: SessionizerOutput) -> str:
-        if isinstance(output, SessionSnapshot):
-            return self._topics.sessions
-        if isinstance(output, PhaseTransition):
-            return self._topics.transitions
-        if isinstance(output, Signal):
-            return self._topics.signals
-        if isinstance(output, IdentityLink):
-            return self._topics.identities
-        return self._topics.dead_letters

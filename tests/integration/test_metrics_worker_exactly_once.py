@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -24,8 +23,7 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from klantreis.config import Settings, load_settings
 from klantreis.events import DeadLetter, DeadLetterReason, Event
-from klantreis.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
-from klantreis.kafka import ensure_topics, new_producer
+from klantreis.kafka import write_records
 from klantreis.local_kafka import free_port
 from klantreis.phases import load_phase_model
 from klantreis.simulator import collected_events
@@ -40,43 +38,24 @@ REPO = Path(__file__).resolve().parents[2]
 STARTED: list[Service] = []
 
 
-def input_records(topics: Topics) -> list[tuple[str, Event | SessionizerOutput]]:
+def input_records() -> list[Event | SessionizerOutput]:
     """Simulated traffic and what the sessionizer makes of it, for every topic the worker reads."""
     events = collected_events(seed=11, visitors=600, days=20, now=NOW)
     engine = JourneyEngine(JourneyRules(load_phase_model("default")))
-    topic_of: dict[type[Any], str] = {
-        SessionSnapshot: topics.sessions,
-        PhaseTransition: topics.transitions,
-        Signal: topics.signals,
-        IdentityLink: topics.identities,
-        DeadLetter: topics.dead_letters,
-    }
-    records: list[tuple[str, Event | SessionizerOutput]] = [
-        (topics.events, event) for event in events
-    ]
+    records: list[Event | SessionizerOutput] = list(events)
     records += [
-        (topics.dead_letters, DeadLetter(site_id=f"shop-{n % 3}", message=f"bad event {n}",
-                                         reason=DeadLetterReason.SCHEMA_VIOLATION, payload="{}",
-                                         stage="ingest", received_at=RECEIVED))
+        DeadLetter(site_id=f"shop-{n % 3}", message=f"bad event {n}", payload="{}",
+                   reason=DeadLetterReason.SCHEMA_VIOLATION, stage="ingest", received_at=RECEIVED)
         for n in range(40)
     ]  # fmt: skip
     for event in events:
-        records.extend((topic_of[type(out)], out) for out in engine.process(event))
+        records += engine.process(event)
     return records
 
 
 async def write_input(settings: Settings) -> int:
-    topics = Topics.from_settings(settings)
-    records = input_records(topics)
-    await ensure_topics(settings)
-    producer = new_producer(settings)
-    await producer.start()
-    try:
-        for topic, record in records:
-            await producer.send(topic, record.to_bytes(), key=record.partition_key)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    records = input_records()
+    await write_records(settings, records)
     return len(records)
 
 
