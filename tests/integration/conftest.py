@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from klantreis.config import Settings, load_settings
 from klantreis.events import Event
@@ -93,3 +95,16 @@ async def read_events(settings: Settings) -> list[Event]:
         settings.topic_partitions,
     )
     return [Event.from_bytes(r.value or b"") for batch in records.values() for r in batch]
+
+
+async def committed(settings: Settings, group: str) -> int:
+    """Records a consumer group has committed as processed, summed over its partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    except GroupCoordinatorNotAvailableError:
+        return 0  # the group does not exist until the first member joins
+    finally:
+        await admin.close()
+    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)

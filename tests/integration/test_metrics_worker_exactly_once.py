@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from klantreis.config import Settings, load_settings
 from klantreis.events import DeadLetter, DeadLetterReason, Event
@@ -29,6 +27,7 @@ from klantreis.phases import load_phase_model
 from klantreis.simulator import collected_events
 from klantreis.topics import Topics
 from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
+from tests.integration.conftest import committed as committed_offsets
 from tests.integration.processes import KLANTREIS, Service
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -60,17 +59,7 @@ async def write_input(settings: Settings) -> int:
 
 
 async def committed(settings: Settings) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(
-            Topics.from_settings(settings).metrics_group
-        )
-    except GroupCoordinatorNotAvailableError:
-        return 0
-    finally:
-        await admin.close()
-    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+    return await committed_offsets(settings, Topics.from_settings(settings).metrics_group)
 
 
 def probe(dsn: str, database: str, action: str) -> str:

@@ -16,14 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from klantreis.config import Settings, load_settings
 from klantreis.events import Event
 from klantreis.kafka import read_to_end, write_events
 from klantreis.simulator import collected_events
 from klantreis.topics import Topics
+from tests.integration.conftest import committed as committed_offsets
 from tests.integration.processes import Service, start
 
 PARTITIONS = 6
@@ -50,17 +49,7 @@ async def write_input(settings: Settings, events: list[Event]) -> int:
 
 async def committed(settings: Settings) -> int:
     """Input events the sessionizer group has committed as processed."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(
-            Topics.from_settings(settings).sessionizer_group
-        )
-    except GroupCoordinatorNotAvailableError:
-        return 0  # the group does not exist until the first member joins
-    finally:
-        await admin.close()
-    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+    return await committed_offsets(settings, Topics.from_settings(settings).sessionizer_group)
 
 
 async def read_outputs(settings: Settings) -> Outputs:
