@@ -149,7 +149,7 @@ class LocalKafka:
                     "kafka.tools.StorageTool",
                     "format",
                     "--cluster-id",
-                    _cluster_id(),
+                    cluster_id(),
                     "--config",
                     str(properties),
                 ],
@@ -205,6 +205,13 @@ class LocalKafka:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters).
+
+    Never one starting with "-", which the storage tool would read as an option (Kafka's own
+    `Uuid.randomUuid` skips those for the same reason).
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
