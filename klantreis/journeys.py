@@ -11,9 +11,9 @@ import uuid
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from klantreis.events import KafkaRecord
+from klantreis.events import KafkaRecord, UtcDatetime
 
 # Fixed namespace: ids derived from it are stable across processes, versions and replays.
 KLANTREIS_NAMESPACE = uuid.UUID("5b0c1a52-3f0e-4a57-9d0c-6b6c616e7472")
@@ -57,8 +57,8 @@ class SessionSnapshot(JourneyRecord):
     session_id: str
     anonymous_id: str | None
     user_id: str | None
-    started_at: AwareDatetime
-    last_event_at: AwareDatetime
+    started_at: UtcDatetime
+    last_event_at: UtcDatetime
     event_count: int
     page_views: int
     conversions: int
@@ -88,7 +88,7 @@ class PhaseTransition(JourneyRecord):
     from_phase: str | None
     to_phase: str
     furthest_phase: str
-    at: AwareDatetime
+    at: UtcDatetime
     seconds_in_previous_phase: float | None
     event_id: str | None
     event_name: str | None
@@ -112,7 +112,7 @@ class Signal(JourneyRecord):
     signal_id: str
     kind: SignalKind
     phase: str
-    at: AwareDatetime
+    at: UtcDatetime
     event_id: str | None
     details: dict[str, Any] = Field(default_factory=dict)
 
@@ -132,7 +132,7 @@ class IdentityLink(KafkaRecord):
     previous_id: str
     customer_id: str
     kind: LinkKind
-    at: AwareDatetime
+    at: UtcDatetime
     event_id: str
 
     @property

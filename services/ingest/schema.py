@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from klantreis.events import EventContext, EventType
+from klantreis.events import EventContext, EventType, UtcDatetime
 
 # Placeholders that broken clients send instead of an id; treating them as ids would merge
 # every such visitor into one journey.
@@ -47,10 +47,10 @@ class IncomingEvent(BaseModel):
     anonymous_id: str | None = Identifier
     user_id: str | None = Identifier
     previous_id: str | None = Identifier
-    timestamp: AwareDatetime | None = Field(
+    timestamp: UtcDatetime | None = Field(
         default=None, description="When the event happened, on the client's clock."
     )
-    sent_at: AwareDatetime | None = Field(
+    sent_at: UtcDatetime | None = Field(
         default=None, description="When the client sent the request, on the same clock."
     )
     properties: dict[str, Any] = Field(default_factory=dict)

@@ -48,6 +48,18 @@ def test_client_clock_skew_is_corrected_by_the_sent_at_offset() -> None:
     assert event.original_timestamp == datetime(2026, 5, 4, 13, 59, 50, tzinfo=UTC)
 
 
+def test_times_in_any_offset_become_utc_on_the_event_and_in_kafka() -> None:
+    result = accept(
+        {"type": "page", "anonymous_id": "a1", "timestamp": "2026-05-04T13:59:50+02:00"}
+    )
+    (event,) = result.events
+    assert event.original_timestamp == datetime(2026, 5, 4, 11, 59, 50, tzinfo=UTC)
+    assert event.original_timestamp is not None and event.original_timestamp.tzinfo is UTC
+    decoded = type(event).from_bytes(event.to_bytes())
+    assert b'"original_timestamp":"2026-05-04T11:59:50Z"' in event.to_bytes()
+    assert all(t.tzinfo is UTC for t in (decoded.timestamp, decoded.received_at))
+
+
 def test_clock_skew_without_sent_at_trusts_the_timestamp() -> None:
     ts = RECEIVED - timedelta(days=3)
     assert correct_clock_skew(ts, None, RECEIVED) == ts
