@@ -27,7 +27,7 @@ from klantreis.local_kafka import LocalKafka
 from klantreis.simulator import collected_events
 from klantreis.topics import Topics
 from services.sessionizer.metrics import SessionizerMetrics
-from services.sessionizer.worker import SessionizerWorker
+from services.sessionizer.worker import SessionizerWorker, tune_garbage_collection
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -55,6 +55,7 @@ async def bare_loop(settings: Settings, total: int) -> None:
 
 
 async def sessionizer(settings: Settings, total: int) -> None:
+    tune_garbage_collection()  # as `klantreis sessionizer` does
     metrics = SessionizerMetrics(CollectorRegistry())
     stop = asyncio.Event()
     async with SessionizerWorker(settings, metrics) as worker:

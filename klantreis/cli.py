@@ -117,8 +117,9 @@ def cmd_metrics(settings: Settings, _: argparse.Namespace) -> None:
 def cmd_sessionizer(settings: Settings, _: argparse.Namespace) -> None:
     settings.require_kafka()
     from services.sessionizer.metrics import SessionizerMetrics
-    from services.sessionizer.worker import SessionizerWorker
+    from services.sessionizer.worker import SessionizerWorker, tune_garbage_collection
 
+    tune_garbage_collection()
     registry = CollectorRegistry()
     metrics = SessionizerMetrics(registry)
     if settings.sessionizer_port:

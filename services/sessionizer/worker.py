@@ -8,6 +8,7 @@ a rebalance invisible in the outputs.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -20,12 +21,25 @@ from pydantic import ValidationError
 
 from klantreis.config import Settings
 from klantreis.events import DeadLetter, DeadLetterReason, Event
-from klantreis.kafka import ensure_topics, new_consumer, new_producer
+from klantreis.kafka import RecordBatches, ensure_topics, new_consumer, new_producer
 from klantreis.topics import Topics
 from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
 from services.sessionizer.metrics import SessionizerMetrics
 
 log = logging.getLogger(__name__)
+
+
+def tune_garbage_collection() -> None:
+    """Collect young objects far less often than CPython's default of every 700 allocations.
+
+    The sessionizer holds a state object per journey for as long as the journey lives and makes
+    several short-lived objects per event; with the default thresholds the collector keeps
+    re-scanning that state and takes about a third of the process's CPU. Nothing here relies
+    on cycles being freed promptly.
+    """
+    gc.collect()
+    gc.freeze()  # what is loaded now (modules, settings) is never garbage
+    gc.set_threshold(50_000, 20, 10)
 
 
 @dataclass
@@ -217,15 +231,13 @@ class SessionizerWorker:
         outputs = [output for record in records for output in self._process(owned, record)]
         changes = owned.engine.take_changes()
         producer = owned.producer
+        batches = RecordBatches(producer)
+        for output in outputs:
+            batches.add(self._topics.topic_of(output), output.to_bytes(), output.partition_key)
+        for key, value in changes:  # to this partition's changelog
+            batches.add(self._topics.sessionizer_changelog, value, key, partition=tp.partition)
         async with producer.transaction():
-            for output in outputs:  # 1. outputs
-                await producer.send(
-                    self._topics.topic_of(output), output.to_bytes(), key=output.partition_key
-                )
-            for key, value in changes:  # 2. state changes, to this partition's changelog
-                await producer.send(
-                    self._topics.sessionizer_changelog, value, key=key, partition=tp.partition
-                )
+            await batches.send()  # 1. outputs and 2. state changes
             await producer.send_offsets_to_transaction(  # 3. input offsets
                 {tp: records[-1].offset + 1}, self._group
             )
