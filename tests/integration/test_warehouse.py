@@ -24,6 +24,7 @@ from services.metrics.rows import MAPPINGS
 from services.metrics.warehouse import Warehouse, load_migrations
 from services.metrics.worker import MetricsWorker
 from services.metrics.writer import WarehouseWriter
+from tests.unit.factories import make_event
 
 
 def test_migrations_are_recorded_and_not_applied_twice(warehouse: Warehouse) -> None:
@@ -71,6 +72,33 @@ async def test_a_batch_retried_under_its_token_is_stored_once(warehouse: Warehou
     writer.add(letters(50))
     await writer.flush("partition-0:50-99")  # new offsets are new rows
     assert stored() == 100
+
+
+async def test_every_time_column_stores_the_records_time_to_the_millisecond(
+    warehouse: Warehouse,
+) -> None:
+    """Rows carry times as epoch milliseconds; what a table stores is the record's time."""
+    at = datetime(2026, 3, 29, 1, 59, 59, 999_999, tzinfo=UTC)  # truncated to .999, not rounded
+    expected = datetime(2026, 3, 29, 1, 59, 59, 999_000, tzinfo=UTC)
+    event = make_event("page").model_copy(
+        update={"timestamp": at, "original_timestamp": at, "sent_at": at, "received_at": at}
+    )
+    link = IdentityLink(
+        link_id="l1", site_id="shop", previous_id="a", customer_id="c", kind=LinkKind.LINKED,
+        at=at, event_id="e1",
+    )  # fmt: skip
+    writer = WarehouseWriter(warehouse, WarehouseMetrics(CollectorRegistry()))
+    writer.add([event, link, *letters(1)])
+    await writer.flush()
+    times = warehouse.query(
+        "SELECT timestamp, original_timestamp, sent_at, received_at FROM {database}.events"
+    )
+    # chDB hands back naive datetimes in the columns' zone, UTC
+    assert [tuple(t.replace(tzinfo=UTC) for t in row) for row in times] == [(expected,) * 4]
+    ((linked_at,),) = warehouse.query("SELECT at FROM {database}.identities")
+    assert linked_at.replace(tzinfo=UTC) == expected
+    (stored,) = warehouse.query("SELECT received_at FROM {database}.dead_letters")[0]
+    assert abs(stored.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds() < 60
 
 
 def test_the_cluster_ddl_parses_in_clickhouse(warehouse: Warehouse) -> None:
