@@ -24,10 +24,11 @@ from prometheus_client import CollectorRegistry
 from klantreis.config import Settings, load_settings
 from klantreis.kafka import new_consumer, read_to_end, write_events
 from klantreis.local_kafka import LocalKafka
+from klantreis.runtime import tune_garbage_collection
 from klantreis.simulator import collected_events
 from klantreis.topics import Topics
 from services.sessionizer.metrics import SessionizerMetrics
-from services.sessionizer.worker import SessionizerWorker, tune_garbage_collection
+from services.sessionizer.worker import SessionizerWorker
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -55,7 +56,6 @@ async def bare_loop(settings: Settings, total: int) -> None:
 
 
 async def sessionizer(settings: Settings, total: int) -> None:
-    tune_garbage_collection()  # as `klantreis sessionizer` does
     metrics = SessionizerMetrics(CollectorRegistry())
     stop = asyncio.Event()
     async with SessionizerWorker(settings, metrics) as worker:
@@ -85,6 +85,7 @@ async def state_bytes(settings: Settings) -> tuple[int, int]:
 
 
 async def main(visitors: int, partitions: int) -> None:
+    tune_garbage_collection()  # as `klantreis sessionizer` does, for both loops
     events = collected_events(seed=9, visitors=visitors, days=30, now=NOW)
     with LocalKafka() as broker:
         settings = load_settings(

@@ -32,6 +32,7 @@ from klantreis.events import Event
 from klantreis.kafka import write_records
 from klantreis.local_kafka import LocalKafka
 from klantreis.phases import load_phase_model
+from klantreis.runtime import tune_garbage_collection
 from klantreis.simulator import collected_events
 from services.metrics.metrics import WarehouseMetrics
 from services.metrics.rows import Row, mapping_for
@@ -106,6 +107,7 @@ def counts(warehouse: Warehouse) -> dict[str, int]:
 
 
 async def main(visitors: int, batch: int) -> None:
+    tune_garbage_collection()  # as `klantreis metrics` does, for both paths
     with LocalKafka() as broker, tempfile.TemporaryDirectory() as data:
         settings = load_settings(
             kafka_bootstrap_servers=broker.bootstrap_servers,

@@ -14,13 +14,16 @@ import uvicorn
 from prometheus_client import CollectorRegistry, start_http_server
 
 from klantreis.config import ConfigurationError, Settings, load_settings
+from klantreis.runtime import tune_garbage_collection
 
 log = logging.getLogger("klantreis")
 
 
 def _serve(app_factory: Callable[[Settings], object], settings: Settings, port: int) -> None:
+    app = app_factory(settings)
+    tune_garbage_collection()
     uvicorn.run(
-        app_factory(settings),  # type: ignore[arg-type]
+        app,  # type: ignore[arg-type]
         host=settings.host,
         port=port,
         log_level="info",
@@ -117,7 +120,7 @@ def cmd_metrics(settings: Settings, _: argparse.Namespace) -> None:
 def cmd_sessionizer(settings: Settings, _: argparse.Namespace) -> None:
     settings.require_kafka()
     from services.sessionizer.metrics import SessionizerMetrics
-    from services.sessionizer.worker import SessionizerWorker, tune_garbage_collection
+    from services.sessionizer.worker import SessionizerWorker
 
     tune_garbage_collection()
     registry = CollectorRegistry()

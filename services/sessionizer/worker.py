@@ -8,7 +8,6 @@ a rebalance invisible in the outputs.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -27,19 +26,6 @@ from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOu
 from services.sessionizer.metrics import SessionizerMetrics
 
 log = logging.getLogger(__name__)
-
-
-def tune_garbage_collection() -> None:
-    """Collect young objects far less often than CPython's default of every 700 allocations.
-
-    The sessionizer holds a state object per journey for as long as the journey lives and makes
-    several short-lived objects per event; with the default thresholds the collector keeps
-    re-scanning that state and takes about a third of the process's CPU. Nothing here relies
-    on cycles being freed promptly.
-    """
-    gc.collect()
-    gc.freeze()  # what is loaded now (modules, settings) is never garbage
-    gc.set_threshold(50_000, 20, 10)
 
 
 @dataclass
