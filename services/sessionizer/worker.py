@@ -40,14 +40,15 @@ class _Partition:
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
     """State lives per input partition: restored on assignment, released on revoke.
 
-    Every batch is committed before the next poll, and a rebalance happens inside a poll, so at
-    a revoke nothing is uncommitted and releasing is just letting go.
+    A rebalance happens inside a poll, while the previous poll's transactions may still be
+    committing; a revoke waits for them, so a partition is let go with nothing uncommitted.
     """
 
     def __init__(self, worker: SessionizerWorker) -> None:
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._worker.finish_commits()
         await self._worker.release(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -77,6 +78,8 @@ class SessionizerWorker:
         self._metrics = metrics
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._consumer: AIOKafkaConsumer | None = None
+        self._committing: list[asyncio.Task[None]] = []  # the previous poll's transactions
+        self._failed_commit: Exception | None = None
 
     @property
     def assigned(self) -> list[TopicPartition]:
@@ -189,46 +192,90 @@ class SessionizerWorker:
         return self._consumer
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = self._require_consumer()
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=500)
-            if not batches:
-                continue
-            started = time.perf_counter()
-            await asyncio.gather(
-                *(self._commit_batch(tp, records) for tp, records in batches.items())
-            )
-            self._metrics.batch_seconds.observe(time.perf_counter() - started)
-            for tp in batches:
-                highwater = consumer.highwater(tp)
-                if highwater is not None:
-                    lag = highwater - await consumer.position(tp)
-                    self._metrics.consumer_lag.labels(str(tp.partition)).set(lag)
-            self._update_gauges()
+        """Poll, process, commit; one poll deep.
 
-    async def _commit_batch(
+        The engines work through a poll's records while the previous poll's transactions are
+        still committing (the broker's round trips), and that poll's transactions start only
+        once the previous ones are committed: per partition, transactions stay one at a time
+        and in order. A failed commit ends the run, and a restart restores every engine from
+        its changelog, so work done ahead of a commit that failed is never kept.
+        """
+        consumer = self._require_consumer()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=500)
+                if self._failed_commit is not None:
+                    # It failed while a rebalance waited for it, inside the poll.
+                    raise self._failed_commit
+                if not batches:
+                    await self.finish_commits()
+                    continue
+                polled = time.perf_counter()
+                prepared = [self._prepare(tp, records) for tp, records in batches.items()]
+                await self.finish_commits()
+                self._committing = [
+                    asyncio.create_task(self._commit(*batch, polled)) for batch in prepared if batch
+                ]
+                for tp in batches:
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        lag = highwater - await consumer.position(tp)
+                        self._metrics.consumer_lag.labels(str(tp.partition)).set(lag)
+                self._update_gauges()
+            await self.finish_commits()
+        finally:
+            committing, self._committing = self._committing, []
+            await asyncio.gather(*committing, return_exceptions=True)
+
+    async def finish_commits(self) -> None:
+        """Wait until the transactions started so far are committed; raise if one failed.
+
+        A failure is also kept, so the run ends even when a rebalance listener (whose errors
+        the consumer only logs) was the one waiting: going on would commit later offsets of
+        that partition past the records whose outputs were never committed.
+        """
+        committing, self._committing = self._committing, []
+        try:
+            await asyncio.gather(*committing)
+        except Exception as exc:
+            self._failed_commit = exc
+            raise
+
+    def _prepare(
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> None:
+    ) -> tuple[_Partition, RecordBatches, int, int] | None:
+        """Run a partition's batch through its engine: the records to write, the offset after
+        the batch and the number of events."""
         owned = self._partitions.get(tp)
         if owned is None:
             # Fetched in the instant between assignment and pause: read it again once restored.
             self._require_consumer().seek(tp, records[0].offset)
-            return
+            return None
         outputs = [output for record in records for output in self._process(owned, record)]
-        changes = owned.engine.take_changes()
-        producer = owned.producer
-        batches = RecordBatches(producer)
+        batches = RecordBatches(owned.producer)
         for output in outputs:
             batches.add(self._topics.topic_of(output), output.to_bytes(), output.partition_key)
-        for key, value in changes:  # to this partition's changelog
+        for key, value in owned.engine.take_changes():  # to this partition's changelog
             batches.add(self._topics.sessionizer_changelog, value, key, partition=tp.partition)
+        return owned, batches, records[-1].offset + 1, len(records)
+
+    async def _commit(
+        self,
+        owned: _Partition,
+        batches: RecordBatches,
+        next_offset: int,
+        events: int,
+        polled: float,
+    ) -> None:
+        producer = owned.producer
         async with producer.transaction():
             await batches.send()  # 1. outputs and 2. state changes
             await producer.send_offsets_to_transaction(  # 3. input offsets
-                {tp: records[-1].offset + 1}, self._group
+                {owned.tp: next_offset}, self._group
             )
         # 4. committed when the transaction block exits without an exception
-        self._metrics.events_processed.inc(len(records))
+        self._metrics.events_processed.inc(events)
+        self._metrics.batch_seconds.observe(time.perf_counter() - polled)
 
     def _process(
         self, owned: _Partition, record: ConsumerRecord[bytes, bytes]

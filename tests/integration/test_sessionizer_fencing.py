@@ -1,0 +1,59 @@
+"""A sessionizer whose transaction fails stops instead of going on past it.
+
+A newer producer with a partition's transactional id (a second instance that took the partition
+over while this one hung) fences this one: its next commit fails. Going on would commit later
+offsets of that partition past records whose outputs were never committed; the run must end
+with the error, and a restarted sessionizer then finishes the input."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry
+
+from klantreis.config import Settings
+from klantreis.kafka import new_producer, write_events
+from klantreis.simulator import collected_events
+from klantreis.topics import Topics
+from services.sessionizer.metrics import SessionizerMetrics
+from services.sessionizer.worker import SessionizerWorker
+from tests.integration.conftest import committed
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+async def test_a_fenced_sessionizer_stops_and_a_restart_finishes_the_input(
+    settings: Settings,
+) -> None:
+    events = collected_events(seed=4, visitors=300, days=5, now=NOW)
+    half = len(events) // 2
+    group = Topics.from_settings(settings).sessionizer_group
+    metrics = SessionizerMetrics(CollectorRegistry())
+    await write_events(settings, events[:half])
+    async with SessionizerWorker(settings, metrics) as worker:
+        stop = asyncio.Event()
+        run = asyncio.create_task(worker.run(stop))
+        while await committed(settings, group) < half:
+            assert not run.done(), run
+            await asyncio.sleep(0.1)
+        # Fence every partition's transactional producer, as a newer instance would.
+        for partition in range(settings.topic_partitions):
+            usurper = new_producer(settings, transactional_id=f"{group}.{partition}")
+            await usurper.start()
+            await usurper.stop()
+        await write_events(settings, events[half:])
+        with pytest.raises(KafkaError):
+            await asyncio.wait_for(run, timeout=60)
+    assert await committed(settings, group) < len(events)
+
+    async with SessionizerWorker(settings, SessionizerMetrics(CollectorRegistry())) as worker:
+        stop = asyncio.Event()
+        run = asyncio.create_task(worker.run(stop))
+        while await committed(settings, group) < len(events):
+            assert not run.done(), run
+            await asyncio.sleep(0.1)
+        stop.set()
+        await run
