@@ -7,6 +7,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 class WarehouseMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.records_consumed = Counter(
+            "klantreis_warehouse_records_consumed_total",
+            "Topic records taken into a batch, by topic (a re-formed batch counts again).",
+            ["topic"],
+            registry=registry,
+        )
         self.rows_written = Counter(
             "klantreis_warehouse_rows_written_total",
             "Rows inserted into ClickHouse, by table.",

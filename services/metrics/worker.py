@@ -164,6 +164,7 @@ class MetricsWorker:
             if not records:
                 return
         self._writer.add_rows(*self._rows(tp.topic, records))
+        self._metrics.records_consumed.labels(tp.topic).inc(len(records))
         first = self._ranges.get(tp, (records[0].offset, 0))[0]
         self._ranges[tp] = (first, records[-1].offset)
         if self._oldest_pending is None:
