@@ -122,8 +122,10 @@ class Event(KafkaRecord):
         return f"{self.site_id}/{self.visitor_id}".encode()
 
     def to_bytes(self) -> bytes:
-        # Most events leave most fields at their defaults; leaving them out halves the record.
-        return self.model_dump_json(exclude_defaults=True).encode()
+        # Most fields of most events are empty; leaving the None ones out nearly halves the
+        # record. (Leaving out every default saves 5% more bytes but doubles the cost: pydantic
+        # then compares each nested model with its default.)
+        return self.model_dump_json(exclude_none=True).encode()
 
 
 def correct_clock_skew(

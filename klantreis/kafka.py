@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.partitioner import murmur2
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import ConsumerRecord
 
@@ -26,6 +26,22 @@ from klantreis.events import Event, KafkaRecord
 from klantreis.topics import Topics
 
 log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1 << 16)
+def _key_hash(key: bytes) -> int:
+    """The default partitioner's hash (murmur2, as the Java client), kept per key."""
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+class CachedKeyPartitioner:
+    """aiokafka's default partitioner with each key's hash kept: murmur2 in pure Python costs
+    microseconds per key, and a visitor's or journey's key comes back with each of its events."""
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return DefaultPartitioner()(key, all_partitions, available)  # type: ignore[no-any-return]
+        return all_partitions[_key_hash(key) % len(all_partitions)]
 
 
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -40,6 +56,7 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "max_batch_size": 1024 * 1024,
         "request_timeout_ms": 10_000,
         "client_id": f"{settings.topic_prefix}-producer",
+        "partitioner": CachedKeyPartitioner(),
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
@@ -87,13 +104,6 @@ async def ensure_topics(settings: Settings) -> None:
             log.info("created topics %s", [topic.name for topic in missing])
     finally:
         await admin.close()
-
-
-@lru_cache(maxsize=1 << 16)
-def _key_hash(key: bytes) -> int:
-    """The default partitioner's hash (murmur2, as the Java client): pure Python, so each key's
-    is kept; the sessionizer writes a journey's records many times over."""
-    return int(murmur2(key)) & 0x7FFFFFFF
 
 
 _Pending = tuple[bytes | None, bytes | None, int | None]

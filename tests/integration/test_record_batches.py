@@ -1,9 +1,12 @@
-"""`RecordBatches`, the sessionizer's way of producing: records land where `producer.send` puts
-them, in order, and a transaction that is aborted shows none of them to a read_committed reader."""
+"""`RecordBatches`, the sessionizer's way of producing: records land where `producer.send` (and
+the default partitioner) puts them, in order, and a transaction that is aborted shows none of
+them to a read_committed reader."""
 
 from __future__ import annotations
 
 import asyncio
+
+from aiokafka.partitioner import DefaultPartitioner
 
 from klantreis.config import Settings
 from klantreis.kafka import RecordBatches, ensure_topics, new_producer, read_to_end
@@ -27,6 +30,8 @@ async def test_keyed_records_land_on_the_partition_and_in_the_order_send_gives_t
         await asyncio.gather(*await batches.send())
         sent = {key: (await producer.send_and_wait(topics.signals, b"", key=key)).partition
                 for key in keys}  # fmt: skip
+        # ... and where the Java client and aiokafka's default partitioner put them
+        assert sent == {key: DefaultPartitioner()(key, [0, 1, 2], [0, 1, 2]) for key in keys}
     finally:
         await producer.stop()
 
