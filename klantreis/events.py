@@ -14,7 +14,10 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00, before year 1 in UTC
+        raise ValueError("the time is out of the range of dates in UTC") from None
 
 
 # Every time on a klantreis record is UTC with `datetime.UTC` as its zone. Besides one zone for
@@ -126,6 +129,12 @@ class Event(KafkaRecord):
         # record. (Leaving out every default saves 5% more bytes but doubles the cost: pydantic
         # then compares each nested model with its default.)
         return self.model_dump_json(exclude_none=True).encode()
+
+
+# No event happens before this: the collector refuses earlier ones and the sessionizer routes
+# any that reach it to the dead letters. No shop tracked anyone then, and event-time arithmetic
+# (a watermark minutes before the newest event) needs room before it.
+EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def correct_clock_skew(

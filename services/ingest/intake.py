@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from klantreis import useragents
 from klantreis.channels import classify, visit_from
 from klantreis.events import (
+    EARLIEST_EVENT_TIME,
     CampaignContext,
     DeadLetter,
     DeadLetterReason,
@@ -188,7 +189,18 @@ class _Refused(Exception):
 
 
 def enrich(incoming: IncomingEvent, site_id: str, received_at: datetime) -> Event:
-    timestamp = correct_clock_skew(incoming.timestamp, incoming.sent_at, received_at)
+    try:
+        timestamp = correct_clock_skew(incoming.timestamp, incoming.sent_at, received_at)
+    except OverflowError:
+        raise _Refused(
+            DeadLetterReason.SCHEMA_VIOLATION,
+            "timestamp: corrected by the sent_at offset it falls outside the range of dates",
+        ) from None
+    if timestamp < EARLIEST_EVENT_TIME:
+        raise _Refused(
+            DeadLetterReason.SCHEMA_VIOLATION,
+            f"timestamp: {timestamp.isoformat()} is before 1970-01-01",
+        )
     if timestamp - received_at > MAX_FUTURE:
         raise _Refused(
             DeadLetterReason.SCHEMA_VIOLATION,

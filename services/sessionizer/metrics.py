@@ -63,7 +63,8 @@ class SessionizerMetrics:
         )
         self.undecodable_events = Counter(
             "klantreis_sessionizer_undecodable_events_total",
-            "Records on the events topic that were not events; sent to the dead-letter topic.",
+            "Records on the events topic that are no valid event (undecodable, or before 1970); "
+            "sent to the dead-letter topic.",
             registry=registry,
         )
         self.active_journeys = Gauge(

@@ -19,7 +19,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from klantreis.config import Settings
-from klantreis.events import DeadLetter, DeadLetterReason, Event
+from klantreis.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event
 from klantreis.kafka import RecordBatches, ensure_topics, new_consumer, new_producer
 from klantreis.topics import Topics
 from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
@@ -284,19 +284,24 @@ class SessionizerWorker:
             event = Event.from_bytes(record.value or b"")
         except ValidationError as exc:
             self._metrics.undecodable_events.inc()
-            return [
-                DeadLetter.of(
-                    record.value,
-                    DeadLetterReason.UNDECODABLE,
-                    f"{self._topics.events}: {exc.errors()[0]['msg']}",
-                    "sessionizer",
-                    # the record's own time, not the clock: a replay must be identical
-                    received_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
-                )
-            ]
+            return [self._refused(record, f"{self._topics.events}: {exc.errors()[0]['msg']}")]
+        if event.timestamp < EARLIEST_EVENT_TIME:
+            self._metrics.undecodable_events.inc()
+            return [self._refused(record, f"{self._topics.events}: an event before 1970")]
         engine = owned.engine
         duplicates = engine.identities.duplicates
         outputs = engine.process(event)
         self._metrics.duplicates.inc(engine.identities.duplicates - duplicates)
         self._metrics.count(outputs)
         return outputs
+
+    @staticmethod
+    def _refused(record: ConsumerRecord[bytes, bytes], why: str) -> DeadLetter:
+        return DeadLetter.of(
+            record.value,
+            DeadLetterReason.UNDECODABLE,
+            why,
+            "sessionizer",
+            # the record's own time, not the clock: a replay must be identical
+            received_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
+        )

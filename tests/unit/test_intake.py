@@ -60,6 +60,35 @@ def test_times_in_any_offset_become_utc_on_the_event_and_in_kafka() -> None:
     assert all(t.tzinfo is UTC for t in (decoded.timestamp, decoded.received_at))
 
 
+def test_a_time_that_leaves_the_calendar_in_utc_is_refused_not_a_crash() -> None:
+    message = only_rejection(
+        {"type": "page", "anonymous_id": "a1", "timestamp": "0001-01-01T00:00:00+01:00"}
+    )
+    assert "timestamp" in message and "range" in message
+
+
+def test_a_skew_correction_beyond_the_calendar_is_refused_not_a_crash() -> None:
+    message = only_rejection(
+        {
+            "type": "page",
+            "anonymous_id": "a1",
+            "timestamp": "1051-01-01T00:00:00Z",
+            "sent_at": "3077-01-01T00:00:00Z",
+        }
+    )
+    assert "range of dates" in message
+
+
+def test_an_event_before_1970_is_refused() -> None:
+    """Year 1 once passed and crashed the sessionizer: its watermark lies minutes earlier."""
+    message = only_rejection(
+        {"type": "page", "anonymous_id": "a1", "timestamp": "0001-01-01T00:05:00Z"}
+    )
+    assert message == "timestamp: 0001-01-01T00:05:00+00:00 is before 1970-01-01"
+    epoch = {"type": "page", "anonymous_id": "a1", "timestamp": "1970-01-01T00:00:00Z"}
+    assert accept(epoch).events
+
+
 def test_clock_skew_without_sent_at_trusts_the_timestamp() -> None:
     ts = RECEIVED - timedelta(days=3)
     assert correct_clock_skew(ts, None, RECEIVED) == ts

@@ -1,0 +1,74 @@
+"""Records the sessionizer cannot use become dead letters with the reason, and the partition goes
+on: a record that crashed the sessionizer would crash it again at every restart."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from klantreis.config import Settings
+from klantreis.events import DeadLetter
+from klantreis.kafka import ensure_topics, new_producer, read_to_end
+from klantreis.topics import Topics
+from services.sessionizer.metrics import SessionizerMetrics
+from services.sessionizer.worker import SessionizerWorker
+from tests.integration.conftest import committed
+from tests.unit.factories import make_event
+
+
+async def test_garbage_and_a_year_one_event_become_dead_letters_and_the_rest_goes_on(
+    settings: Settings,
+) -> None:
+    await ensure_topics(settings)
+    topics = Topics.from_settings(settings)
+    good = make_event("page", visitor="v1")
+    later = make_event("track", "Product Viewed", visitor="v1", event_id="e-later")
+    year_one = orjson.loads(make_event("page", visitor="v1", event_id="e-old").to_bytes())
+    year_one["timestamp"] = "0001-01-01T00:05:00Z"
+    key = good.partition_key  # all on one partition, in this order
+    producer: AIOKafkaProducer = new_producer(settings)
+    await producer.start()
+    try:
+        for value in (good.to_bytes(), b"not json", orjson.dumps(year_one), later.to_bytes()):
+            await producer.send_and_wait(topics.events, value, key=key)
+    finally:
+        await producer.stop()
+
+    async with SessionizerWorker(settings, SessionizerMetrics(CollectorRegistry())) as worker:
+        stop = asyncio.Event()
+        run = asyncio.create_task(worker.run(stop))
+        while await committed(settings, topics.sessionizer_group) < 4:
+            assert not run.done(), run
+            await asyncio.sleep(0.1)
+        stop.set()
+        await run
+
+    bootstrap = settings.require_kafka()
+    letters = [
+        DeadLetter.from_bytes(r.value or b"")
+        for batch in (await read_to_end(bootstrap, topics.dead_letters, 3)).values()
+        for r in batch
+    ]
+    assert sorted(letter.message.split(": ", 1)[1] for letter in letters) == [
+        "Invalid JSON: expected ident at line 1 column 2",
+        "an event before 1970",
+    ]
+    assert {(letter.stage, letter.reason.value) for letter in letters} == {
+        ("sessionizer", "undecodable")
+    }
+    transitions = [
+        orjson.loads(r.value or b"")
+        for batch in (await read_to_end(bootstrap, topics.transitions, 3)).values()
+        for r in batch
+    ]
+    # Both good events were processed: the page view entered the journey, the product view
+    # moved it on.
+    assert [(t["kind"], t["event_id"]) for t in transitions] == [
+        ("entered", good.event_id),
+        ("advanced", "e-later"),
+    ]
+    assert datetime.fromisoformat(transitions[0]["at"]) > datetime(1970, 1, 1, tzinfo=UTC)
