@@ -27,6 +27,8 @@ from services.sessionizer.metrics import SessionizerMetrics
 
 log = logging.getLogger(__name__)
 
+GAUGE_INTERVAL_SECONDS = 5.0  # Prometheus scrapes every 15 s or so
+
 
 @dataclass
 class _Partition:
@@ -80,6 +82,7 @@ class SessionizerWorker:
         self._consumer: AIOKafkaConsumer | None = None
         self._committing: list[asyncio.Task[None]] = []  # the previous poll's transactions
         self._failed_commit: Exception | None = None
+        self._gauges_updated = 0.0
 
     @property
     def assigned(self) -> list[TopicPartition]:
@@ -179,6 +182,9 @@ class SessionizerWorker:
         self._update_gauges()
 
     def _update_gauges(self) -> None:
+        """Counting open sessions walks every journey held here, so the run loop does this
+        every few seconds, not after every poll."""
+        self._gauges_updated = time.monotonic()
         engines = [owned.engine for owned in self._partitions.values()]
         self._metrics.active_journeys.set(sum(e.active_journeys for e in engines))
         self._metrics.open_sessions.set(sum(e.journeys.open_sessions for e in engines))
@@ -221,8 +227,10 @@ class SessionizerWorker:
                     if highwater is not None:
                         lag = highwater - await consumer.position(tp)
                         self._metrics.consumer_lag.labels(str(tp.partition)).set(lag)
-                self._update_gauges()
+                if time.monotonic() - self._gauges_updated >= GAUGE_INTERVAL_SECONDS:
+                    self._update_gauges()
             await self.finish_commits()
+            self._update_gauges()
         finally:
             committing, self._committing = self._committing, []
             await asyncio.gather(*committing, return_exceptions=True)

@@ -38,7 +38,8 @@ async def test_garbage_and_a_year_one_event_become_dead_letters_and_the_rest_goe
     finally:
         await producer.stop()
 
-    async with SessionizerWorker(settings, SessionizerMetrics(CollectorRegistry())) as worker:
+    registry = CollectorRegistry()
+    async with SessionizerWorker(settings, SessionizerMetrics(registry)) as worker:
         stop = asyncio.Event()
         run = asyncio.create_task(worker.run(stop))
         while await committed(settings, topics.sessionizer_group) < 4:
@@ -46,6 +47,11 @@ async def test_garbage_and_a_year_one_event_become_dead_letters_and_the_rest_goe
             await asyncio.sleep(0.1)
         stop.set()
         await run
+        # One visitor, one journey, its session still open; two records refused.
+        gauge = registry.get_sample_value
+        assert gauge("klantreis_sessionizer_active_journeys") == 1
+        assert gauge("klantreis_sessionizer_open_sessions") == 1
+        assert gauge("klantreis_sessionizer_undecodable_events_total") == 2
 
     bootstrap = settings.require_kafka()
     letters = [
