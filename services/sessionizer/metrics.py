@@ -12,6 +12,8 @@ from klantreis.journeys import PhaseTransition, Signal
 
 class SessionizerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._transition_children: dict[tuple[str, str], Counter] = {}
+        self._signal_children: dict[str, Counter] = {}
         self.events_processed = Counter(
             "klantreis_sessionizer_events_processed_total",
             "Events turned into sessions and transitions.",
@@ -80,11 +82,23 @@ class SessionizerMetrics:
         )
 
     def count(self, outputs: Iterable[object]) -> None:
-        """Count what the engine made of an event, wherever the engine runs."""
+        """Count what the engine made of an event, wherever the engine runs.
+
+        The labelled children are kept: `labels()` takes a lock and builds a key on every
+        call, and this runs for every output of every event."""
         for output in outputs:
             if isinstance(output, PhaseTransition):
-                self.transitions.labels(output.kind.value, output.to_phase).inc()
+                key = (output.kind.value, output.to_phase)
+                child = self._transition_children.get(key)
+                if child is None:
+                    child = self._transition_children[key] = self.transitions.labels(*key)
+                child.inc()
             elif isinstance(output, Signal):
-                self.signals.labels(output.kind.value).inc()
+                child = self._signal_children.get(output.kind.value)
+                if child is None:
+                    child = self._signal_children[output.kind.value] = self.signals.labels(
+                        output.kind.value
+                    )
+                child.inc()
             elif isinstance(output, DeadLetter) and output.reason is DeadLetterReason.LATE_EVENT:
                 self.late_events.inc()
