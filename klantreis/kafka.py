@@ -1,7 +1,7 @@
 """Kafka clients configured the one way klantreis uses them, and topic creation.
 
 Producers wait for all in-sync replicas, are idempotent (a retried send never duplicates a
-record) and compress their batches with lz4; consumers read only committed records and commit
+record) and compress their batches with zstd; consumers read only committed records and commit
 offsets themselves, after their output is safe.
 """
 
@@ -49,7 +49,9 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "bootstrap_servers": settings.require_kafka(),
         "acks": "all",
         "enable_idempotence": True,
-        "compression_type": "lz4",  # JSON compresses several-fold; lz4 costs the least CPU
+        # JSON compresses about tenfold with zstd at the broker's default level (3), at twice
+        # the speed of lz4 at the level aiokafka fixes for it (9), which compresses less.
+        "compression_type": "zstd",
         "linger_ms": 5,
         # Room for a few thousand events per partition batch: with the default 16 KB a send
         # waits for the previous batch to drain every few dozen events.
