@@ -24,7 +24,6 @@ from klantreis.events import (
     DeadLetter,
     DeadLetterReason,
     Event,
-    EventContext,
     correct_clock_skew,
 )
 from klantreis.journeys import derived_id
@@ -211,34 +210,39 @@ def enrich(incoming: IncomingEvent, site_id: str, received_at: datetime) -> Even
         context.campaign, context.page.url, context.page.referrer
     )
     agent = useragents.classify(context.user_agent)
-    # Every value is validated (by IncomingEvent) or computed here, so the event is built
-    # without validating it a second time: on the collector's hot path that halves the cost.
-    return Event.model_construct(
-        event_id=incoming.event_id or _derived_event_id(incoming, site_id),
-        site_id=site_id,
-        type=incoming.type,
-        event=incoming.event or incoming.name,
-        anonymous_id=incoming.anonymous_id,
-        user_id=incoming.user_id,
-        previous_id=incoming.previous_id,
-        timestamp=timestamp,
-        original_timestamp=incoming.timestamp,
-        sent_at=incoming.sent_at,
-        received_at=received_at,
-        channel=channel,
-        device=agent.device,
-        browser=agent.browser,
-        is_bot=agent.is_bot,
-        properties=incoming.properties,
-        traits=incoming.traits,
-        context=EventContext.model_construct(
-            page=context.page,
-            campaign=campaign,
-            user_agent=context.user_agent,
-            locale=context.locale,
-            library=context.library,
-        ),
-    )
+    # Validating the enriched event again (in pydantic's core, from a dict) costs less than
+    # assembling it with model_construct, which loops over the fields in Python.
+    try:
+        return Event.model_validate(
+            {
+                "event_id": incoming.event_id or _derived_event_id(incoming, site_id),
+                "site_id": site_id,
+                "type": incoming.type,
+                "event": incoming.event or incoming.name,
+                "anonymous_id": incoming.anonymous_id,
+                "user_id": incoming.user_id,
+                "previous_id": incoming.previous_id,
+                "timestamp": timestamp,
+                "original_timestamp": incoming.timestamp,
+                "sent_at": incoming.sent_at,
+                "received_at": received_at,
+                "channel": channel,
+                "device": agent.device,
+                "browser": agent.browser,
+                "is_bot": agent.is_bot,
+                "properties": incoming.properties,
+                "traits": incoming.traits,
+                "context": {
+                    "page": context.page,
+                    "campaign": campaign,
+                    "user_agent": context.user_agent,
+                    "locale": context.locale,
+                    "library": context.library,
+                },
+            }
+        )
+    except ValidationError as exc:
+        raise _Refused(DeadLetterReason.SCHEMA_VIOLATION, describe(exc)) from None
 
 
 def _derived_event_id(incoming: IncomingEvent, site_id: str) -> str:
