@@ -178,6 +178,9 @@ def test_a_missing_event_id_is_derived_so_a_retry_is_the_same_event() -> None:
     other = accept({**body, "timestamp": "2026-05-04T11:00:02Z"}).events[0]
     assert first.event_id == retry.event_id
     assert first.event_id != other.event_id
+    # the same content, its keys in another order: still the same event
+    reordered = accept({"sent_at": "2026-05-04T11:09:00Z", **dict(reversed(body.items()))})
+    assert reordered.events[0].event_id == first.event_id
 
 
 def test_without_a_timestamp_identical_events_stay_distinct() -> None:
