@@ -41,7 +41,10 @@ async def timed(run: Callable[[], Awaitable[None]]) -> tuple[float, float]:
 
 async def bare_loop(settings: Settings, total: int) -> None:
     consumer = new_consumer(
-        settings, Topics.from_settings(settings).events, group_id=f"bare-{uuid.uuid4().hex}"
+        settings,
+        Topics.from_settings(settings).events,
+        group_id=f"bare-{uuid.uuid4().hex}",
+        max_poll_records=settings.sessionizer_max_poll_records,  # as large as the sessionizer's
     )
     await consumer.start()
     try:

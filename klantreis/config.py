@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     session_timeout_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 30.0
     max_session_hours: Annotated[float, Field(gt=0, le=7 * 24)] = 12.0
     allowed_lateness_minutes: Annotated[float, Field(ge=0, le=24 * 60)] = 10.0
+    sessionizer_max_poll_records: Annotated[int, Field(ge=1)] = 10_000
 
     # --- warehouse writes
     flush_rows: Annotated[int, Field(ge=1)] = 5000

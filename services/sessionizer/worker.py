@@ -90,7 +90,12 @@ class SessionizerWorker:
 
     async def __aenter__(self) -> SessionizerWorker:
         await ensure_topics(self._settings)
-        consumer = new_consumer(self._settings, group_id=self._group)
+        consumer = new_consumer(
+            self._settings,
+            group_id=self._group,
+            # A partition's share of a poll is one transaction: several broker round trips.
+            max_poll_records=self._settings.sessionizer_max_poll_records,
+        )
         await consumer.start()
         self._consumer = consumer
         consumer.subscribe([self._topics.events], listener=_Assignment(self))

@@ -80,6 +80,8 @@ def sessionizer(settings: Settings, logs: Path, name: str) -> Service:
         "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
         "KLANTREIS_TOPIC_PARTITIONS": str(PARTITIONS),
         "KLANTREIS_SESSIONIZER_PORT": "0",
+        # Small polls: many transactions over the input, so the kills fall between them.
+        "KLANTREIS_SESSIONIZER_MAX_POLL_RECORDS": "2000",
     }
     return start(name, ["sessionizer"], env, logs)
 
