@@ -34,6 +34,11 @@ def _key_hash(key: bytes) -> int:
     return int(murmur2(key)) & 0x7FFFFFFF
 
 
+def key_partition(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition the default partitioner picks for `key` among `partitions` (sorted)."""
+    return partitions[_key_hash(key) % len(partitions)]
+
+
 class CachedKeyPartitioner:
     """aiokafka's default partitioner with each key's hash kept: murmur2 in pure Python costs
     microseconds per key, and a visitor's or journey's key comes back with each of its events."""
@@ -41,7 +46,7 @@ class CachedKeyPartitioner:
     def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         if key is None:
             return DefaultPartitioner()(key, all_partitions, available)  # type: ignore[no-any-return]
-        return all_partitions[_key_hash(key) % len(all_partitions)]
+        return key_partition(key, all_partitions)
 
 
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -125,7 +130,6 @@ class RecordBatches:
         self._producer = producer
         # per topic: (key, value, partition or None for the key's partition)
         self._pending: defaultdict[str, list[_Pending]] = defaultdict(list)
-        self.records = 0
 
     def add(
         self, topic: str, value: bytes | None, key: bytes | None, partition: int | None = None
@@ -133,21 +137,19 @@ class RecordBatches:
         if key is None and partition is None:
             raise ValueError("a record needs a key or an explicit partition")
         self._pending[topic].append((key, value, partition))
-        self.records += 1
 
     async def send(self) -> list[asyncio.Future[Any]]:
         """Queue every batch with the producer; the futures resolve when the broker has them."""
         producer = self._producer
         futures: list[asyncio.Future[Any]] = []
         pending, self._pending = self._pending, defaultdict(list)
-        self.records = 0
         for topic, records in pending.items():
             partitions = sorted(await producer.partitions_for(topic))
             builders: dict[int, BatchBuilder] = {}
             for key, value, partition in records:
                 if partition is None:
                     assert key is not None
-                    partition = partitions[_key_hash(key) % len(partitions)]
+                    partition = key_partition(key, partitions)
                 builder = builders.get(partition)
                 if builder is None:
                     builder = builders[partition] = producer.create_batch()
