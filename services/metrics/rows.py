@@ -1,7 +1,9 @@
-"""Records from the topics as warehouse rows, table by table.
+"""Which table each record type goes to, and how: as a row built in Python (native insert) or as
+the record's JSON, which ClickHouse reads into the same columns (the metrics worker's way).
 
 The columns named here must exist in the migrations' DDL (tests/integration checks it against
-the migrated schema); the DDL stays the one definition of each column's type.
+the migrated schema, and that both ways store the same); the DDL stays the one definition of
+each column's type.
 """
 
 from __future__ import annotations
@@ -22,15 +24,30 @@ Record = Event | SessionSnapshot | PhaseTransition | Signal | IdentityLink | Dea
 
 @dataclass(frozen=True)
 class TableMapping:
-    """A record type's table and columns, and its row built from the record or straight from
-    the record's JSON (as a dict). The JSON path skips building and validating a model: the
-    topics are written by klantreis's own services from these models, and the worker decodes
-    hundreds of thousands of records a second (tests/unit/test_rows.py checks both paths agree)."""
+    """A record type's table: its columns, the row built from a record (for the native insert),
+    and the fields of the record's JSON the table reads (for the JSON insert the metrics worker
+    uses, where ClickHouse parses the records as consumed)."""
 
+    record_type: type[Any]
     table: str
     columns: tuple[str, ...]
     to_row: Callable[[Any], Row]
-    from_json: Callable[[dict[str, Any]], Row]
+    json_fields: tuple[str, ...]
+
+    @classmethod
+    def of(
+        cls,
+        record_type: type[Any],
+        table: str,
+        columns: tuple[str, ...],
+        to_row: Callable[[Any], Row],
+        ephemeral: tuple[str, ...] = (),
+    ) -> TableMapping:
+        """`ephemeral`: fields the table reads into EPHEMERAL columns, which its other columns
+        take their DEFAULTs from; the record's remaining fields are not read."""
+        readable = set(columns) | set(ephemeral)
+        fields = tuple(name for name in record_type.model_fields if name in readable)
+        return cls(record_type, table, columns, to_row, fields)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -46,131 +63,6 @@ def _ms(value: datetime) -> int:
 
 def _maybe_ms(value: datetime | None) -> int | None:
     return None if value is None else (value - _EPOCH) // _MILLISECOND
-
-
-def _at(value: str) -> int:
-    return (datetime.fromisoformat(value) - _EPOCH) // _MILLISECOND
-
-
-def _maybe_at(value: str | None) -> int | None:
-    return None if value is None else (datetime.fromisoformat(value) - _EPOCH) // _MILLISECOND
-
-
-_EVENT_DEFAULTS = {name: field.default for name, field in Event.model_fields.items()}
-
-
-def _event_json_row(d: dict[str, Any]) -> Row:
-    context = d.get("context") or {}
-    page = context.get("page") or {}
-    campaign = context.get("campaign") or {}
-    return (
-        d["site_id"],
-        d["event_id"],
-        d["type"],
-        d.get("event") or "",
-        d.get("anonymous_id") or "",
-        d.get("user_id") or "",
-        _at(d["timestamp"]),
-        _maybe_at(d.get("original_timestamp")),
-        _maybe_at(d.get("sent_at")),
-        _at(d["received_at"]),
-        d.get("channel", _EVENT_DEFAULTS["channel"]),
-        d.get("device", _EVENT_DEFAULTS["device"]),
-        d.get("browser", _EVENT_DEFAULTS["browser"]),
-        d.get("is_bot", _EVENT_DEFAULTS["is_bot"]),
-        page.get("url") or "",
-        page.get("path") or "",
-        page.get("title") or "",
-        page.get("referrer") or "",
-        campaign.get("source") or "",
-        campaign.get("medium") or "",
-        campaign.get("name") or "",
-        campaign.get("term") or "",
-        campaign.get("content") or "",
-        context.get("user_agent") or "",
-        context.get("locale") or "",
-        context.get("library") or "",
-        orjson.dumps(d.get("properties") or {}).decode(),
-        orjson.dumps(d.get("traits") or {}).decode(),
-    )
-
-
-def _session_json_row(d: dict[str, Any]) -> Row:
-    return (
-        d["site_id"],
-        d["session_id"],
-        d["journey_id"],
-        d["anonymous_id"] or "",
-        d["user_id"] or "",
-        _at(d["started_at"]),
-        _at(d["last_event_at"]),
-        d["event_count"],
-        d["page_views"],
-        d["conversions"],
-        d["engaged"],
-        d["closed"],
-        d["channel"],
-        d["landing_path"] or "",
-        d["exit_path"] or "",
-        d["version"],
-    )
-
-
-def _transition_json_row(d: dict[str, Any]) -> Row:
-    return (
-        d["site_id"],
-        d["transition_id"],
-        d["journey_id"],
-        d["session_id"],
-        d["kind"],
-        d["from_phase"] or "",
-        d["to_phase"],
-        d["furthest_phase"],
-        _at(d["at"]),
-        d["seconds_in_previous_phase"],
-        d["event_id"] or "",
-        d["event_name"] or "",
-        d["channel"] or "",
-        d.get("device") or "",
-        d.get("segment") or "",
-        d["touchpoint"] or "",
-    )
-
-
-def _signal_json_row(d: dict[str, Any]) -> Row:
-    return (
-        d["site_id"],
-        d["signal_id"],
-        d["journey_id"],
-        d["kind"],
-        d["phase"],
-        _at(d["at"]),
-        d["event_id"] or "",
-        orjson.dumps(d.get("details") or {}).decode(),
-    )
-
-
-def _identity_json_row(d: dict[str, Any]) -> Row:
-    return (
-        d["site_id"],
-        d["link_id"],
-        d["previous_id"],
-        d["customer_id"],
-        d["kind"],
-        _at(d["at"]),
-        d["event_id"],
-    )
-
-
-def _dead_letter_json_row(d: dict[str, Any]) -> Row:
-    return (
-        d["site_id"] or "",
-        d["reason"],
-        d["stage"],
-        d["message"],
-        d["payload"],
-        _at(d["received_at"]),
-    )
 
 
 def _event_row(event: Event) -> Row:
@@ -286,8 +178,9 @@ def _dead_letter_row(letter: DeadLetter) -> Row:
     )
 
 
-MAPPINGS: dict[type[Any], TableMapping] = {
-    Event: TableMapping(
+_MAPPINGS = (
+    TableMapping.of(
+        Event,
         "events",
         (
             "site_id",
@@ -320,9 +213,10 @@ MAPPINGS: dict[type[Any], TableMapping] = {
             "traits",
         ),
         _event_row,
-        _event_json_row,
+        ephemeral=("context",),  # migration 0011
     ),
-    SessionSnapshot: TableMapping(
+    TableMapping.of(
+        SessionSnapshot,
         "sessions",
         (
             "site_id",
@@ -343,9 +237,9 @@ MAPPINGS: dict[type[Any], TableMapping] = {
             "version",
         ),
         _session_row,
-        _session_json_row,
     ),
-    PhaseTransition: TableMapping(
+    TableMapping.of(
+        PhaseTransition,
         "phase_transitions",
         (
             "site_id",
@@ -366,27 +260,27 @@ MAPPINGS: dict[type[Any], TableMapping] = {
             "touchpoint",
         ),
         _transition_row,
-        _transition_json_row,
     ),
-    Signal: TableMapping(
+    TableMapping.of(
+        Signal,
         "signals",
         ("site_id", "signal_id", "journey_id", "kind", "phase", "at", "event_id", "details"),
         _signal_row,
-        _signal_json_row,
     ),
-    IdentityLink: TableMapping(
+    TableMapping.of(
+        IdentityLink,
         "identities",
         ("site_id", "link_id", "previous_id", "customer_id", "kind", "at", "event_id"),
         _identity_row,
-        _identity_json_row,
     ),
-    DeadLetter: TableMapping(
+    TableMapping.of(
+        DeadLetter,
         "dead_letters",
         ("site_id", "reason", "stage", "message", "payload", "received_at"),
         _dead_letter_row,
-        _dead_letter_json_row,
     ),
-}
+)
+MAPPINGS: dict[type[Any], TableMapping] = {m.record_type: m for m in _MAPPINGS}
 
 
 def mapping_for(record: Record) -> TableMapping:

@@ -151,15 +151,45 @@ class Warehouse:
         stored as consumed; merges collapse replaced versions later, the queries read through
         them (argMax by version), and a duplicate stays visible until a merge.
         """
-        settings: dict[str, Any] = {"optimize_on_insert": 0}
-        if dedup_token:
-            settings["insert_deduplication_token"] = dedup_token
         with self._lock:
             self._client.insert(
                 f"{self.database}.{table}",
                 rows,
                 column_names=list(columns),
+                settings=_insert_settings(dedup_token),
+            )
+
+    def insert_json(
+        self,
+        table: str,
+        fields: Sequence[str],
+        documents: Sequence[bytes],
+        dedup_token: str | None = None,
+    ) -> None:
+        """One insert of JSON objects, one per document, parsed by ClickHouse (JSONEachRow).
+        `fields` are the documents' fields the table reads (a column, or an EPHEMERAL column
+        other columns take their DEFAULT from); other fields are skipped, and a field a document
+        leaves out gets the column's default. Deduplication and merges as for `insert`.
+
+        A document ClickHouse cannot read fails the whole insert, and nothing is stored.
+        """
+        settings = _insert_settings(dedup_token)
+        settings.update(
+            # Times are ISO 8601 with a zone ("...Z"), which the basic parser refuses.
+            date_time_input_format="best_effort",
+            input_format_skip_unknown_fields=1,
+            input_format_null_as_default=1,
+            input_format_parallel_parsing=0,
+            # properties, traits and details: JSON objects kept as their JSON text.
+            input_format_json_read_objects_as_strings=1,
+        )
+        with self._lock:
+            self._client.raw_insert(
+                f"{self.database}.{table}",
+                list(fields),
+                b"\n".join(documents),
                 settings=settings,
+                fmt="JSONEachRow",
             )
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
@@ -169,3 +199,10 @@ class Warehouse:
                 sql.replace("{database}", self.database), parameters=parameters
             )
             return [tuple(row) for row in result.result_rows]
+
+
+def _insert_settings(dedup_token: str | None) -> dict[str, Any]:
+    settings: dict[str, Any] = {"optimize_on_insert": 0}
+    if dedup_token:
+        settings["insert_deduplication_token"] = dedup_token
+    return settings

@@ -13,16 +13,13 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from pydantic import ValidationError
 
 from klantreis.config import Settings
-from klantreis.events import DeadLetter, DeadLetterReason
 from klantreis.kafka import ensure_topics, new_consumer
 from klantreis.topics import Topics
 from services.metrics.metrics import WarehouseMetrics
-from services.metrics.rows import MAPPINGS, Row, TableMapping
+from services.metrics.rows import MAPPINGS
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import Batch, WarehouseWriter
 
@@ -87,7 +84,7 @@ class MetricsWorker:
         self._warehouse = warehouse
         self._metrics = metrics
         self._writer = WarehouseWriter(warehouse, metrics)
-        self._decoders = self._topics.record_types()
+        self._mappings = {topic: MAPPINGS[t] for topic, t in self._topics.record_types().items()}
         self._ranges: Ranges = {}
         self._replay: BatchPlan | None = None  # an unfinished batch being re-formed
         self._held: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]] = []
@@ -103,8 +100,8 @@ class MetricsWorker:
         )
         await consumer.start()
         self._consumer = consumer
-        assert set(self._decoders) == set(self._topics.outputs()), "every output topic decoded"
-        consumer.subscribe(list(self._decoders), listener=_FlushBeforeRevoke(self))
+        assert set(self._mappings) == set(self._topics.outputs()), "every output topic written"
+        consumer.subscribe(list(self._mappings), listener=_FlushBeforeRevoke(self))
         return self
 
     async def __aexit__(
@@ -163,7 +160,9 @@ class MetricsWorker:
             records = within
             if not records:
                 return
-        self._writer.add_rows(*self._rows(tp.topic, records))
+        self._writer.add_documents(
+            tp.topic, self._mappings[tp.topic], [record.value or b"" for record in records]
+        )
         self._metrics.records_consumed.labels(tp.topic).inc(len(records))
         first = self._ranges.get(tp, (records[0].offset, 0))[0]
         self._ranges[tp] = (first, records[-1].offset)
@@ -316,29 +315,6 @@ class MetricsWorker:
             if highwater is not None:
                 lag = highwater - await consumer.position(tp)
                 self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
-
-    def _rows(
-        self, topic: str, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[TableMapping, list[Row]]:
-        """The records' rows, built straight from their JSON; a record that does not decode
-        becomes a dead letter saying why, and the rest go on."""
-        mapping = MAPPINGS[self._decoders[topic]]
-        rows = []
-        for record in records:
-            try:
-                rows.append(mapping.from_json(orjson.loads(record.value or b"")))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-                self._writer.add([self._dead_letter(topic, record.value)])
-        return mapping, rows
-
-    def _dead_letter(self, topic: str, value: bytes | None) -> DeadLetter:
-        self._metrics.undecodable_records.labels(topic).inc()
-        try:
-            self._decoders[topic].model_validate_json(value or b"")
-            reason = "not a record of this topic's schema"
-        except ValidationError as exc:
-            reason = exc.errors()[0]["msg"]
-        return DeadLetter.of(value, DeadLetterReason.UNDECODABLE, f"{topic}: {reason}", "metrics")
 
     def _require_consumer(self) -> AIOKafkaConsumer:
         if self._consumer is None:
