@@ -1,26 +1,34 @@
 """The metrics worker's write path against a raw clickhouse-connect insert of the same rows, in one
 run on a real local broker and the embedded engine (chDB).
 
-    .venv/bin/python bench/warehouse.py [--visitors 4000] [--batch 20000]
+    .venv/bin/python bench/warehouse.py [--visitors 4000] [--batch 20000] [--rounds 5]
 
 Simulated traffic and what the sessionizer makes of it (events, sessions, transitions, signals,
 identities) are written to fresh topics. Then, into two fresh databases of one chDB:
 
-- raw: the same rows, prepared beforehand as tuples, inserted with clickhouse-connect in batches
-  of `--batch` rows per table (the floor: what the engine and the client cost);
-- worker: the metrics worker consumes the topics (read_committed), decodes each record, maps it
-  to its row and inserts per table in batches of `--batch`, recording each batch's plan and
+- raw: the same rows, prepared beforehand as tuples, inserted with clickhouse-connect (the
+  floor: what the engine and the client cost), twice:
+  - in the inserts the worker makes: every `--batch` records, one insert per table of its share;
+  - in inserts of `--batch` rows per table: fewer and larger. chDB pays 10-70 ms per insert
+    whatever its size (most of it for the parts the materialized views write), so this floor
+    is lower than the worker can reach with the same `--batch`;
+- worker: the metrics worker consumes the topics (read_committed) and inserts the records' JSON
+  per table (ClickHouse parses it) in batches of `--batch`, recording each batch's plan and
   committing offsets after the insert. Timed from its first fetch (after the group join) to the
   last row written; once every record is consumed the bench asks for the last, partial batch at
   once (as a stop does), instead of the worker waiting out its flush interval for more rows.
 
-Prints rows/s of each and the ratio worker / raw.
+All run `--rounds` times, in turn, each round on fresh topics and databases; prints rows/s of
+each per round and, per baseline, the median of the rounds' ratios worker / raw (this machine is
+shared, and one round's figures swing by a third).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import statistics
 import tempfile
 import time
 import uuid
@@ -55,16 +63,47 @@ def simulated(visitors: int) -> list[Record]:
     return records
 
 
-def raw_insert(warehouse: Warehouse, records: list[Record], batch: int) -> float:
-    """Seconds to insert the prepared rows, `batch` rows per insert per table."""
+Inserts = list[tuple[str, tuple[str, ...], list[Row]]]  # table, columns, rows
+
+
+def as_the_worker_inserts(records: list[Record], batch: int) -> Inserts:
+    """The inserts the worker makes of `records`: every `batch` records, one insert per table
+    of that table's share of the batch (the worker reads all topics at once, so each of its
+    batches holds every table's share)."""
+    tables = prepared_rows(records)
+    batches = math.ceil(len(records) / batch)
+    inserts = []
+    for index in range(batches):
+        for table, (columns, rows) in tables.items():
+            share = math.ceil(len(rows) / batches)
+            if part := rows[index * share : (index + 1) * share]:
+                inserts.append((table, columns, part))
+    return inserts
+
+
+def per_table(records: list[Record], batch: int) -> Inserts:
+    """Each table's rows in inserts of `batch` rows: fewer, larger inserts than the worker
+    makes with the same `batch`."""
+    return [
+        (table, columns, rows[start : start + batch])
+        for table, (columns, rows) in prepared_rows(records).items()
+        for start in range(0, len(rows), batch)
+    ]
+
+
+def prepared_rows(records: list[Record]) -> dict[str, tuple[tuple[str, ...], list[Row]]]:
     by_table: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
     for record in records:
         mapping = mapping_for(record)
         by_table.setdefault(mapping.table, (mapping.columns, []))[1].append(mapping.to_row(record))
+    return by_table
+
+
+def raw_insert(warehouse: Warehouse, inserts: Inserts) -> float:
+    """Seconds to run the inserts of prepared rows."""
     started = time.perf_counter()
-    for table, (columns, rows) in by_table.items():
-        for start in range(0, len(rows), batch):
-            warehouse.insert(table, columns, rows[start : start + batch])
+    for table, columns, rows in inserts:
+        warehouse.insert(table, columns, rows)
     return time.perf_counter() - started
 
 
@@ -111,40 +150,64 @@ def counts(warehouse: Warehouse) -> dict[str, int]:
     }
 
 
-async def main(visitors: int, batch: int) -> None:
-    tune_garbage_collection()  # as `klantreis metrics` does, for both paths
+async def main(visitors: int, batch: int, rounds: int) -> None:
+    tune_garbage_collection()  # as `klantreis metrics` does, for every path
+    records = simulated(visitors)
+    baselines = {
+        "raw, the worker's inserts": as_the_worker_inserts(records, batch),
+        f"raw, {batch:,} rows per table": per_table(records, batch),
+    }
+    ratios: dict[str, list[float]] = {name: [] for name in baselines}
     with LocalKafka() as broker, tempfile.TemporaryDirectory() as data:
-        settings = load_settings(
-            kafka_bootstrap_servers=broker.bootstrap_servers,
-            topic_prefix=f"bench-{uuid.uuid4().hex[:8]}",
-            flush_rows=batch,
-            flush_interval_seconds=1.0,
-        )
-        records = simulated(visitors)
-        await write_records(settings, records)
         dsn = f"chdb://{data}/chdb"
-        raw, via_worker, warm_up = (Warehouse(dsn, db) for db in ("raw", "worker", "warm_up"))
-        for warehouse in (raw, via_worker, warm_up):
+        warm_up = Warehouse(dsn, "warm_up")
+        warm_up.migrate()
+        # A small insert of each kind first, so loading the client's and the engine's lazy
+        # parts is timed in no path.
+        raw_insert(warm_up, per_table(records[:100], batch))
+        for record in records[:100]:
+            mapping = mapping_for(record)
+            warm_up.insert_json(mapping.table, mapping.json_fields, [record.to_bytes()])
+        warm_up.close()
+        for round_ in range(1, rounds + 1):
+            # Each round: fresh topics (so a fresh consumer group) and fresh databases.
+            settings = load_settings(
+                kafka_bootstrap_servers=broker.bootstrap_servers,
+                topic_prefix=f"bench-{uuid.uuid4().hex[:8]}",
+                flush_rows=batch,
+                flush_interval_seconds=1.0,
+            )
+            await write_records(settings, records)
+            seconds, stored = {}, {}
+            for index, (name, inserts) in enumerate(baselines.items()):
+                warehouse = Warehouse(dsn, f"raw{index}_{round_}")
+                warehouse.migrate()
+                seconds[name] = raw_insert(warehouse, inserts)
+                stored[name] = counts(warehouse)
+                warehouse.close()
+            warehouse = Warehouse(dsn, f"worker_{round_}")
             warehouse.migrate()
-        # A small insert first, so loading the client's lazy imports is timed in neither path.
-        raw_insert(warm_up, records[:100], batch)
-        raw_seconds = raw_insert(raw, records, batch)
-        worker_seconds = await worker_path(settings, via_worker, len(records))
-        raw_counts, worker_counts = counts(raw), counts(via_worker)
-        for warehouse in (raw, via_worker, warm_up):
+            worker_seconds = await worker_path(settings, warehouse, len(records))
+            stored["worker"] = counts(warehouse)
             warehouse.close()
-
-    assert raw_counts == worker_counts, (raw_counts, worker_counts)
-    total = len(records)
-    print(f"rows: {total:,} ({', '.join(f'{t} {n:,}' for t, n in raw_counts.items())})")
-    print(f"raw clickhouse-connect insert: {total / raw_seconds:10,.0f} rows/s")
-    print(f"metrics worker (Kafka->chDB):  {total / worker_seconds:10,.0f} rows/s")
-    print(f"ratio worker / raw: {raw_seconds / worker_seconds:.2f}")
+            assert len({tuple(c.items()) for c in stored.values()}) == 1, stored
+            if round_ == 1:
+                tables = ", ".join(f"{t} {n:,}" for t, n in stored["worker"].items())
+                print(f"rows: {len(records):,} ({tables})")
+            figures = [f"worker (Kafka->chDB) {len(records) / worker_seconds:8,.0f} rows/s"]
+            for name, raw_seconds in seconds.items():
+                ratios[name].append(raw_seconds / worker_seconds)
+                figures.append(f"{name} {len(records) / raw_seconds:8,.0f}")
+            print(f"round {round_}: " + ", ".join(figures))
+    for name, found in ratios.items():
+        shown = " ".join(f"{r:.2f}" for r in found)
+        print(f"ratio worker / {name}: median {statistics.median(found):.2f} ({shown})")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--visitors", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    asyncio.run(main(args.visitors, args.batch))
+    asyncio.run(main(args.visitors, args.batch, args.rounds))
