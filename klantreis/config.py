@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     sessionizer_max_poll_records: Annotated[int, Field(ge=1)] = 10_000
 
     # --- warehouse writes
-    flush_rows: Annotated[int, Field(ge=1)] = 5000
+    flush_rows: Annotated[int, Field(ge=1)] = 20000
     flush_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
 
     @field_validator("kafka_bootstrap_servers", "clickhouse_dsn")
