@@ -4,19 +4,20 @@ run on a real local broker and the embedded engine (chDB).
     .venv/bin/python bench/warehouse.py [--visitors 4000] [--batch 20000] [--rounds 5]
 
 Simulated traffic and what the sessionizer makes of it (events, sessions, transitions, signals,
-identities) are written to fresh topics. Then, into two fresh databases of one chDB:
+identities) are written to fresh topics. Then, into fresh databases of one chDB:
 
 - raw: the same rows, prepared beforehand as tuples, inserted with clickhouse-connect (the
   floor: what the engine and the client cost), twice:
-  - in the inserts the worker makes: every `--batch` records, one insert per table of its share;
-  - in inserts of `--batch` rows per table: fewer and larger. chDB pays 10-70 ms per insert
-    whatever its size (most of it for the parts the materialized views write), so this floor
-    is lower than the worker can reach with the same `--batch`;
+  - in the inserts the worker makes: a batch each time one table has `--batch` rows, one insert
+    per table of its share;
+  - in inserts of `--batch` rows per table. chDB pays 10-70 ms per insert whatever its size
+    (most of it for the parts the materialized views write), and this floor makes the fewest;
 - worker: the metrics worker consumes the topics (read_committed) and inserts the records' JSON
-  per table (ClickHouse parses it) in batches of `--batch`, recording each batch's plan and
-  committing offsets after the insert. Timed from its first fetch (after the group join) to the
-  last row written; once every record is consumed the bench asks for the last, partial batch at
-  once (as a stop does), instead of the worker waiting out its flush interval for more rows.
+  per table (ClickHouse parses it), a batch each time one table has `--batch` rows, recording
+  each batch's plan and committing offsets after the insert. Timed from its first fetch (after
+  the group join) to the last row written; once every record is consumed the bench asks for the
+  last, partial batch at once (as a stop does), instead of the worker waiting out its flush
+  interval for more rows.
 
 All run `--rounds` times, in turn, each round on fresh topics and databases; prints rows/s of
 each per round and, per baseline, the median of the rounds' ratios worker / raw (this machine is
@@ -67,11 +68,11 @@ Inserts = list[tuple[str, tuple[str, ...], list[Row]]]  # table, columns, rows
 
 
 def as_the_worker_inserts(records: list[Record], batch: int) -> Inserts:
-    """The inserts the worker makes of `records`: every `batch` records, one insert per table
-    of that table's share of the batch (the worker reads all topics at once, so each of its
-    batches holds every table's share)."""
+    """The inserts the worker makes of `records`: a batch each time one table has `batch` rows,
+    one insert per table of its share of the batch (the worker reads all topics at once, so
+    each of its batches holds every table's share)."""
     tables = prepared_rows(records)
-    batches = math.ceil(len(records) / batch)
+    batches = math.ceil(max(len(rows) for _, rows in tables.values()) / batch)
     inserts = []
     for index in range(batches):
         for table, (columns, rows) in tables.items():

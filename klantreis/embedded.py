@@ -117,7 +117,7 @@ class EmbeddedPipeline:
         self._writer.add(records)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        if self._writer.pending_rows >= self._settings.flush_rows:
+        if self._writer.fullest_table_rows >= self._settings.flush_rows:
             self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(waiter), timeout=COMMIT_TIMEOUT_SECONDS)
@@ -139,7 +139,7 @@ class EmbeddedPipeline:
         replacing tables absorb."""
         waiters, self._waiters = self._waiters, []
         try:
-            if self._writer.pending_rows:
+            if self._writer.fullest_table_rows:
                 await self._writer.flush()
         except Exception:
             log.exception("embedded warehouse insert failed; will retry")

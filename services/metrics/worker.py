@@ -144,7 +144,7 @@ class MetricsWorker:
                 self._oldest_pending is not None
                 and time.monotonic() - self._oldest_pending >= interval
             )
-            if self._writer.pending_rows >= self._settings.flush_rows or due:
+            if self._writer.fullest_table_rows >= self._settings.flush_rows or due:
                 await self._start_flush(consumer, stop)
 
     def _take(self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:

@@ -39,28 +39,27 @@ class WarehouseWriter:
         self._warehouse = warehouse
         self._metrics = metrics
         self._pending: Batch = {}
-        self._count = 0
 
     @property
-    def pending_rows(self) -> int:
-        return self._count
+    def fullest_table_rows(self) -> int:
+        """Rows pending for the table with the most: the size of the largest insert a flush
+        would make now. ClickHouse's cost is per insert, so batches are cut on this."""
+        return max((len(e.rows) + len(e.documents) for e in self._pending.values()), default=0)
 
     def clear(self) -> None:
         """Forget pending rows: their offsets were not committed, so they will be consumed again."""
-        self._pending, self._count = {}, 0
+        self._pending = {}
 
     def add_documents(self, topic: str, mapping: TableMapping, documents: list[bytes]) -> None:
         """Records of `topic` as consumed: JSON documents of `mapping`'s record type."""
         entry = self._entry(mapping)
         entry.documents.extend(documents)
         entry.source = topic
-        self._count += len(documents)
 
     def add(self, records: Iterable[Record]) -> None:
         for record in records:
             mapping = mapping_for(record)
             self._entry(mapping).rows.append(mapping.to_row(record))
-            self._count += 1
 
     def _entry(self, mapping: TableMapping) -> TableBatch:
         entry = self._pending.get(mapping.table)
@@ -70,7 +69,7 @@ class WarehouseWriter:
 
     def take(self) -> Batch:
         """Everything pending, as one batch to write; new rows start the next batch."""
-        batch, self._pending, self._count = self._pending, {}, 0
+        batch, self._pending = self._pending, {}
         return batch
 
     async def write(self, batch: Batch, dedup_token: str | None = None) -> None:
@@ -169,4 +168,3 @@ class WarehouseWriter:
                     entry.documents += newer.documents
                     entry.source = entry.source or newer.source
                 self._pending[table] = entry
-            self._count = sum(len(e.rows) + len(e.documents) for e in self._pending.values())
