@@ -66,7 +66,7 @@ def copy_once(warehouse: Warehouse, copy: int) -> None:
             name
             for (name,) in warehouse.query(
                 "SELECT name FROM system.columns WHERE database = {db:String} "
-                "AND table = {t:String} ORDER BY position",
+                "AND table = {t:String} AND default_kind != 'EPHEMERAL' ORDER BY position",
                 {"db": warehouse.database, "t": table},
             )
         ]
