@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from klantreis.config import Settings
 from klantreis.events import (
     CampaignContext,
     DeadLetter,
@@ -14,10 +16,13 @@ from klantreis.events import (
     EventContext,
     PageContext,
 )
+from klantreis.journeys import IdentityLink
 from klantreis.phases import load_phase_model
 from klantreis.simulator import collected_events
+from services.metrics.metrics import WarehouseMetrics
 from services.metrics.rows import MAPPINGS, Record, TableMapping, mapping_for
 from services.metrics.warehouse import Warehouse
+from services.metrics.writer import WarehouseWriter
 from services.sessionizer.core import JourneyEngine, JourneyRules
 from tests.unit.factories import make_event
 
@@ -88,3 +93,43 @@ def test_every_json_field_read_is_a_column_of_the_table(warehouse: Warehouse) ->
         )
         assert set(mapping.json_fields) <= {name for (name,) in columns}, mapping.table
         assert len(mapping.json_fields) >= len(mapping.columns) // 2, mapping.table
+
+
+class _RefusesJson(Warehouse):
+    """The real engine, except that every JSON insert fails, as on a server that does not
+    answer or a document it cannot read."""
+
+    def insert_json(self, *args: object, **kwargs: object) -> None:
+        raise ConnectionError("no answer")
+
+
+async def test_documents_refused_as_json_go_in_as_rows_under_the_same_token(
+    warehouse: Warehouse, settings: Settings
+) -> None:
+    """Whichever way a batch's documents went in, writing them again under the batch's token
+    stores nothing twice: a replay after a crash may take the other way."""
+    links = [r for r in records() if isinstance(r, IdentityLink)]
+    mapping = MAPPINGS[IdentityLink]
+    documents = [link.to_bytes() for link in links]
+
+    def stored() -> int:
+        return int(warehouse.query("SELECT count() FROM {database}.identities")[0][0])
+
+    as_json = WarehouseWriter(warehouse, WarehouseMetrics(CollectorRegistry()))
+    as_json.add_documents("identities", mapping, documents)
+    await as_json.flush("batch-1")
+    assert stored() == len(links)
+
+    refusing = _RefusesJson(settings.resolved_clickhouse_dsn, warehouse.database)
+    try:
+        as_rows = WarehouseWriter(refusing, WarehouseMetrics(CollectorRegistry()))
+        as_rows.add_documents("identities", mapping, documents)
+        await as_rows.flush("batch-1")  # the replay
+        assert stored() == len(links)
+        as_rows.add_documents("identities", mapping, documents[:1])
+        await as_rows.flush("batch-2")  # a new batch is new rows
+        assert stored() == len(links) + 1
+    finally:
+        refusing.close()
+    (ids,) = warehouse.query("SELECT groupArray(link_id) FROM {database}.identities")[0]
+    assert sorted(ids) == sorted(link.link_id for link in [*links, links[0]])
