@@ -11,6 +11,7 @@ built in this process (the embedded pipeline's) are added as models and go in as
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from klantreis.events import DeadLetter, DeadLetterReason
 from services.metrics.metrics import WarehouseMetrics
 from services.metrics.rows import MAPPINGS, Record, Row, TableMapping, mapping_for
 from services.metrics.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -95,21 +98,28 @@ class WarehouseWriter:
     async def _write_documents(self, entry: TableBatch, token: str | None) -> None:
         """The documents in one JSON insert. If ClickHouse refuses it, every document is decoded
         here: the ones that do not decode as the topic's record type become dead letters saying
-        why, and the rest go in as native rows under the same token. Replaying the same documents
-        takes the same way, so the token still stores them once. When all of them decode, the
-        native insert also tells a data problem only ClickHouse sees from an unreachable
-        server: it succeeds, or it fails and the batch is retried."""
+        why, and the rest go in as native rows under the same token, so a replay stores them
+        once whichever way it takes. When all of them decode, the native insert tells a value
+        only ClickHouse refuses from an unreachable server: it succeeds, or it fails and the
+        batch is retried.
+
+        An empty record (a tombstone) would be skipped by the JSON reader as a blank line, so a
+        batch holding one goes the decoding way at once, which makes it a dead letter."""
         mapping = entry.mapping
-        try:
-            await self._timed(
-                mapping.table,
-                len(entry.documents),
-                self._warehouse.insert_json,
-                (mapping.table, mapping.json_fields, entry.documents, token),
-            )
-            return
-        except Exception:
-            rows, letters = self._decode(entry)
+        if b"" not in entry.documents:
+            try:
+                await self._timed(
+                    mapping.table,
+                    len(entry.documents),
+                    self._warehouse.insert_json,
+                    (mapping.table, mapping.json_fields, entry.documents, token),
+                )
+                return
+            except Exception as exc:
+                log.warning(
+                    "JSON insert into %s failed (%s); decoding the records", mapping.table, exc
+                )
+        rows, letters = self._decode(entry)
         if letters:
             await self._insert(
                 MAPPINGS[DeadLetter], letters, f"{token}:dead_letters" if token else None

@@ -132,6 +132,7 @@ async def test_the_worker_keeps_an_undecodable_record_as_a_dead_letter_and_goes_
         )
         assert b"yesterday" in wrong_time
         await producer.send(topics.identities, wrong_time, key=b"shop/c1")
+        await producer.send(topics.identities, None, key=b"shop/c1")  # a tombstone
         await producer.send(topics.identities, link.to_bytes(), key=b"shop/c1")
         await producer.flush()
     finally:
@@ -149,7 +150,7 @@ async def test_the_worker_keeps_an_undecodable_record_as_a_dead_letter_and_goes_
     letters = warehouse.query(
         "SELECT reason, stage, message FROM {database}.dead_letters ORDER BY message"
     )
-    assert [(reason, stage) for reason, stage, _ in letters] == [("undecodable", "metrics")] * 2
+    assert [(reason, stage) for reason, stage, _ in letters] == [("undecodable", "metrics")] * 3
     assert all(message.startswith(f"{topics.identities}: ") for _, _, message in letters)
     messages = " ".join(message for _, _, message in letters)
     assert "Invalid JSON" in messages and "valid datetime" in messages, letters

@@ -133,3 +133,16 @@ async def test_documents_refused_as_json_go_in_as_rows_under_the_same_token(
         refusing.close()
     (ids,) = warehouse.query("SELECT groupArray(link_id) FROM {database}.identities")[0]
     assert sorted(ids) == sorted(link.link_id for link in [*links, links[0]])
+
+
+async def test_an_empty_record_becomes_a_dead_letter_not_a_skipped_line(
+    warehouse: Warehouse,
+) -> None:
+    """ClickHouse's JSON reader skips a blank line; a tombstone must not vanish that way."""
+    (link, *_) = [r for r in records() if isinstance(r, IdentityLink)]
+    writer = WarehouseWriter(warehouse, WarehouseMetrics(CollectorRegistry()))
+    writer.add_documents("identities", MAPPINGS[IdentityLink], [link.to_bytes(), b""])
+    await writer.flush("batch-1")
+    assert warehouse.query("SELECT link_id FROM {database}.identities") == [(link.link_id,)]
+    ((reason, message),) = warehouse.query("SELECT reason, message FROM {database}.dead_letters")
+    assert reason == "undecodable" and message.startswith("identities: "), message
