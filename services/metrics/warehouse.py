@@ -179,6 +179,8 @@ class Warehouse:
             date_time_input_format="best_effort",
             input_format_skip_unknown_fields=1,
             input_format_null_as_default=1,
+            # One parsing thread: a batch is a few MB, and in embedded mode the worker's Kafka
+            # consumption needs the other core meanwhile.
             input_format_parallel_parsing=0,
             # properties, traits and details: JSON objects kept as their JSON text.
             input_format_json_read_objects_as_strings=1,

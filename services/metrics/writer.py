@@ -124,6 +124,7 @@ class WarehouseWriter:
             await self._insert(
                 MAPPINGS[DeadLetter], letters, f"{token}:dead_letters" if token else None
             )
+            self._metrics.undecodable_records.labels(entry.source).inc(len(letters))
         if rows:
             await self._insert(mapping, rows, token)
 
@@ -135,7 +136,6 @@ class WarehouseWriter:
             try:
                 record = entry.mapping.record_type.model_validate_json(document)
             except ValidationError as exc:
-                self._metrics.undecodable_records.labels(entry.source).inc()
                 message = f"{entry.source}: {exc.errors()[0]['msg']}"
                 letter = DeadLetter.of(document, DeadLetterReason.UNDECODABLE, message, "metrics")
                 letters.append(to_letter(letter))
