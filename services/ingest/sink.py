@@ -53,34 +53,55 @@ class KafkaEventSink:
         self._orphans: dict[tuple[str, str], tuple[asyncio.Future[object], float]] = {}
 
     async def publish(self, events: Sequence[Event]) -> None:
+        self._forget_stale_orphans()
         keys = [(event.site_id, event.event_id) for event in events]
         acks: list[asyncio.Future[object]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout_at(deadline):
                 for key, event in zip(keys, events, strict=True):
-                    earlier = self._earlier_send(key)
+                    earlier = self._earlier_send(key) if self._orphans else None
                     if earlier is None:
                         earlier = await self._producer.send(
                             self._topics.events, event.to_bytes(), key=event.partition_key
                         )
                     acks.append(earlier)
-                await asyncio.gather(*(asyncio.shield(ack) for ack in acks))
+            # Unlike a timeout around gather, wait leaves the sends running when time is up:
+            # they stay as orphans for the client's retry.
+            if not acks:
+                return
+            done, pending = await asyncio.wait(acks, timeout=max(0.0, deadline - loop.time()))
+            failures = [ack.exception() for ack in done]
+            if pending:
+                raise TimeoutError(f"{len(pending)} of {len(acks)} sends unacknowledged")
+            for failure in failures:
+                if failure is not None:
+                    raise failure
         except (TimeoutError, KafkaError) as exc:
             self._healthy = False
             now = time.monotonic()
             for key, ack in zip(keys, acks, strict=False):  # the events sent before the timeout
                 if not ack.done():
+                    self._orphans.pop(key, None)  # re-inserted last: the dict stays oldest first
                     self._orphans[key] = (ack, now)
             raise SinkUnavailable(f"Kafka did not acknowledge the events: {exc!r}") from exc
-        for key in keys:
-            self._orphans.pop(key, None)
+        if self._orphans:
+            for key in keys:
+                self._orphans.pop(key, None)
         self._healthy = True
+
+    def _forget_stale_orphans(self) -> None:
+        """Orphans are kept oldest first, so the stale ones are at the front."""
+        now = time.monotonic()
+        while self._orphans:
+            oldest = next(iter(self._orphans))
+            if now - self._orphans[oldest][1] <= ORPHAN_TTL_SECONDS:
+                break
+            del self._orphans[oldest]
 
     def _earlier_send(self, key: tuple[str, str]) -> asyncio.Future[object] | None:
         """The still useful send of this event from a request answered 503, if any."""
-        now = time.monotonic()
-        for stale in [k for k, (_, at) in self._orphans.items() if now - at > ORPHAN_TTL_SECONDS]:
-            del self._orphans[stale]
         entry = self._orphans.get(key)
         if entry is None:
             return None
