@@ -109,7 +109,7 @@ def raw_insert(warehouse: Warehouse, inserts: Inserts) -> float:
 
 
 async def worker_path(settings: Settings, warehouse: Warehouse, total: int) -> float:
-    """Seconds for the metrics worker to consume, decode, insert and commit every record."""
+    """Seconds for the metrics worker to consume, insert and commit every record."""
     metrics = WarehouseMetrics(CollectorRegistry())
     stop = asyncio.Event()
     async with MetricsWorker(settings, warehouse, metrics) as worker:
