@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from klantreis.events import DeadLetter, Event, EventType
 from klantreis.journeys import PhaseTransition, SessionSnapshot
 from klantreis.phases import DEFAULT_PHASE_MODEL
-from services.sessionizer.core import JourneyEngine, JourneyRules
+from services.sessionizer.core import DEDUP_WINDOW, JourneyEngine, JourneyRules
 from tests.unit.factories import make_event
 
 NAMES = [
@@ -33,10 +33,13 @@ def streams(draw: st.DrawFn) -> list[Event]:
     """Streams with gaps from seconds to weeks, events out of order, logins, aliases and
     retried (duplicate) events."""
     events: list[Event] = []
+    originals: list[Event] = []  # the events that are not retries
     clock = timedelta(0)
     for _ in range(draw(st.integers(1, 40))):
         if events and draw(st.integers(0, 9)) == 0:
-            events.append(draw(st.sampled_from(events)))  # a retry of an earlier event
+            # A retry of a recent event: ids are remembered for a device's last DEDUP_WINDOW
+            # events, and a retry comes within seconds, not after the device's next 16.
+            events.append(draw(st.sampled_from(originals[-DEDUP_WINDOW:])))
             continue
         step = draw(st.sampled_from([5, 60, 600, 1700, 2000, 7200, 86_400, 20 * 86_400]))
         clock += timedelta(seconds=step)
@@ -59,6 +62,7 @@ def streams(draw: st.DrawFn) -> list[Event]:
         else:
             name = draw(st.sampled_from(NAMES))
             events.append(make_event("track", name, visitor=visitor, user_id=user, at=clock + skew))
+        originals.append(events[-1])
     return events
 
 
