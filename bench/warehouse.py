@@ -50,7 +50,9 @@ from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
 from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
 
-NOW = datetime(2026, 6, 1, tzinfo=UTC)
+# Recent, not a fixed date: signals keep 400 days and dead letters 30, and a TTL merge that
+# drops expired rows in one database and not yet in another would make the counts differ.
+NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 Record = Event | SessionizerOutput
 
 
