@@ -12,8 +12,7 @@ from klantreis.journeys import PhaseTransition, Signal
 
 class SessionizerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._transition_children: dict[tuple[str, str], Counter] = {}
-        self._signal_children: dict[str, Counter] = {}
+        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
         self.events_processed = Counter(
             "klantreis_sessionizer_events_processed_total",
             "Events turned into sessions and transitions.",
@@ -88,17 +87,14 @@ class SessionizerMetrics:
         call, and this runs for every output of every event."""
         for output in outputs:
             if isinstance(output, PhaseTransition):
-                key = (output.kind.value, output.to_phase)
-                child = self._transition_children.get(key)
-                if child is None:
-                    child = self._transition_children[key] = self.transitions.labels(*key)
-                child.inc()
+                self._child(self.transitions, output.kind.value, output.to_phase).inc()
             elif isinstance(output, Signal):
-                child = self._signal_children.get(output.kind.value)
-                if child is None:
-                    child = self._signal_children[output.kind.value] = self.signals.labels(
-                        output.kind.value
-                    )
-                child.inc()
+                self._child(self.signals, output.kind.value).inc()
             elif isinstance(output, DeadLetter) and output.reason is DeadLetterReason.LATE_EVENT:
                 self.late_events.inc()
+
+    def _child(self, counter: Counter, *labels: str) -> Counter:
+        child = self._children.get((counter, labels))
+        if child is None:
+            child = self._children[(counter, labels)] = counter.labels(*labels)
+        return child

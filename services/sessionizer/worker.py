@@ -296,10 +296,8 @@ class SessionizerWorker:
         try:
             event = Event.from_bytes(record.value or b"")
         except ValidationError as exc:
-            self._metrics.undecodable_events.inc()
             return [self._refused(record, f"{self._topics.events}: {exc.errors()[0]['msg']}")]
         if event.timestamp < EARLIEST_EVENT_TIME:
-            self._metrics.undecodable_events.inc()
             return [self._refused(record, f"{self._topics.events}: an event before 1970")]
         engine = owned.engine
         duplicates = engine.identities.duplicates
@@ -308,8 +306,8 @@ class SessionizerWorker:
         self._metrics.count(outputs)
         return outputs
 
-    @staticmethod
-    def _refused(record: ConsumerRecord[bytes, bytes], why: str) -> DeadLetter:
+    def _refused(self, record: ConsumerRecord[bytes, bytes], why: str) -> DeadLetter:
+        self._metrics.undecodable_events.inc()
         return DeadLetter.of(
             record.value,
             DeadLetterReason.UNDECODABLE,
