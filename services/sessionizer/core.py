@@ -275,6 +275,7 @@ class JourneyTracker:
             )
             return outputs + self._advance(event.timestamp)
         else:
+            outputs.extend(self._fire_due(journey, event.timestamp))
             self._continue(journey, event, outputs)
         self._changed.add(key)
         self._schedule(journey)
@@ -503,6 +504,18 @@ class JourneyTracker:
         timers = (self._next_timer(journey) for journey in self._journeys.values())
         self._timers = [timer for timer in timers if timer is not None]
         heapq.heapify(self._timers)
+
+    def _fire_due(self, journey: JourneyState, before: datetime) -> list[SessionizerOutput]:
+        """The journey's timers that are due before its next event, in deadline order.
+
+        Had the watermark passed them before this event came, they would have fired then; they
+        fire here all the same, so whether a returning customer first dropped off does not depend
+        on how the partition's other visitors happened to move its watermark.
+        """
+        outputs: list[SessionizerOutput] = []
+        while (timer := self._next_timer(journey)) is not None and timer.deadline < before:
+            outputs.extend(self._fire(journey, timer))
+        return outputs
 
     def _advance(self, event_time: datetime) -> list[SessionizerOutput]:
         if self._newest is None or event_time > self._newest:

@@ -111,7 +111,10 @@ def test_a_repeat_order_moves_into_retention_and_a_review_into_advocacy() -> Non
             make_event("track", "Product Reviewed", at=21 * DAY),
         ]
     )
+    # 20 days without an order is past the purchase phase's 2-day drop-off time.
     assert moves(outputs)[1:] == [
+        ("dropped_off", "purchase", "purchase"),
+        ("returned", "purchase", "purchase"),
         ("advanced", "purchase", "retention"),
         ("advanced", "retention", "advocacy"),
     ]
@@ -275,6 +278,42 @@ def test_a_quiet_journey_drops_off_in_its_phase_and_returns() -> None:
         "dropped_off",
         "returned",
     ]
+
+
+def test_a_lone_visitor_who_comes_back_after_the_drop_off_time_dropped_off_first() -> None:
+    """No other traffic moves the partition's clock in between: the visitor's own next event
+    shows that the drop-off time ran out, so the drop-off still fires, at the moment it ran out,
+    and before the return. Without this, a small shop's drop-offs would depend on whether some
+    other visitor happened to come by."""
+    outputs = run(
+        [
+            make_event("track", "Product Viewed", visitor="a"),
+            make_event("page", visitor="a", at=16 * DAY),
+        ]
+    )
+    assert moves(outputs) == [
+        ("entered", None, "consideration"),
+        ("dropped_off", "consideration", "consideration"),
+        ("returned", "consideration", "consideration"),
+    ]
+    dropped = [o for o in outputs if isinstance(o, PhaseTransition)][1]
+    assert dropped.at == make_event(at=14 * DAY).timestamp
+    assert signals(outputs) == ["phase_reached", "dropped_off", "returned"]
+    # The first visit's session ended 30 minutes after its event, before the drop-off.
+    closed = [s for s in snapshots(outputs) if s.closed]
+    assert len(closed) == 1 and closed[0].last_event_at == make_event().timestamp
+
+
+def test_an_order_after_the_abandon_time_still_leaves_the_abandoned_cart() -> None:
+    outputs = run(
+        [
+            make_event("track", "Product Added", visitor="a"),
+            make_event("track", "Order Completed", visitor="a", at=3 * HOUR),
+        ]
+    )
+    carts = [s for s in outputs if isinstance(s, Signal) and s.kind is SignalKind.CART_ABANDONED]
+    assert [(s.journey_id, s.at) for s in carts] == [("a", make_event(at=HOUR).timestamp)]
+    assert snapshots(outputs)[-1].conversions == 1
 
 
 def test_an_add_to_cart_without_an_order_within_the_hour_is_an_abandoned_cart() -> None:
