@@ -4,10 +4,16 @@
 
 Needs `wrk` (Debian: apt-get install wrk) as the load generator, so the client is not the
 bottleneck. For one event per request and for batches of 20, it loads first a bare ASGI endpoint
-(uvicorn, one worker: read the body, parse the JSON, drop it, answer 200), then the collector
-(one worker: authenticate, validate, enrich, produce to Kafka with acks=all and wait for the
-acknowledgement). Both servers are single processes, so each uses at most one core. Prints
-events/s, p50 and p99 latency, and the collector-to-bare ratios.
+(uvicorn, one worker: read the body, parse the JSON, drop it, answer 200), then the same do-nothing
+route in FastAPI (the framework's own floor: what any FastAPI route costs before it does any
+work), then the collector (one worker: authenticate, validate, enrich, produce to Kafka with
+acks=all and wait for the acknowledgement). Every server is a single process, so each uses at
+most one core. Prints events/s, p50 and p99 latency, and the ratios to the bare endpoint.
+
+Last, with no HTTP at all, two ceilings no collector built on these libraries can pass: the
+Kafka client's, sending the same event with the collector's producer settings in groups of 20
+and waiting for every acknowledgement; and the event model's, validating the parsed event and
+serialising it for Kafka (pydantic). Each as events/s and microseconds of CPU per event.
 """
 
 from __future__ import annotations
@@ -27,10 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
-from klantreis.config import load_settings
-from klantreis.kafka import ensure_topics
+from klantreis.config import Settings, load_settings
+from klantreis.events import Event
+from klantreis.kafka import ensure_topics, new_producer
 from klantreis.local_kafka import LocalKafka, free_port
+from klantreis.topics import Topics
 
 HERE = Path(__file__).resolve().parent
 EVENT = {
@@ -65,6 +76,55 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})  # fmt: skip
     await send({"type": "http.response.body", "body": b'{"accepted":1}'})
+
+
+framework_app = FastAPI()
+
+
+@framework_app.post("/")
+async def framework_floor(request: Request) -> Response:
+    """The bare endpoint's work as a FastAPI route."""
+    orjson.loads(await request.body())
+    return Response(b'{"accepted":1}', media_type="application/json")
+
+
+def bench_event() -> dict[str, Any]:
+    return {**EVENT, "site_id": "bench", "event_id": "e", "received_at": EVENT["sent_at"]}
+
+
+def validation_ceiling(events: int = 20_000) -> tuple[float, float]:
+    """(events/s, CPU microseconds per event) of `Event.model_validate` and `to_bytes`."""
+    parsed = bench_event()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(events):
+        Event.model_validate(parsed).to_bytes()
+    return events / (time.perf_counter() - wall), (time.process_time() - cpu) / events * 1e6
+
+
+async def kafka_ceiling(
+    settings: Settings, rounds: int = 100, size: int = 20
+) -> tuple[float, float]:
+    """(events/s, CPU microseconds per event) of producing the bench event with acks=all and
+    waiting for the acknowledgements, `size` per group, 64 groups in flight."""
+    record = Event.model_validate(bench_event()).to_bytes()
+    topic = Topics.from_settings(settings).events
+    producer = new_producer(settings)
+    await producer.start()
+
+    async def group(visitor: int) -> None:
+        acks = [await producer.send(topic, record, key=b"bench/%d-%d" % (visitor, i))
+                for i in range(size)]  # fmt: skip
+        await asyncio.gather(*acks)
+
+    try:
+        await asyncio.gather(*(group(-v) for v in range(64)))  # warm up connections
+        wall, cpu = time.perf_counter(), time.process_time()
+        for r in range(rounds):
+            await asyncio.gather(*(group(r * 64 + v) for v in range(64)))
+        events = rounds * 64 * size
+        return events / (time.perf_counter() - wall), (time.process_time() - cpu) / events * 1e6
+    finally:
+        await producer.stop()
 
 
 def serve(command: list[str], port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -118,12 +178,28 @@ def main(seconds: int, connections: int) -> None:
             topic_partitions=6,
         )
         asyncio.run(ensure_topics(settings))
-        bare_port, collector_port = free_port(), free_port()
-        bare = serve(
-            [python, "-m", "uvicorn", "--app-dir", str(HERE), "--port", str(bare_port),
-             "--log-level", "warning", "--no-access-log", "ingest:bare_app"],
-            bare_port, {}, work / "bare.log",
-        )  # fmt: skip
+        bare_port, framework_port, collector_port = free_port(), free_port(), free_port()
+        bare, framework = (
+            serve(
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "--app-dir",
+                    str(HERE),
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                    f"ingest:{app}",
+                ],
+                port,
+                {},
+                work / f"{app}.log",
+            )  # fmt: skip
+            for app, port in (("bare_app", bare_port), ("framework_app", framework_port))
+        )
         collector = serve(
             [str(Path(python).with_name("klantreis")), "ingest"],
             collector_port,
@@ -142,25 +218,36 @@ def main(seconds: int, connections: int) -> None:
             for size in (1, 20):
                 body = json.dumps([EVENT] * size if size > 1 else EVENT).encode()
                 base = load(f"http://127.0.0.1:{bare_port}/", body, seconds, connections, work)
+                floor = load(
+                    f"http://127.0.0.1:{framework_port}/", body, seconds, connections, work
+                )
                 ours = load(
                     f"http://127.0.0.1:{collector_port}/v1/events", body, seconds, connections, work
                 )
-                rows.append((size, base, ours))
+                rows.append((size, base, floor, ours))
         finally:
-            for process in (collector, bare):
+            for process in (collector, framework, bare):
                 process.terminate()
                 process.wait(timeout=30)
+        ceiling, cpu_per_event = asyncio.run(kafka_ceiling(settings))
 
     print(f"wrk, 1 thread, {connections} connections, {seconds}s per run; one core per server")
     print(f"{'events/request':>15} {'endpoint':>10} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
-    for size, base, ours in rows:
-        for name, result in (("bare", base), ("collector", ours)):
+    for size, base, floor, ours in rows:
+        for name, result in (("bare", base), ("fastapi", floor), ("collector", ours)):
             print(
                 f"{size:>15} {name:>10} {result['rps'] * size:>10,.0f} "
                 f"{result['p50_ms']:>8.2f} {result['p99_ms']:>8.2f}"
                 + (f"  ({result['non_2xx']:.0f} non-2xx)" if result["non_2xx"] else "")
             )
-        print(f"{size:>15} {'ratio':>10} {ours['rps'] / base['rps']:>10.2f}")  # fmt: skip
+        for name, result in (("fastapi", floor), ("collector", ours)):
+            print(f"{size:>15} {name + ' / bare':>18} {result['rps'] / base['rps']:>6.2f}")
+    validated, cpu_per_validation = validation_ceiling()
+    print("ceilings without HTTP:")
+    print(f"  Kafka client (aiokafka send, acks=all, groups of 20): {ceiling:>9,.0f} events/s, "
+          f"{cpu_per_event:5.1f} us CPU per event")  # fmt: skip
+    print(f"  event model (pydantic validate + serialise):           {validated:>9,.0f} events/s, "
+          f"{cpu_per_validation:5.1f} us CPU per event")  # fmt: skip
 
 
 if __name__ == "__main__":
