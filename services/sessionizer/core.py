@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from klantreis.config import Settings
-from klantreis.events import DeadLetter, DeadLetterReason, Event, EventType
+from klantreis.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event, EventType
 from klantreis.journeys import (
     IdentityLink,
     LinkKind,
@@ -236,6 +236,9 @@ class JourneyTracker:
         self._newest: datetime | None = None
         self._changed: set[tuple[str, str]] = set()
         self.late_events = 0
+        # Journeys whose next events wait for another partition's hand-off: their timers wait
+        # with them (see routing.JourneyStage).
+        self.held: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
         return len(self._journeys)
@@ -254,6 +257,17 @@ class JourneyTracker:
     # --- events -------------------------------------------------------------------------------
 
     def process(self, event: Event, journey_id: str) -> list[SessionizerOutput]:
+        """One event of the partition's stream: the journey's outputs, then the timers of any
+        journey that the event's time moved the watermark past."""
+        outputs = self.apply(event, journey_id, self.watermark)
+        return outputs + self._advance(event.timestamp)
+
+    def apply(
+        self, event: Event, journey_id: str, watermark: datetime | None
+    ) -> list[SessionizerOutput]:
+        """One event of one journey, given the watermark its stream had reached before it: the
+        journey's timers due by then (or before the event) fire first, as they would have had
+        the journey's stream been the only one."""
         outputs: list[SessionizerOutput] = []
         key = (event.site_id, journey_id)
         journey = self._journeys.get(key)
@@ -273,13 +287,13 @@ class JourneyTracker:
                     received_at=event.received_at,  # not the clock: a replay must be identical
                 )
             )
-            return outputs + self._advance(event.timestamp)
+            return outputs
         else:
-            outputs.extend(self._fire_due(journey, event.timestamp))
+            outputs.extend(self._fire_due(journey, event.timestamp, watermark))
             self._continue(journey, event, outputs)
         self._changed.add(key)
         self._schedule(journey)
-        return outputs + self._advance(event.timestamp)
+        return outputs
 
     def _begin(
         self, event: Event, journey_id: str, outputs: list[SessionizerOutput]
@@ -412,7 +426,45 @@ class JourneyTracker:
         source = self._journeys.pop((site_id, from_journey), None)
         if source is None:
             return []
-        self._changed |= {(site_id, from_journey), (site_id, into_journey)}
+        self._changed.add((site_id, from_journey))
+        return self._absorb(source, into_journey)
+
+    def hand_off(
+        self, site_id: str, journey_id: str, watermark: datetime | None
+    ) -> tuple[list[SessionizerOutput], list[Any] | None]:
+        """Let a journey go to the partition of the customer it now belongs to: the timers due
+        by `watermark` fire here first, under its old id, as they would have before the login
+        in one stream. Returns those outputs and the journey as a row (None: no such journey)."""
+        outputs = self.catch_up(site_id, journey_id, watermark)
+        journey = self._journeys.pop((site_id, journey_id), None)
+        if journey is None:
+            return [], None
+        self._changed.add((site_id, journey_id))
+        return outputs, _journey_row(journey, self._model)
+
+    def catch_up(
+        self, site_id: str, journey_id: str, watermark: datetime | None
+    ) -> list[SessionizerOutput]:
+        """Fire the journey's timers due by `watermark`, as one stream would have by now."""
+        journey = self._journeys.get((site_id, journey_id))
+        if journey is None or watermark is None:
+            return []
+        outputs = self._fire_due(journey, EARLIEST_EVENT_TIME, watermark)
+        if outputs:
+            self._schedule(journey)
+        return outputs
+
+    def take_over(
+        self, site_id: str, from_journey: str, into_journey: str, row: list[Any]
+    ) -> list[SessionizerOutput]:
+        """`merge` for a journey handed off by another partition (`hand_off`)."""
+        return self._absorb(
+            _journey_from_row((site_id, from_journey), row, self._model), into_journey
+        )
+
+    def _absorb(self, source: JourneyState, into_journey: str) -> list[SessionizerOutput]:
+        site_id, from_journey = source.site_id, source.journey_id
+        self._changed.add((site_id, into_journey))
         target = self._journeys.get((site_id, into_journey))
         if target is None:
             source.journey_id = into_journey
@@ -505,15 +557,20 @@ class JourneyTracker:
         self._timers = [timer for timer in timers if timer is not None]
         heapq.heapify(self._timers)
 
-    def _fire_due(self, journey: JourneyState, before: datetime) -> list[SessionizerOutput]:
-        """The journey's timers that are due before its next event, in deadline order.
+    def _fire_due(
+        self, journey: JourneyState, before: datetime, watermark: datetime | None
+    ) -> list[SessionizerOutput]:
+        """The journey's timers due before its next event (at `before`) or by `watermark`, in
+        deadline order.
 
         Had the watermark passed them before this event came, they would have fired then; they
         fire here all the same, so whether a returning customer first dropped off does not depend
         on how the partition's other visitors happened to move its watermark.
         """
         outputs: list[SessionizerOutput] = []
-        while (timer := self._next_timer(journey)) is not None and timer.deadline < before:
+        while (timer := self._next_timer(journey)) is not None and (
+            timer.deadline < before or (watermark is not None and timer.deadline <= watermark)
+        ):
             outputs.extend(self._fire(journey, timer))
         return outputs
 
@@ -522,15 +579,26 @@ class JourneyTracker:
             self._newest = event_time
         watermark = self.watermark
         assert watermark is not None
+        return self.fire_until(watermark)
+
+    def fire_until(self, watermark: datetime) -> list[SessionizerOutput]:
+        """Fire every timer due by `watermark`, except those of the journeys in `held`."""
         outputs: list[SessionizerOutput] = []
         while self._timers and self._timers[0].deadline <= watermark:
             timer = heapq.heappop(self._timers)
-            journey = self._journeys.get((timer.site_id, timer.journey_id))
-            if journey is None or self._next_timer(journey) != timer:
-                continue  # stale: the journey moved on (or merged away) since it was set
+            key = (timer.site_id, timer.journey_id)
+            journey = self._journeys.get(key)
+            if journey is None or key in self.held or self._next_timer(journey) != timer:
+                continue  # stale (the journey moved on or merged away), or rescheduled on release
             outputs.extend(self._fire(journey, timer))
             self._schedule(journey)
         return outputs
+
+    def reschedule(self, site_id: str, journey_id: str) -> None:
+        """Queue a journey's next timer again, after it left `held`."""
+        journey = self._journeys.get((site_id, journey_id))
+        if journey is not None:
+            self._schedule(journey)
 
     def _fire(self, journey: JourneyState, timer: _Timer) -> list[SessionizerOutput]:
         self._changed.add((journey.site_id, journey.journey_id))
@@ -666,10 +734,10 @@ class JourneyTracker:
 
     @property
     def newest(self) -> int | None:
-        return _micros(self._newest)
+        return to_micros(self._newest)
 
     def restore_newest(self, micros: int | None) -> None:
-        self._newest = _from_micros(micros)
+        self._newest = from_micros(micros)
 
     def rebuild_timers(self) -> None:
         """Timers are derived from the journeys; after restoring rows, derive them again."""
@@ -693,12 +761,12 @@ class JourneyTracker:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _micros(value: datetime | None) -> int | None:
+def to_micros(value: datetime | None) -> int | None:
     """Exact: a restored journey must compute the same deadlines as one never restored."""
     return None if value is None else (value - _EPOCH) // timedelta(microseconds=1)
 
 
-def _from_micros(value: int | None) -> datetime | None:
+def from_micros(value: int | None) -> datetime | None:
     return None if value is None else _EPOCH + timedelta(microseconds=value)
 
 
@@ -716,11 +784,11 @@ def _journey_row(j: JourneyState, model: PhaseModel) -> list[Any]:
     that is the journey id).
     """
     s = j.session
-    t0 = _micros(j.first_seen)
+    t0 = to_micros(j.first_seen)
     assert t0 is not None
 
     def rel(value: datetime | None) -> int | None:
-        micros = _micros(value)
+        micros = to_micros(value)
         return None if micros is None else micros - t0
 
     return [
@@ -763,7 +831,7 @@ def _journey_from_row(key: tuple[str, str], row: list[Any], model: PhaseModel) -
 WATERMARK_KEY = b"w"
 
 
-def _key(kind: bytes, key: tuple[str, str]) -> bytes:
+def state_key(kind: bytes, key: tuple[str, str]) -> bytes:
     return b"\x1f".join((kind, key[0].encode(), key[1].encode()))
 
 
@@ -804,10 +872,10 @@ class JourneyEngine:
         changelog lands exactly where the committed outputs end.
         """
         records: list[tuple[bytes, bytes | None]] = [
-            (_key(b"i", key), orjson.dumps(row)) for key, row in self.identities.take_changes()
+            (state_key(b"i", key), orjson.dumps(row)) for key, row in self.identities.take_changes()
         ]
         records += [
-            (_key(b"j", key), None if row is None else orjson.dumps(row))
+            (state_key(b"j", key), None if row is None else orjson.dumps(row))
             for key, row in self.journeys.take_changes()
         ]
         records.append((WATERMARK_KEY, orjson.dumps(self.journeys.newest)))

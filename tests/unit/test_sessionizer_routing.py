@@ -1,0 +1,193 @@
+"""The two-stage sessionizer (identities by device, journeys by customer) against the one-stream
+engine, over arbitrary streams and arbitrary orders in which the partitions' records meet."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TypeVar
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from klantreis.events import DeadLetter, Event, EventType
+from klantreis.journeys import SessionSnapshot
+from klantreis.kafka import key_partition
+from klantreis.phases import DEFAULT_PHASE_MODEL
+from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
+from services.sessionizer.routing import (
+    IdentityStage,
+    JourneyStage,
+    Routed,
+    RoutedKind,
+    upstream_watermarks,
+)
+from tests.unit.factories import make_event
+from tests.unit.test_sessionizer_properties import streams
+
+RULES = JourneyRules(DEFAULT_PHASE_MODEL)
+Stage = TypeVar("Stage", IdentityStage, JourneyStage)
+Outputs = dict[tuple[str, bytes], list[bytes]]
+
+
+def by_key(outputs: Iterable[SessionizerOutput]) -> Outputs:
+    """Every output per topic (record type) and Kafka key, in order; dead letters (keyed by
+    site, so records of several journeys share a key) as a sorted list."""
+    keyed: Outputs = defaultdict(list)
+    for output in outputs:
+        keyed[(type(output).__name__, output.partition_key)].append(output.to_bytes())
+    for (kind, _), records in keyed.items():
+        if kind == DeadLetter.__name__:
+            records.sort()
+    return dict(keyed)
+
+
+def one_stream(events: list[Event]) -> Outputs:
+    engine = JourneyEngine(RULES)
+    return by_key([output for event in events for output in engine.process(event)])
+
+
+@dataclass
+class Changelog:
+    """A compacted changelog: the latest value of every key."""
+
+    latest: dict[bytes, bytes | None] = field(default_factory=dict)
+
+    def write(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        self.latest.update(records)
+
+    def restore(self, stage: Stage) -> Stage:
+        for key, value in self.latest.items():
+            stage.apply_change(key, value)
+        stage.finish_restore()
+        return stage
+
+
+def two_stages(
+    events: list[Event], upstream: int, downstream: int, rng: random.Random
+) -> tuple[Outputs, list[JourneyStage]]:
+    """Stage 1 over `upstream` events partitions in batches, stage 2 over `downstream` journeys
+    partitions; every record travels on a channel that keeps its order (one producer to one
+    partition), and the channels are delivered in an order drawn from `rng`. Now and then a
+    stage is replaced by one restored from its changelog, as after a crash."""
+    inputs: list[deque[Event]] = [deque() for _ in range(upstream)]
+    for event in events:
+        inputs[key_partition(event.partition_key, range(upstream))].append(event)
+    stage1 = [IdentityStage(RULES) for _ in range(upstream)]
+    stage2 = [JourneyStage(RULES) for _ in range(downstream)]
+    logs1 = [Changelog() for _ in range(upstream)]
+    logs2 = [Changelog() for _ in range(downstream)]
+    # (source, journeys partition) -> records in flight, from ("events", p) or ("journeys", q)
+    channels: dict[tuple[tuple[str, int], int], deque[Routed]] = defaultdict(deque)
+    outputs: list[SessionizerOutput] = []
+
+    def send(source: tuple[str, int], routed: Iterable[Routed]) -> None:
+        for record in routed:
+            channels[(source, key_partition(record.partition_key, range(downstream)))].append(
+                record
+            )
+
+    while any(inputs) or any(channels.values()):
+        busy = [p for p in range(upstream) if inputs[p]]
+        ready = [channel for channel, records in channels.items() if records]
+        if busy and (not ready or rng.random() < 0.3):
+            p = rng.choice(busy)
+            if rng.random() < 0.1:
+                stage1[p] = logs1[p].restore(IdentityStage(RULES))
+            for _ in range(min(len(inputs[p]), rng.randint(1, 8))):
+                links, routed = stage1[p].route(inputs[p].popleft())
+                outputs += links
+                send(("events", p), routed)
+            for q, marker in upstream_watermarks(p, stage1[p].newest, range(downstream)):
+                channels[(("events", p), q)].append(marker)
+            logs1[p].write(stage1[p].take_changes())
+            continue
+        channel = rng.choice(ready)
+        q = channel[1]
+        if rng.random() < 0.1:
+            stage2[q] = logs2[q].restore(JourneyStage(RULES))
+        produced, routed = stage2[q].process(channels[channel].popleft())
+        outputs += produced
+        send(("journeys", q), routed)
+        logs2[q].write(stage2[q].take_changes())
+    return by_key(outputs), stage2
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams(), st.integers(1, 4), st.randoms(use_true_random=False))
+def test_one_events_partition_gives_what_one_stream_gives(
+    events: list[Event], downstream: int, rng: random.Random
+) -> None:
+    """Whatever the order in which hand-offs and watermarks arrive, and across restarts: with
+    all events in one partition, the journeys come out exactly as one engine over the stream
+    makes them, logins across devices included."""
+    outputs, stages = two_stages(events, 1, downstream, rng)
+    assert outputs == one_stream(events)
+    assert not any(stage.waiting for stage in stages)
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams(), st.integers(2, 3), st.integers(1, 4), st.randoms(use_true_random=False))
+def test_every_customer_has_one_journey_whatever_partitions_their_devices_use(
+    events: list[Event], upstream: int, downstream: int, rng: random.Random
+) -> None:
+    outputs, stages = two_stages(events, upstream, downstream, rng)
+    journeys = [key for stage in stages for key in stage.journeys._journeys]
+    assert len(journeys) == len(set(journeys))
+    assert not any(stage.waiting for stage in stages)
+    # Every event that is no duplicate, no alias and not late is in exactly one session.
+    closed = {
+        snapshot.session_id: snapshot.event_count
+        for (kind, _), records in outputs.items()
+        if kind == SessionSnapshot.__name__
+        for snapshot in map(SessionSnapshot.from_bytes, records)
+        if snapshot.closed
+    }
+    still_open = sum(
+        journey.session.events
+        for stage in stages
+        for journey in stage.journeys._journeys.values()
+        if not journey.session.closed
+    )
+    late = len(outputs.get((DeadLetter.__name__, b"shop"), []))
+    unique = {event.event_id: event for event in events}.values()
+    accepted = sum(1 for event in unique if event.type is not EventType.ALIAS) - late
+    assert sum(closed.values()) + still_open == accepted
+
+
+def test_a_customers_order_from_the_shops_server_clears_the_cart_added_in_the_browser() -> None:
+    """The browser's events are keyed by its anonymous id, the server's order by the customer
+    id: two partitions. One journey per customer means no abandoned-cart signal after the
+    order, wherever the two were sent."""
+    events = [
+        make_event("page", visitor="browser-1"),
+        make_event("identify", visitor="browser-1", user_id="cust-7"),
+        make_event("track", "Product Added", visitor="browser-1", user_id="cust-7"),
+        make_event(
+            "track", "Order Completed", visitor=None, user_id="cust-7", at=timedelta(minutes=20)
+        ),  # fmt: skip
+        make_event("page", visitor="browser-1", user_id="cust-7", at=timedelta(hours=3)),
+    ]
+    partitions = {key_partition(event.partition_key, range(6)) for event in events[:4]}
+    assert len(partitions) == 2  # the server's order lands elsewhere than the browser's events
+    outputs, _ = two_stages(events, 6, 6, random.Random(1))
+    assert not [r for rs in outputs.values() for r in rs if b'"cart_abandoned"' in r]
+    per_partition = [JourneyEngine(RULES) for _ in range(6)]
+    separately = [
+        output
+        for event in events
+        for output in per_partition[key_partition(event.partition_key, range(6))].process(event)
+    ]
+    assert any(b'"cart_abandoned"' in output.to_bytes() for output in separately)
+
+
+def test_a_watermark_before_any_event_is_not_sent() -> None:
+    assert upstream_watermarks(0, None, range(3)) == []
+    routed = upstream_watermarks(2, 5, range(2))
+    assert [(q, r.kind, r.upstream, r.watermark) for q, r in routed] == [
+        (0, RoutedKind.WATERMARK, 2, 5),
+        (1, RoutedKind.WATERMARK, 2, 5),
+    ]
