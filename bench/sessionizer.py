@@ -3,11 +3,13 @@
     .venv/bin/python bench/sessionizer.py [--visitors 6000] [--partitions 6]
 
 Writes simulated shop traffic to a fresh events topic, then reads all of it twice: first with a
-bare aiokafka consume loop (decode nothing, commit per batch), then with the sessionizer (decode,
-sessions, identities, phases, timers; outputs, changelog and offsets in one transaction per
-batch). Both run in this process, one event loop, so both use at most one core; the broker runs
-beside them. Prints events/s, events per CPU-second of this process, the ratio, and the bytes of
-state per active visitor (the compacted changelog: the latest key and value of every entry).
+bare aiokafka consume loop (decode nothing, commit per batch), then with the sessionizer's two
+stages (identities: decode, drop duplicates, route each event to its journey's partition; journeys:
+decode again, sessions, phases, timers; each with outputs, changelog and offsets in one
+transaction per batch). Both run in this process, one event loop, so both use at most one core;
+the broker runs beside them. Prints events/s, events per CPU-second of this process, the ratio,
+and the bytes of state per active visitor (the compacted changelogs: the latest key and value of
+every entry).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from klantreis.runtime import tune_garbage_collection
 from klantreis.simulator import collected_events
 from klantreis.topics import Topics
 from services.sessionizer.metrics import SessionizerMetrics
-from services.sessionizer.worker import SessionizerWorker
+from services.sessionizer.worker import Sessionizer
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -60,30 +62,41 @@ async def bare_loop(settings: Settings, total: int) -> None:
 
 async def sessionizer(settings: Settings, total: int) -> None:
     metrics = SessionizerMetrics(CollectorRegistry())
+
+    def done() -> bool:
+        """Both stages are through: every event read, every routed one applied."""
+        read = metrics.events_processed._value.get()
+        dropped = metrics.duplicates._value.get() + metrics.undecodable_events._value.get()
+        return bool(read >= total and metrics.journey_events._value.get() >= read - dropped)
+
     stop = asyncio.Event()
-    async with SessionizerWorker(settings, metrics) as worker:
-        task = asyncio.create_task(worker.run(stop))
-        while metrics.events_processed._value.get() < total:
-            await asyncio.sleep(0.05)
-            if task.done():
-                task.result()
-        stop.set()
-        await task
+    task = asyncio.create_task(Sessionizer(settings, metrics).run(stop))
+    while not done():
+        await asyncio.sleep(0.05)
+        if task.done():
+            task.result()
+    stop.set()
+    await task
 
 
 async def state_bytes(settings: Settings) -> tuple[int, int]:
-    """(bytes of the latest key and value of every entry, number of device entries)."""
-    records = await read_to_end(
-        str(settings.kafka_bootstrap_servers),
-        Topics.from_settings(settings).sessionizer_changelog,
-        settings.topic_partitions,
-    )
-    latest: dict[tuple[int, bytes], int] = {}
-    for partition, batch in records.items():
-        for record in batch:
-            key = record.key or b""
-            latest[(partition, key)] = len(key) + len(record.value or b"")
-    visitors = sum(1 for (_, key) in latest if key.startswith(b"i\x1f"))
+    """(bytes of the latest key and value of every entry of both stages' changelogs, number
+    of device entries)."""
+    topics = Topics.from_settings(settings)
+    latest: dict[tuple[str, int, bytes], int] = {}
+    for changelog in (topics.identities_changelog, topics.journeys_changelog):
+        records = await read_to_end(
+            str(settings.kafka_bootstrap_servers), changelog, settings.topic_partitions
+        )
+        for partition, batch in records.items():
+            for record in batch:
+                key = record.key or b""
+                size = len(key) + len(record.value) if record.value is not None else 0
+                latest[(changelog, partition, key)] = size  # a deleted key holds nothing
+    visitors = sum(
+        1 for (changelog, _, key) in latest
+        if changelog == topics.identities_changelog and key.startswith(b"i\x1f")
+    )  # fmt: skip
     return sum(latest.values()), visitors
 
 

@@ -120,7 +120,7 @@ def cmd_metrics(settings: Settings, _: argparse.Namespace) -> None:
 def cmd_sessionizer(settings: Settings, _: argparse.Namespace) -> None:
     settings.require_kafka()
     from services.sessionizer.metrics import SessionizerMetrics
-    from services.sessionizer.worker import SessionizerWorker
+    from services.sessionizer.worker import Sessionizer
 
     tune_garbage_collection()
     registry = CollectorRegistry()
@@ -133,9 +133,8 @@ def cmd_sessionizer(settings: Settings, _: argparse.Namespace) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with SessionizerWorker(settings, metrics) as worker:
-            log.info("sessionizer running")
-            await worker.run(stop)
+        log.info("sessionizer running")
+        await Sessionizer(settings, metrics).run(stop)
         log.info("sessionizer stopped cleanly")
 
     asyncio.run(main())

@@ -113,7 +113,8 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.close()
 
 
-_Pending = tuple[bytes | None, bytes | None, int | None]
+Headers = Sequence[tuple[str, bytes]]
+_Pending = tuple[bytes | None, bytes | None, int | None, Headers]
 
 
 class RecordBatches:
@@ -132,11 +133,16 @@ class RecordBatches:
         self._pending: defaultdict[str, list[_Pending]] = defaultdict(list)
 
     def add(
-        self, topic: str, value: bytes | None, key: bytes | None, partition: int | None = None
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        partition: int | None = None,
+        headers: Headers = (),
     ) -> None:
         if key is None and partition is None:
             raise ValueError("a record needs a key or an explicit partition")
-        self._pending[topic].append((key, value, partition))
+        self._pending[topic].append((key, value, partition, headers))
 
     async def send(self) -> list[asyncio.Future[Any]]:
         """Queue every batch with the producer; the futures resolve when the broker has them."""
@@ -146,18 +152,19 @@ class RecordBatches:
         for topic, records in pending.items():
             partitions = sorted(await producer.partitions_for(topic))
             builders: dict[int, BatchBuilder] = {}
-            for key, value, partition in records:
+            for key, value, partition, headers in records:
                 if partition is None:
                     assert key is not None
                     partition = key_partition(key, partitions)
                 builder = builders.get(partition)
                 if builder is None:
                     builder = builders[partition] = producer.create_batch()
-                if builder.append(timestamp=None, key=key, value=value) is None:
+                record = {"timestamp": None, "key": key, "value": value, "headers": list(headers)}
+                if builder.append(**record) is None:
                     # full: hand this one over and start the next
                     futures.append(await producer.send_batch(builder, topic, partition=partition))
                     builder = builders[partition] = producer.create_batch()
-                    if builder.append(timestamp=None, key=key, value=value) is None:
+                    if builder.append(**record) is None:
                         raise ValueError(f"a record for {topic} is larger than a whole batch")
             for partition, builder in sorted(builders.items()):
                 futures.append(await producer.send_batch(builder, topic, partition=partition))

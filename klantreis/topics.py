@@ -60,14 +60,34 @@ class Topics:
         return f"{self.prefix}.identities.v1"
 
     @property
-    def sessionizer_changelog(self) -> str:
-        """The sessionizer's state, one partition per events partition; compacted, so it holds
+    def sessionizer_journeys(self) -> str:
+        """Inside the sessionizer: events keyed by their journey (the customer once known), the
+        hand-offs of journeys a login merged, and each events partition's progress in event time.
+        From its identity stage to its journey stage."""
+        return f"{self.prefix}.sessionizer-journeys.v1"
+
+    @property
+    def identities_changelog(self) -> str:
+        """The identity stage's state, one partition per events partition; compacted, so it holds
         the latest state of every key and a restore reads no more than that."""
-        return f"{self.prefix}.sessionizer-changelog.v1"
+        return f"{self.prefix}.sessionizer-identities-changelog.v1"
+
+    @property
+    def journeys_changelog(self) -> str:
+        """The journey stage's state, one partition per `sessionizer_journeys` partition;
+        compacted."""
+        return f"{self.prefix}.sessionizer-journeys-changelog.v1"
 
     def configs(self) -> dict[str, dict[str, str]]:
         """Per-topic configuration for the topics that need more than the broker's defaults."""
-        return {self.sessionizer_changelog: {"cleanup.policy": "compact"}}
+        return {
+            self.identities_changelog: {"cleanup.policy": "compact"},
+            self.journeys_changelog: {"cleanup.policy": "compact"},
+        }
+
+    def internal(self) -> tuple[str, ...]:
+        """The sessionizer's own topics: no records for anyone else."""
+        return (self.sessionizer_journeys, self.identities_changelog, self.journeys_changelog)
 
     def all(self) -> tuple[str, ...]:
         return (
@@ -77,7 +97,7 @@ class Topics:
             self.transitions,
             self.signals,
             self.identities,
-            self.sessionizer_changelog,
+            *self.internal(),
         )
 
     def topic_of(self, record: KafkaRecord) -> str:
@@ -86,16 +106,23 @@ class Topics:
         return name
 
     def record_types(self) -> dict[str, type[KafkaRecord]]:
-        """The record each topic (all but the changelog) carries, for readers to decode by."""
+        """The record each topic (all but the sessionizer's own) carries, for readers to decode
+        by."""
         return {getattr(self, name): kind for kind, name in _TOPIC_OF_RECORD.items()}
 
     def outputs(self) -> tuple[str, ...]:
         """The topics the metrics worker writes to the warehouse."""
-        return tuple(topic for topic in self.all() if topic != self.sessionizer_changelog)
+        return tuple(topic for topic in self.all() if topic not in self.internal())
 
     @property
-    def sessionizer_group(self) -> str:
-        return f"{self.prefix}.sessionizer"
+    def identities_group(self) -> str:
+        """The sessionizer's identity stage, reading `events`."""
+        return f"{self.prefix}.sessionizer-identities"
+
+    @property
+    def journeys_group(self) -> str:
+        """The sessionizer's journey stage, reading `sessionizer_journeys`."""
+        return f"{self.prefix}.sessionizer-journeys"
 
     @property
     def metrics_group(self) -> str:

@@ -267,13 +267,21 @@ class JourneyTracker:
     ) -> list[SessionizerOutput]:
         """One event of one journey, given the watermark its stream had reached before it: the
         journey's timers due by then (or before the event) fire first, as they would have had
-        the journey's stream been the only one."""
+        the journey's stream been the only one; it is late only if it is late in that stream."""
         outputs: list[SessionizerOutput] = []
         key = (event.site_id, journey_id)
         journey = self._journeys.get(key)
         if journey is None:
             journey = self._begin(event, journey_id, outputs)
-        elif event.timestamp < journey.last_event_at - self._rules.allowed_lateness:
+        elif (
+            event.timestamp < journey.last_event_at - self._rules.allowed_lateness
+            and watermark is not None
+            and event.timestamp < watermark
+        ):
+            # Late for its journey and for its own stream. (An event older than its journey's
+            # newest but on time in its own stream came from another device of the customer,
+            # whose partition ran behind: it joins the journey. In one stream the first rule
+            # implies the second.)
             self.late_events += 1
             outputs.append(
                 DeadLetter.of(
@@ -312,7 +320,7 @@ class JourneyTracker:
             session=self._new_session(event, journey_id),
         )
         self._journeys[(event.site_id, journey_id)] = journey
-        self._record(journey, event, outputs)
+        self._record(journey, event, outputs, behind=False)
         outputs.append(self._transition(journey, event, TransitionKind.ENTERED, None, None))
         outputs.append(self._signal(journey, SignalKind.PHASE_REACHED, event.timestamp, event))
         return journey
@@ -320,6 +328,10 @@ class JourneyTracker:
     def _continue(
         self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput]
     ) -> None:
+        # Only possible for an event of another device of the customer whose partition ran
+        # behind (in one stream such an event is late): it counts, but it is no longer what the
+        # customer is doing now.
+        behind = event.timestamp < journey.last_event_at - self._rules.allowed_lateness
         session = journey.session
         gap = event.timestamp - session.last_event_at
         if (
@@ -336,8 +348,8 @@ class JourneyTracker:
                 self._transition(journey, event, TransitionKind.RETURNED, journey.phase, None)
             )
             outputs.append(self._signal(journey, SignalKind.RETURNED, event.timestamp, event))
-        self._record(journey, event, outputs)
-        self._move(journey, event, outputs)
+        self._record(journey, event, outputs, behind)
+        self._move(journey, event, outputs, behind)
 
     def _new_session(self, event: Event, journey_id: str) -> SessionState:
         return SessionState(
@@ -348,7 +360,7 @@ class JourneyTracker:
         )
 
     def _record(
-        self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput]
+        self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput], behind: bool
     ) -> None:
         session = journey.session
         was_engaged = session.engaged
@@ -368,7 +380,7 @@ class JourneyTracker:
             session.conversions += 1
             journey.orders += 1
             journey.cart_since = None
-        elif self._model.is_cart_add(event):
+        elif self._model.is_cart_add(event) and not behind:  # the order may have come since
             journey.cart_since = event.timestamp
         session.engaged = (
             session.page_views >= ENGAGED_PAGE_VIEWS
@@ -388,7 +400,9 @@ class JourneyTracker:
             return repeat
         return self._model.phase_of(event)
 
-    def _move(self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput]) -> None:
+    def _move(
+        self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput], behind: bool
+    ) -> None:
         orders_before = journey.orders - (1 if self._model.is_order(event) else 0)
         if self._model.is_order(event) and orders_before == 1:
             outputs.append(
@@ -398,6 +412,8 @@ class JourneyTracker:
         if target is None or target == journey.phase:
             return
         index = self._model.index
+        if behind and index(target) <= index(journey.furthest):
+            return  # an earlier step on another device: it moves the journey only further
         kind = (
             TransitionKind.ADVANCED
             if index(target) > index(journey.phase)

@@ -15,7 +15,18 @@ class SessionizerMetrics:
         self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
         self.events_processed = Counter(
             "klantreis_sessionizer_events_processed_total",
-            "Events turned into sessions and transitions.",
+            "Events read from the events topic and routed to their journeys (duplicates and "
+            "refused records included).",
+            registry=registry,
+        )
+        self.journey_events = Counter(
+            "klantreis_sessionizer_journey_events_total",
+            "Events applied to their journeys: sessions, phases and timers.",
+            registry=registry,
+        )
+        self.waiting_journeys = Gauge(
+            "klantreis_sessionizer_waiting_journeys",
+            "Journeys whose events wait for the hand-off of a journey a login merged into them.",
             registry=registry,
         )
         self.transitions = Counter(
@@ -47,18 +58,22 @@ class SessionizerMetrics:
         )
         self.state_entries = Gauge(
             "klantreis_sessionizer_state_entries",
-            "Identity and journey entries held in memory by this instance.",
+            "Entries held in memory by this instance: identities (stage `identities`), journeys "
+            "and hand-offs waiting for their journey (stage `journeys`).",
+            ["stage"],
             registry=registry,
         )
         self.consumer_lag = Gauge(
             "klantreis_sessionizer_consumer_lag",
-            "Events on the input partition not yet processed.",
-            ["partition"],
+            "Records on a stage's input partition not yet processed (stage `identities` reads "
+            "the events topic, stage `journeys` the sessionizer's journeys topic).",
+            ["stage", "partition"],
             registry=registry,
         )
         self.restore_seconds = Histogram(
             "klantreis_sessionizer_restore_seconds",
             "Time to restore a partition's state from its changelog on assignment.",
+            ["stage"],
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=registry,
         )
@@ -76,6 +91,7 @@ class SessionizerMetrics:
         self.batch_seconds = Histogram(
             "klantreis_sessionizer_batch_seconds",
             "From a polled batch to its outputs acknowledged and offsets committed.",
+            ["stage"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=registry,
         )

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -67,8 +67,8 @@ class Routed:
       (None: there was no such journey).
     * `WATERMARK`: events partition `upstream` has seen events up to `watermark`.
 
-    For `EVENT` and `MERGE`, `watermark` is the events partition's watermark just before it.
-    Times are microseconds since the epoch.
+    `EVENT` and `MERGE` also name their events partition (`upstream`) and carry its watermark
+    just before them (`watermark`). Times are microseconds since the epoch.
     """
 
     kind: RoutedKind
@@ -91,8 +91,9 @@ class Routed:
 class IdentityStage:
     """Per events partition: the events' journeys, and the partition's progress in event time."""
 
-    def __init__(self, rules: JourneyRules) -> None:
+    def __init__(self, rules: JourneyRules, partition: int) -> None:
         self.identities = IdentityResolver()
+        self.partition = partition
         self._lateness = rules.allowed_lateness
         self._newest: datetime | None = None
 
@@ -120,7 +121,8 @@ class IdentityStage:
                     merge_from,
                     other=journey_id,
                     watermark=watermark,
-                )  # fmt: skip
+                    upstream=self.partition,
+                )
             )
         routed.append(
             Routed(
@@ -130,7 +132,8 @@ class IdentityStage:
                 event=event,
                 other=merge_from,
                 watermark=watermark,
-            )  # fmt: skip
+                upstream=self.partition,
+            )
         )
         if event.type is not EventType.ALIAS and (
             self._newest is None or event.timestamp > self._newest
@@ -163,9 +166,11 @@ class IdentityStage:
 class JourneyStage:
     """Per journeys-topic partition: the journeys keyed here, and the hand-offs between them."""
 
-    def __init__(self, rules: JourneyRules) -> None:
+    def __init__(self, rules: JourneyRules, upstream_partitions: int) -> None:
         self.journeys = JourneyTracker(rules)
+        self._upstream_partitions = upstream_partitions
         self._lateness = rules.allowed_lateness
+        self._lateness_micros = rules.allowed_lateness // timedelta(microseconds=1)
         self._upstream: dict[int, int] = {}  # events partition -> its newest event time
         # journeys whose next records wait for a hand-off, with those records in order
         self._waiting: dict[tuple[str, str], list[Routed]] = {}
@@ -177,8 +182,11 @@ class JourneyStage:
 
     @property
     def watermark(self) -> datetime | None:
-        """The slowest events partition's newest event time, less the allowed lateness."""
-        if not self._upstream:
+        """The slowest events partition's newest event time, less the allowed lateness; None
+        until every events partition has been heard of. (One not heard of yet may still bring
+        events older than all the others': a timer fired before would fire or not depending on
+        when its first records came.)"""
+        if len(self._upstream) < self._upstream_partitions:
             return None
         slowest = from_micros(min(self._upstream.values()))
         assert slowest is not None
@@ -192,9 +200,7 @@ class JourneyStage:
         """Outputs, and records for the journeys topic (hand-offs)."""
         if routed.kind is RoutedKind.WATERMARK:
             assert routed.upstream is not None and routed.watermark is not None
-            if routed.watermark > self._upstream.get(routed.upstream, routed.watermark - 1):
-                self._upstream[routed.upstream] = routed.watermark
-                self._changed_upstream.add(routed.upstream)
+            self._progress(routed.upstream, routed.watermark)
             watermark = self.watermark
             return ([] if watermark is None else self.journeys.fire_until(watermark)), []
         if routed.kind is RoutedKind.HANDOFF:
@@ -203,6 +209,7 @@ class JourneyStage:
             self._handoffs.setdefault(stash, []).append(routed.state)
             self._changed_handoffs.add(stash)
             return self._release((routed.site_id, routed.journey_id))
+        self._observe(routed)
         key = (routed.site_id, routed.journey_id)
         queue = self._waiting.get(key)
         if queue is not None:
@@ -216,6 +223,27 @@ class JourneyStage:
             self.journeys.held.add(key)
             return [], []
         return handled
+
+    def _observe(self, routed: Routed) -> None:
+        """What an `EVENT` or a `MERGE` tells of its events partition's progress. The partition's
+        own `WATERMARK` comes only after its batch, and records of other partitions may come in
+        between: without this, their watermarks could fire the timers of a journey whose events
+        partition had not yet been heard of, before that journey's next event."""
+        if routed.upstream is None:
+            return
+        newest = None if routed.watermark is None else routed.watermark + self._lateness_micros
+        event = routed.event
+        if event is not None and event.type is not EventType.ALIAS:
+            at = to_micros(event.timestamp)
+            assert at is not None
+            newest = at if newest is None else max(newest, at)
+        if newest is not None:
+            self._progress(routed.upstream, newest)
+
+    def _progress(self, upstream: int, newest: int) -> None:
+        if newest > self._upstream.get(upstream, newest - 1):
+            self._upstream[upstream] = newest
+            self._changed_upstream.add(upstream)
 
     def _handle(self, routed: Routed) -> tuple[list[SessionizerOutput], list[Routed]] | None:
         """Apply an `EVENT` or a `MERGE`; None when it must wait for a hand-off."""
@@ -350,3 +378,46 @@ def upstream_watermarks(
         return []
     marker = Routed(RoutedKind.WATERMARK, watermark=newest, upstream=upstream)
     return [(partition, marker) for partition in downstream]
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+def routed_headers(routed: Routed) -> list[tuple[str, bytes]]:
+    """A routed record's Kafka headers: everything but the event or the handed-off state."""
+    headers = [("kind", routed.kind.value.encode())]
+    if routed.kind is not RoutedKind.WATERMARK:
+        headers += [("site", routed.site_id.encode()), ("journey", routed.journey_id.encode())]
+    if routed.other is not None:
+        headers.append(("other", routed.other.encode()))
+    if routed.watermark is not None:
+        headers.append(("watermark", b"%d" % routed.watermark))
+    if routed.upstream is not None:
+        headers.append(("upstream", b"%d" % routed.upstream))
+    return headers
+
+
+def routed_value(routed: Routed) -> bytes:
+    if routed.kind is RoutedKind.EVENT:
+        assert routed.event is not None
+        return routed.event.to_bytes()
+    if routed.kind is RoutedKind.HANDOFF:
+        return orjson.dumps(routed.state)
+    return b""
+
+
+def routed_from_record(value: bytes, headers: Iterable[tuple[str, bytes]]) -> Routed:
+    fields = dict(headers)
+    kind = RoutedKind(fields["kind"].decode())
+    other, watermark = fields.get("other"), fields.get("watermark")
+    upstream = fields.get("upstream")
+    return Routed(
+        kind,
+        fields.get("site", b"").decode(),
+        fields.get("journey", b"").decode(),
+        event=Event.from_bytes(value) if kind is RoutedKind.EVENT else None,
+        other=None if other is None else other.decode(),
+        watermark=None if watermark is None else int(watermark),
+        upstream=None if upstream is None else int(upstream),
+        state=orjson.loads(value) if kind is RoutedKind.HANDOFF else None,
+    )

@@ -1,8 +1,10 @@
-"""The sessionizer as a Kafka consumer-group member: the I/O around `core.JourneyEngine`.
+"""The sessionizer as Kafka consumer-group members: the I/O around the two stages of
+`routing` (identities by device, journeys by customer).
 
-Every input partition is an independent, deterministic state machine: its own engine, its own
-changelog partition and its own transactional producer. That is what makes a restart, a crash or
-a rebalance invisible in the outputs.
+Each stage is its own consumer group (`SessionizerWorker` with an `IdentitySteps` or a
+`JourneySteps`), and every input partition of a stage is an independent, deterministic state
+machine: its own engine, its own changelog partition and its own transactional producer. That is
+what makes a restart, a crash or a rebalance invisible in the outputs.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -22,21 +26,199 @@ from klantreis.config import Settings
 from klantreis.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event
 from klantreis.kafka import RecordBatches, ensure_topics, new_consumer, new_producer
 from klantreis.topics import Topics
-from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
+from services.sessionizer.core import JourneyRules, SessionizerOutput
 from services.sessionizer.metrics import SessionizerMetrics
+from services.sessionizer.routing import (
+    IdentityStage,
+    JourneyStage,
+    Routed,
+    RoutedKind,
+    routed_from_record,
+    routed_headers,
+    routed_value,
+    upstream_watermarks,
+)
 
 log = logging.getLogger(__name__)
 
 GAUGE_INTERVAL_SECONDS = 5.0  # Prometheus scrapes every 15 s or so
 
 
+class StageEngine(Protocol):
+    """What the worker needs of a stage's per-partition engine besides processing."""
+
+    def take_changes(self) -> list[tuple[bytes, bytes | None]]: ...
+
+    def apply_change(self, key: bytes, value: bytes | None) -> None: ...
+
+    def finish_restore(self) -> None: ...
+
+
+Engine = TypeVar("Engine", bound=StageEngine)
+
+
 @dataclass
-class _Partition:
+class _Partition(Generic[Engine]):
     """What one input partition owns while it is assigned here."""
 
     tp: TopicPartition
-    engine: JourneyEngine
+    engine: Engine
     producer: AIOKafkaProducer
+
+
+class Steps(ABC, Generic[Engine]):
+    """One stage: its topics and group, and what it makes of a batch of its input."""
+
+    name: str  # for metrics and logs
+    input_topic: str
+    changelog: str
+    group: str  # also the prefix of the partitions' transactional ids
+
+    def __init__(self, settings: Settings, metrics: SessionizerMetrics) -> None:
+        self.topics = Topics.from_settings(settings)
+        self.rules = JourneyRules.from_settings(settings)
+        self.metrics = metrics
+
+    @abstractmethod
+    def new_engine(self, partition: int) -> Engine: ...
+
+    @abstractmethod
+    def process(
+        self, owned: _Partition[Engine], records: list[ConsumerRecord[bytes, bytes]],
+        batches: RecordBatches,
+    ) -> int:  # fmt: skip
+        """Run a batch through the partition's engine and add what it makes to `batches`;
+        returns the number of records counted as processed when the batch is committed."""
+
+    @abstractmethod
+    def count_processed(self, records: int) -> None: ...
+
+    @abstractmethod
+    def update_gauges(self, engines: list[Engine]) -> None: ...
+
+    def add(self, batches: RecordBatches, outputs: list[SessionizerOutput]) -> None:
+        self.metrics.count(outputs)
+        for output in outputs:
+            batches.add(self.topics.topic_of(output), output.to_bytes(), output.partition_key)
+
+    def add_routed(
+        self, batches: RecordBatches, routed: Routed, value: bytes | None = None
+    ) -> None:
+        batches.add(
+            self.topics.sessionizer_journeys,
+            routed_value(routed) if value is None else value,
+            routed.partition_key,
+            headers=routed_headers(routed),
+        )
+
+
+class IdentitySteps(Steps[IdentityStage]):
+    """Stage 1, reading the events topic (keyed by device)."""
+
+    name = "identities"
+
+    def __init__(self, settings: Settings, metrics: SessionizerMetrics) -> None:
+        super().__init__(settings, metrics)
+        self.input_topic = self.topics.events
+        self.changelog = self.topics.identities_changelog
+        self.group = self.topics.identities_group
+        self._journey_partitions = range(settings.topic_partitions)
+
+    def new_engine(self, partition: int) -> IdentityStage:
+        return IdentityStage(self.rules, partition)
+
+    def process(
+        self, owned: _Partition[IdentityStage], records: list[ConsumerRecord[bytes, bytes]],
+        batches: RecordBatches,
+    ) -> int:  # fmt: skip
+        engine = owned.engine
+        duplicates = engine.identities.duplicates
+        for record in records:
+            try:
+                event = Event.from_bytes(record.value or b"")
+            except ValidationError as exc:
+                self.add(batches, [self._refused(record, exc.errors()[0]["msg"])])
+                continue
+            if event.timestamp < EARLIEST_EVENT_TIME:
+                self.add(batches, [self._refused(record, "an event before 1970")])
+                continue
+            links, routed = engine.route(event)
+            self.add(batches, links)
+            for one in routed:
+                # the event as it was read: it decodes to the same event, without a new encoding
+                self.add_routed(
+                    batches, one, record.value if one.kind is RoutedKind.EVENT else None
+                )
+        self.metrics.duplicates.inc(engine.identities.duplicates - duplicates)
+        # after the batch's events, in the same transaction: a journeys partition that has this
+        # marker has every event of this partition up to it
+        marks = upstream_watermarks(owned.tp.partition, engine.newest, self._journey_partitions)
+        for partition, marker in marks:
+            batches.add(
+                self.topics.sessionizer_journeys, b"", None, partition=partition,
+                headers=routed_headers(marker),
+            )  # fmt: skip
+        return len(records)
+
+    def count_processed(self, records: int) -> None:
+        self.metrics.events_processed.inc(records)
+
+    def update_gauges(self, engines: list[IdentityStage]) -> None:
+        self.metrics.state_entries.labels(self.name).set(sum(len(e.identities) for e in engines))
+
+    def _refused(self, record: ConsumerRecord[bytes, bytes], why: str) -> DeadLetter:
+        self.metrics.undecodable_events.inc()
+        return DeadLetter.of(
+            record.value,
+            DeadLetterReason.UNDECODABLE,
+            f"{self.topics.events}: {why}",
+            "sessionizer",
+            # the record's own time, not the clock: a replay must be identical
+            received_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
+        )
+
+
+class JourneySteps(Steps[JourneyStage]):
+    """Stage 2, reading the sessionizer's journeys topic (keyed by journey)."""
+
+    name = "journeys"
+
+    def __init__(self, settings: Settings, metrics: SessionizerMetrics) -> None:
+        super().__init__(settings, metrics)
+        self.input_topic = self.topics.sessionizer_journeys
+        self.changelog = self.topics.journeys_changelog
+        self.group = self.topics.journeys_group
+        self._events_partitions = settings.topic_partitions
+
+    def new_engine(self, partition: int) -> JourneyStage:
+        return JourneyStage(self.rules, upstream_partitions=self._events_partitions)
+
+    def process(
+        self, owned: _Partition[JourneyStage], records: list[ConsumerRecord[bytes, bytes]],
+        batches: RecordBatches,
+    ) -> int:  # fmt: skip
+        engine = owned.engine
+        events = 0
+        for record in records:
+            routed = routed_from_record(record.value or b"", record.headers)
+            events += routed.kind is RoutedKind.EVENT
+            outputs, handoffs = engine.process(routed)
+            self.add(batches, outputs)
+            for handoff in handoffs:
+                self.add_routed(batches, handoff)
+        return events
+
+    def count_processed(self, records: int) -> None:
+        self.metrics.journey_events.inc(records)
+
+    def update_gauges(self, engines: list[JourneyStage]) -> None:
+        journeys = [e.journeys for e in engines]
+        self.metrics.active_journeys.set(sum(len(j) for j in journeys))
+        self.metrics.open_sessions.set(sum(j.open_sessions for j in journeys))
+        self.metrics.waiting_journeys.set(sum(e.waiting for e in engines))
+        self.metrics.state_entries.labels(self.name).set(
+            sum(len(e.journeys) + e.waiting for e in engines)
+        )
 
 
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -46,7 +228,7 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
     committing; a revoke waits for them, so a partition is let go with nothing uncommitted.
     """
 
-    def __init__(self, worker: SessionizerWorker) -> None:
+    def __init__(self, worker: SessionizerWorker[Engine]) -> None:
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -57,12 +239,13 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._worker.restore(assigned)
 
 
-class SessionizerWorker:
-    """Reads the events topic; writes sessions, transitions, signals and identity links.
+class SessionizerWorker(Generic[Engine]):
+    """One stage of the sessionizer: reads its input topic, writes what `steps` make of it.
 
     Commit order, for every polled batch of an input partition, inside one Kafka transaction of
     that partition's producer (transactional id `<group>.<partition>`):
-      1. Send the records the engine made of the batch to the output topics.
+      1. Send the records the engine made of the batch to the output topics (and, for the
+         identity stage, the routed events and the partition's watermark to the journeys topic).
       2. Send the engine's state changes to the same partition of the changelog.
       3. Add the input offset after the batch to the transaction (send_offsets_to_transaction).
       4. Commit the transaction.
@@ -72,13 +255,14 @@ class SessionizerWorker:
     exactly the state after the last committed batch, so the same records come out again.
     """
 
-    def __init__(self, settings: Settings, metrics: SessionizerMetrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: SessionizerMetrics, steps: Steps[Engine]
+    ) -> None:
         self._settings = settings
-        self._topics = Topics.from_settings(settings)
-        self._group = self._topics.sessionizer_group
-        self._rules = JourneyRules.from_settings(settings)
+        self._steps = steps
+        self._group = steps.group
         self._metrics = metrics
-        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._partitions: dict[TopicPartition, _Partition[Engine]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._committing: list[asyncio.Task[None]] = []  # the previous poll's transactions
         self._failed_commit: Exception | None = None
@@ -88,7 +272,7 @@ class SessionizerWorker:
     def assigned(self) -> list[TopicPartition]:
         return sorted(self._partitions)
 
-    async def __aenter__(self) -> SessionizerWorker:
+    async def __aenter__(self) -> SessionizerWorker[Engine]:
         await ensure_topics(self._settings)
         consumer = new_consumer(
             self._settings,
@@ -98,7 +282,7 @@ class SessionizerWorker:
         )
         await consumer.start()
         self._consumer = consumer
-        consumer.subscribe([self._topics.events], listener=_Assignment(self))
+        consumer.subscribe([self._steps.input_topic], listener=_Assignment(self))
         return self
 
     async def __aexit__(
@@ -123,9 +307,9 @@ class SessionizerWorker:
         not caught up with the changelog.
         """
         fresh = sorted(tp for tp in assigned if tp not in self._partitions)
-        if not fresh:
+        consumer = self._consumer
+        if not fresh or consumer is None:  # None: stopping, and a last rebalance came first
             return
-        consumer = self._require_consumer()
         consumer.pause(*fresh)
         started = time.perf_counter()
         producers: dict[TopicPartition, AIOKafkaProducer] = {}
@@ -144,19 +328,19 @@ class SessionizerWorker:
         for tp in fresh:
             self._partitions[tp] = _Partition(tp, engines[tp.partition], producers[tp])
         seconds = time.perf_counter() - started
-        self._metrics.restore_seconds.observe(seconds)
+        self._metrics.restore_seconds.labels(self._steps.name).observe(seconds)
         log.info(
-            "restored partitions %s (%d journeys) in %.2fs",
+            "restored partitions %s (%s) in %.2fs",
             [tp.partition for tp in fresh],
-            sum(engine.active_journeys for engine in engines.values()),
+            self._steps.name,
             seconds,
         )
         self._update_gauges()
         consumer.resume(*fresh)
 
-    async def _restore_engines(self, partitions: list[int]) -> dict[int, JourneyEngine]:
-        engines = {partition: JourneyEngine(self._rules) for partition in partitions}
-        changelog = [TopicPartition(self._topics.sessionizer_changelog, p) for p in partitions]
+    async def _restore_engines(self, partitions: list[int]) -> dict[int, Engine]:
+        engines = {partition: self._steps.new_engine(partition) for partition in partitions}
+        changelog = [TopicPartition(self._steps.changelog, p) for p in partitions]
         reader = new_consumer(self._settings, group_id=None, max_poll_records=10_000)
         await reader.start()
         try:
@@ -190,10 +374,7 @@ class SessionizerWorker:
         """Counting open sessions walks every journey held here, so the run loop does this
         every few seconds, not after every poll."""
         self._gauges_updated = time.monotonic()
-        engines = [owned.engine for owned in self._partitions.values()]
-        self._metrics.active_journeys.set(sum(e.active_journeys for e in engines))
-        self._metrics.open_sessions.set(sum(e.journeys.open_sessions for e in engines))
-        self._metrics.state_entries.set(sum(e.active_journeys + len(e.identities) for e in engines))
+        self._steps.update_gauges([owned.engine for owned in self._partitions.values()])
 
     # --- processing -----------------------------------------------------------------------------
 
@@ -218,6 +399,8 @@ class SessionizerWorker:
                 if self._failed_commit is not None:
                     # It failed while a rebalance waited for it, inside the poll.
                     raise self._failed_commit
+                if time.monotonic() - self._gauges_updated >= GAUGE_INTERVAL_SECONDS:
+                    self._update_gauges()
                 if not batches:
                     await self.finish_commits()
                     continue
@@ -231,9 +414,9 @@ class SessionizerWorker:
                     highwater = consumer.highwater(tp)
                     if highwater is not None:
                         lag = highwater - await consumer.position(tp)
-                        self._metrics.consumer_lag.labels(str(tp.partition)).set(lag)
-                if time.monotonic() - self._gauges_updated >= GAUGE_INTERVAL_SECONDS:
-                    self._update_gauges()
+                        self._metrics.consumer_lag.labels(self._steps.name, str(tp.partition)).set(
+                            lag
+                        )
             await self.finish_commits()
             self._update_gauges()
         finally:
@@ -256,28 +439,26 @@ class SessionizerWorker:
 
     def _prepare(
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[_Partition, RecordBatches, int, int] | None:
+    ) -> tuple[_Partition[Engine], RecordBatches, int, int] | None:
         """Run a partition's batch through its engine: the records to write, the offset after
-        the batch and the number of events."""
+        the batch and the number of records to count as processed."""
         owned = self._partitions.get(tp)
         if owned is None:
             # Fetched in the instant between assignment and pause: read it again once restored.
             self._require_consumer().seek(tp, records[0].offset)
             return None
-        outputs = [output for record in records for output in self._process(owned, record)]
         batches = RecordBatches(owned.producer)
-        for output in outputs:
-            batches.add(self._topics.topic_of(output), output.to_bytes(), output.partition_key)
+        processed = self._steps.process(owned, records, batches)
         for key, value in owned.engine.take_changes():  # to this partition's changelog
-            batches.add(self._topics.sessionizer_changelog, value, key, partition=tp.partition)
-        return owned, batches, records[-1].offset + 1, len(records)
+            batches.add(self._steps.changelog, value, key, partition=tp.partition)
+        return owned, batches, records[-1].offset + 1, processed
 
     async def _commit(
         self,
-        owned: _Partition,
+        owned: _Partition[Engine],
         batches: RecordBatches,
         next_offset: int,
-        events: int,
+        processed: int,
         polled: float,
     ) -> None:
         producer = owned.producer
@@ -287,32 +468,33 @@ class SessionizerWorker:
                 {owned.tp: next_offset}, self._group
             )
         # 4. committed when the transaction block exits without an exception
-        self._metrics.events_processed.inc(events)
-        self._metrics.batch_seconds.observe(time.perf_counter() - polled)
+        self._steps.count_processed(processed)
+        self._metrics.batch_seconds.labels(self._steps.name).observe(time.perf_counter() - polled)
 
-    def _process(
-        self, owned: _Partition, record: ConsumerRecord[bytes, bytes]
-    ) -> list[SessionizerOutput]:
-        try:
-            event = Event.from_bytes(record.value or b"")
-        except ValidationError as exc:
-            return [self._refused(record, f"{self._topics.events}: {exc.errors()[0]['msg']}")]
-        if event.timestamp < EARLIEST_EVENT_TIME:
-            return [self._refused(record, f"{self._topics.events}: an event before 1970")]
-        engine = owned.engine
-        duplicates = engine.identities.duplicates
-        outputs = engine.process(event)
-        self._metrics.duplicates.inc(engine.identities.duplicates - duplicates)
-        self._metrics.count(outputs)
-        return outputs
 
-    def _refused(self, record: ConsumerRecord[bytes, bytes], why: str) -> DeadLetter:
-        self._metrics.undecodable_events.inc()
-        return DeadLetter.of(
-            record.value,
-            DeadLetterReason.UNDECODABLE,
-            why,
-            "sessionizer",
-            # the record's own time, not the clock: a replay must be identical
-            received_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
-        )
+class Sessionizer:
+    """Both stages in one process: `klantreis sessionizer`. Either failing stops both."""
+
+    def __init__(self, settings: Settings, metrics: SessionizerMetrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set; raises what ended a stage, after stopping the other."""
+        settings, metrics = self._settings, self._metrics
+        identities = SessionizerWorker(settings, metrics, IdentitySteps(settings, metrics))
+        journeys = SessionizerWorker(settings, metrics, JourneySteps(settings, metrics))
+        async with identities, journeys:
+            stages = [asyncio.create_task(identities.run(stop)),
+                      asyncio.create_task(journeys.run(stop))]  # fmt: skip
+            try:
+                done, _ = await asyncio.wait(stages, return_when=asyncio.FIRST_EXCEPTION)
+                for stage in done:
+                    failure = stage.exception()
+                    if failure is not None:
+                        log.error("a sessionizer stage failed; stopping both", exc_info=failure)
+                        raise failure
+            finally:
+                for stage in stages:
+                    stage.cancel()
+                await asyncio.gather(*stages, return_exceptions=True)

@@ -97,14 +97,21 @@ async def read_events(settings: Settings) -> list[Event]:
     return [Event.from_bytes(r.value or b"") for batch in records.values() for r in batch]
 
 
-async def committed(settings: Settings, group: str) -> int:
-    """Records a consumer group has committed as processed, summed over its partitions."""
+async def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    """The offsets a consumer group has committed, per topic and partition."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
     except GroupCoordinatorNotAvailableError:
-        return 0  # the group does not exist until the first member joins
+        return {}  # the group does not exist until the first member joins
     finally:
         await admin.close()
-    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+    return {
+        (tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset > 0
+    }
+
+
+async def committed(settings: Settings, group: str) -> int:
+    """Records a consumer group has committed as processed, summed over its partitions."""
+    return sum((await committed_offsets(settings, group)).values())

@@ -22,7 +22,7 @@ from services.metrics.metrics import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
 from services.sessionizer.metrics import SessionizerMetrics
-from services.sessionizer.worker import SessionizerWorker
+from services.sessionizer.worker import Sessionizer
 from tests.integration.conftest import SITE, WRITE_KEY
 
 
@@ -52,11 +52,11 @@ async def pipeline(
     stop = asyncio.Event()
     async with (
         collector.router.lifespan_context(collector),
-        SessionizerWorker(settings, SessionizerMetrics(registry)) as sessions,
         MetricsWorker(settings, warehouse, WarehouseMetrics(registry)) as writer,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=collector), base_url="http://c") as c,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=reader), base_url="http://r") as r,
     ):
+        sessions = Sessionizer(settings, SessionizerMetrics(registry))
         tasks = [asyncio.create_task(sessions.run(stop)), asyncio.create_task(writer.run(stop))]
         try:
             yield c, r

@@ -4,6 +4,7 @@ on: a record that crashed the sessionizer would crash it again at every restart.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 
 import orjson
@@ -15,7 +16,7 @@ from klantreis.events import DeadLetter
 from klantreis.kafka import ensure_topics, new_producer, read_to_end
 from klantreis.topics import Topics
 from services.sessionizer.metrics import SessionizerMetrics
-from services.sessionizer.worker import SessionizerWorker
+from services.sessionizer.worker import Sessionizer
 from tests.integration.conftest import committed
 from tests.unit.factories import make_event
 
@@ -39,19 +40,25 @@ async def test_garbage_and_a_year_one_event_become_dead_letters_and_the_rest_goe
         await producer.stop()
 
     registry = CollectorRegistry()
-    async with SessionizerWorker(settings, SessionizerMetrics(registry)) as worker:
-        stop = asyncio.Event()
-        run = asyncio.create_task(worker.run(stop))
-        while await committed(settings, topics.sessionizer_group) < 4:
-            assert not run.done(), run
-            await asyncio.sleep(0.1)
-        stop.set()
-        await run
-        # One visitor, one journey, its session still open; two records refused.
-        gauge = registry.get_sample_value
-        assert gauge("klantreis_sessionizer_active_journeys") == 1
-        assert gauge("klantreis_sessionizer_open_sessions") == 1
-        assert gauge("klantreis_sessionizer_undecodable_events_total") == 2
+    gauge = registry.get_sample_value
+    stop = asyncio.Event()
+    run = asyncio.create_task(Sessionizer(settings, SessionizerMetrics(registry)).run(stop))
+    deadline = time.monotonic() + 60
+    while (
+        await committed(settings, topics.identities_group) < 4
+        or gauge("klantreis_sessionizer_journey_events_total") != 2
+        # the gauges are refreshed every few seconds
+        or gauge("klantreis_sessionizer_state_entries", {"stage": "journeys"}) != 1
+    ):
+        assert not run.done(), run
+        assert time.monotonic() < deadline, [(m.name, m.samples) for m in registry.collect()]
+        await asyncio.sleep(0.1)
+    # One visitor, one journey, its session still open; two records refused.
+    assert gauge("klantreis_sessionizer_active_journeys") == 1
+    assert gauge("klantreis_sessionizer_open_sessions") == 1
+    assert gauge("klantreis_sessionizer_undecodable_events_total") == 2
+    stop.set()
+    await run
 
     bootstrap = settings.require_kafka()
     letters = [

@@ -19,7 +19,7 @@ from klantreis.kafka import new_producer, write_events
 from klantreis.simulator import collected_events
 from klantreis.topics import Topics
 from services.sessionizer.metrics import SessionizerMetrics
-from services.sessionizer.worker import SessionizerWorker
+from services.sessionizer.worker import Sessionizer
 from tests.integration.conftest import committed
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -30,30 +30,33 @@ async def test_a_fenced_sessionizer_stops_and_a_restart_finishes_the_input(
 ) -> None:
     events = collected_events(seed=4, visitors=300, days=5, now=NOW)
     half = len(events) // 2
-    group = Topics.from_settings(settings).sessionizer_group
-    metrics = SessionizerMetrics(CollectorRegistry())
+    topics = Topics.from_settings(settings)
+    group = topics.identities_group
     await write_events(settings, events[:half])
-    async with SessionizerWorker(settings, metrics) as worker:
-        stop = asyncio.Event()
-        run = asyncio.create_task(worker.run(stop))
-        while await committed(settings, group) < half:
-            assert not run.done(), run
-            await asyncio.sleep(0.1)
-        # Fence every partition's transactional producer, as a newer instance would.
+    stop = asyncio.Event()
+    run = asyncio.create_task(
+        Sessionizer(settings, SessionizerMetrics(CollectorRegistry())).run(stop)
+    )
+    while await committed(settings, group) < half:
+        assert not run.done(), run
+        await asyncio.sleep(0.1)
+    # Fence every partition's transactional producers, of both stages, as a newer instance would.
+    for stage_group in (topics.identities_group, topics.journeys_group):
         for partition in range(settings.topic_partitions):
-            usurper = new_producer(settings, transactional_id=f"{group}.{partition}")
+            usurper = new_producer(settings, transactional_id=f"{stage_group}.{partition}")
             await usurper.start()
             await usurper.stop()
-        await write_events(settings, events[half:])
-        with pytest.raises(KafkaError):
-            await asyncio.wait_for(run, timeout=60)
+    await write_events(settings, events[half:])
+    with pytest.raises(KafkaError):
+        await asyncio.wait_for(run, timeout=60)
     assert await committed(settings, group) < len(events)
 
-    async with SessionizerWorker(settings, SessionizerMetrics(CollectorRegistry())) as worker:
-        stop = asyncio.Event()
-        run = asyncio.create_task(worker.run(stop))
-        while await committed(settings, group) < len(events):
-            assert not run.done(), run
-            await asyncio.sleep(0.1)
-        stop.set()
-        await run
+    stop = asyncio.Event()
+    run = asyncio.create_task(
+        Sessionizer(settings, SessionizerMetrics(CollectorRegistry())).run(stop)
+    )
+    while await committed(settings, group) < len(events):
+        assert not run.done(), run
+        await asyncio.sleep(0.1)
+    stop.set()
+    await run
