@@ -178,6 +178,7 @@ class JourneyStage:
         self._handoffs: dict[tuple[str, str, str], list[list[Any] | None]] = {}
         self._changed_upstream: set[int] = set()
         self._changed_waiting: set[tuple[str, str]] = set()
+        self.applied = 0  # events applied to their journeys (not those still waiting)
         self._changed_handoffs: set[tuple[str, str, str]] = set()
 
     @property
@@ -275,6 +276,7 @@ class JourneyStage:
                 outputs += self.journeys.take_over(site, routed.other, routed.journey_id, state)
         if event.type is not EventType.ALIAS:  # an alias links ids; it is no interaction
             outputs += self.journeys.apply(event, routed.journey_id, watermark)
+        self.applied += 1
         return outputs, []
 
     def _release(self, key: tuple[str, str]) -> tuple[list[SessionizerOutput], list[Routed]]:

@@ -198,15 +198,14 @@ class JourneySteps(Steps[JourneyStage]):
         batches: RecordBatches,
     ) -> int:  # fmt: skip
         engine = owned.engine
-        events = 0
+        applied = engine.applied
         for record in records:
             routed = routed_from_record(record.value or b"", record.headers)
-            events += routed.kind is RoutedKind.EVENT
             outputs, handoffs = engine.process(routed)
             self.add(batches, outputs)
             for handoff in handoffs:
                 self.add_routed(batches, handoff)
-        return events
+        return engine.applied - applied
 
     def count_processed(self, records: int) -> None:
         self.metrics.journey_events.inc(records)
