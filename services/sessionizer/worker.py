@@ -427,14 +427,17 @@ class SessionizerWorker(Generic[Engine]):
 
         A failure is also kept, so the run ends even when a rebalance listener (whose errors
         the consumer only logs) was the one waiting: going on would commit later offsets of
-        that partition past the records whose outputs were never committed.
+        that partition past the records whose outputs were never committed. The other
+        transactions are waited for all the same, so none is left running unowned.
         """
         committing, self._committing = self._committing, []
-        try:
-            await asyncio.gather(*committing)
-        except Exception as exc:
-            self._failed_commit = exc
-            raise
+        results = await asyncio.gather(*committing, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                self._failed_commit = result
+                raise result
+            if isinstance(result, BaseException):
+                raise result
 
     def _prepare(
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
