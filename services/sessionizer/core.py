@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-import orjson
-
 from klantreis.config import Settings
 from klantreis.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event, EventType
 from klantreis.journeys import (
@@ -844,15 +842,13 @@ def _journey_from_row(key: tuple[str, str], row: list[Any], model: PhaseModel) -
     )  # fmt: skip
 
 
-WATERMARK_KEY = b"w"
-
-
 def state_key(kind: bytes, key: tuple[str, str]) -> bytes:
     return b"\x1f".join((kind, key[0].encode(), key[1].encode()))
 
 
 class JourneyEngine:
-    """Both stages over one ordered stream: the embedded pipeline, and a Kafka partition.
+    """Both stages over one ordered stream: the embedded pipeline, and the reference that the
+    Kafka stages (`routing`) must match for a single events partition.
 
     Because every journey of the stream is here, a login merges the anonymous history at once.
     """
@@ -880,37 +876,6 @@ class JourneyEngine:
     @property
     def active_journeys(self) -> int:
         return len(self.journeys)
-
-    def take_changes(self) -> list[tuple[bytes, bytes | None]]:
-        """Every state change since the last call, as changelog records (key, value or None).
-
-        Written in the same transaction as the outputs they explain, so a restore from the
-        changelog lands exactly where the committed outputs end.
-        """
-        records: list[tuple[bytes, bytes | None]] = [
-            (state_key(b"i", key), orjson.dumps(row)) for key, row in self.identities.take_changes()
-        ]
-        records += [
-            (state_key(b"j", key), None if row is None else orjson.dumps(row))
-            for key, row in self.journeys.take_changes()
-        ]
-        records.append((WATERMARK_KEY, orjson.dumps(self.journeys.newest)))
-        return records
-
-    def apply_change(self, key: bytes, value: bytes | None) -> None:
-        """Replay one changelog record; call `finish_restore` after the last."""
-        if key == WATERMARK_KEY:
-            self.journeys.restore_newest(orjson.loads(value) if value else None)
-            return
-        kind, site, ident = key.split(b"\x1f", 2)
-        parts = (site.decode(), ident.decode())
-        if kind == b"i" and value is not None:
-            self.identities.apply_row(parts, orjson.loads(value))
-        elif kind == b"j":
-            self.journeys.apply_row(parts, orjson.loads(value) if value is not None else None)
-
-    def finish_restore(self) -> None:
-        self.journeys.rebuild_timers()
 
     def export_state(self) -> dict[str, Any]:
         return {

@@ -134,27 +134,3 @@ def test_a_retried_event_is_dropped(events: list[Event]) -> None:
     unique = list({event.event_id: event for event in events}.values())
     retried = [copy for event in unique for copy in (event, event)]
     assert run(retried, engine()) == run(unique, engine())
-
-
-@settings(max_examples=150, deadline=None)
-@given(streams(), st.data())
-def test_a_restore_from_the_compacted_changelog_changes_nothing(
-    events: list[Event], data: st.DataObject
-) -> None:
-    """What the Kafka edge does: after every batch, write the changes; on assignment, replay the
-    latest value of each key (what log compaction keeps)."""
-    before = engine()
-    changelog: dict[bytes, bytes | None] = {}
-    outputs: list[bytes] = []
-    position = 0
-    while position < len(events):
-        batch = data.draw(st.integers(1, 8))
-        outputs += run(events[position : position + batch], before)
-        changelog.update(before.take_changes())
-        position += batch
-        if data.draw(st.booleans()):  # the partition moves to another instance here
-            before = engine()
-            for key, value in changelog.items():
-                before.apply_change(key, value)
-            before.finish_restore()
-    assert outputs == run(events, engine())
