@@ -1,15 +1,24 @@
 """Sessionizer throughput against a bare consume loop, in one run on a real local broker.
 
-    .venv/bin/python bench/sessionizer.py [--visitors 6000] [--partitions 6]
+    .venv/bin/python bench/sessionizer.py [--visitors 30000] [--partitions 6]
 
-Writes simulated shop traffic to a fresh events topic, then reads all of it twice: first with a
-bare aiokafka consume loop (decode nothing, commit per batch), then with the sessionizer's two
-stages (identities: decode, drop duplicates, route each event to its journey's partition; journeys:
-decode again, sessions, phases, timers; each with outputs, changelog and offsets in one
-transaction per batch). Both run in this process, one event loop, so both use at most one core;
-the broker runs beside them. Prints events/s, events per CPU-second of this process, the ratio,
-and the bytes of state per active visitor (the compacted changelogs: the latest key and value of
-every entry).
+Writes simulated shop traffic to a fresh events topic, reads it once to warm the broker, then
+reads all of it with:
+
+1. a bare aiokafka consume loop (decode nothing, commit per batch): the baseline;
+2. the floor of any exactly-once stage that writes each event once: the sessionizer's worker
+   with a stage that forwards every record unchanged, outputs and offsets in one transaction
+   per batch, as the identity stage must;
+3. the sessionizer's two stages (identities: decode, drop duplicates, route each event to its
+   journey's partition; journeys: decode again, sessions, phases, timers; each with outputs,
+   changelog and offsets in one transaction per batch).
+
+All run in this process, one event loop, so each uses at most one core; the broker runs beside
+them. Beside them, without Kafka: decoding the events with the event model, and the two stages'
+logic on all events in memory. Prints events/s, events per CPU-second of this process, the
+ratios, and the bytes of state per active visitor (the compacted changelogs: the latest key and
+value of every entry). The default input is large enough that joining the consumer groups and
+starting the producers weighs little.
 """
 
 from __future__ import annotations
@@ -21,18 +30,36 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from klantreis.config import Settings, load_settings
-from klantreis.kafka import new_consumer, read_to_end, write_events
+from klantreis.events import Event
+from klantreis.kafka import RecordBatches, new_consumer, read_to_end, write_events
 from klantreis.local_kafka import LocalKafka
 from klantreis.runtime import tune_garbage_collection
 from klantreis.simulator import collected_events
 from klantreis.topics import Topics
+from services.sessionizer.core import JourneyRules
 from services.sessionizer.metrics import SessionizerMetrics
-from services.sessionizer.worker import Sessionizer
+from services.sessionizer.routing import (
+    IdentityStage,
+    JourneyStage,
+    RoutedKind,
+    routed_from_record,
+    routed_headers,
+    routed_value,
+    upstream_watermarks,
+)
+from services.sessionizer.worker import IdentitySteps, Sessionizer, SessionizerWorker, OwnedPartition
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def cpu_seconds(run: Callable[[], None]) -> float:
+    cpu = time.process_time()
+    run()
+    return time.process_time() - cpu
 
 
 async def timed(run: Callable[[], Awaitable[None]]) -> tuple[float, float]:
@@ -58,6 +85,76 @@ async def bare_loop(settings: Settings, total: int) -> None:
                 await consumer.commit()
     finally:
         await consumer.stop()
+
+
+class ForwardSteps(IdentitySteps):
+    """A stage that writes every event it reads, unchanged, to its own topic: the identity
+    stage's Kafka work (read, one write per event, a changelog record and the offsets in one
+    transaction per batch) without its logic."""
+
+    name = "forward"
+
+    def __init__(self, settings: Settings, metrics: SessionizerMetrics, input_topic: str) -> None:
+        super().__init__(settings, metrics)  # its topics, group and changelog under its prefix
+        self.input_topic = input_topic
+
+    def process(
+        self, owned: OwnedPartition[IdentityStage], records: list[ConsumerRecord[bytes, bytes]],
+        batches: RecordBatches,
+    ) -> int:  # fmt: skip
+        output = self.topics.sessionizer_journeys
+        for record in records:
+            batches.add(output, record.value, record.key)
+        return len(records)
+
+
+async def forward_floor(settings: Settings, total: int) -> None:
+    floor = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}-floor"})
+    metrics = SessionizerMetrics(CollectorRegistry())
+    steps = ForwardSteps(floor, metrics, Topics.from_settings(settings).events)
+    stop = asyncio.Event()
+    async with SessionizerWorker(floor, metrics, steps) as worker:
+        task = asyncio.create_task(worker.run(stop))
+        while metrics.events_processed._value.get() < total:
+            await asyncio.sleep(0.05)
+            if task.done():
+                task.result()
+        stop.set()
+        await task
+
+
+def decode_only(values: list[bytes]) -> None:
+    for value in values:
+        Event.from_bytes(value)
+
+
+def logic_in_memory(settings: Settings, values: list[bytes]) -> None:
+    """Both stages' logic on one partition each, with the hop's encoding and decoding but no
+    Kafka: a batch of events through the identity stage, its records through the journey
+    stage, outputs encoded, state changes taken."""
+    rules = JourneyRules.from_settings(settings)
+    identities, journeys = IdentityStage(rules, 0), JourneyStage(rules, upstream_partitions=1)
+    for start in range(0, len(values), settings.sessionizer_max_poll_records):
+        hop: list[tuple[bytes, list[tuple[str, bytes]]]] = []
+        for value in values[start : start + settings.sessionizer_max_poll_records]:
+            links, routed = identities.route(Event.from_bytes(value))
+            for link in links:
+                link.to_bytes()
+            for one in routed:
+                hop.append(
+                    (value if one.kind is RoutedKind.EVENT else routed_value(one),
+                     routed_headers(one))
+                )  # fmt: skip
+        for _, marker in upstream_watermarks(0, identities.newest, [0]):
+            hop.append((b"", routed_headers(marker)))
+        identities.take_changes()
+        for value, headers in hop:
+            outputs, handoffs = journeys.process(routed_from_record(value, headers))
+            for output in outputs:
+                output.to_bytes()
+            for handoff in handoffs:
+                routed_value(handoff)
+        journeys.take_changes()
 
 
 async def sessionizer(settings: Settings, total: int) -> None:
@@ -111,27 +208,34 @@ async def main(visitors: int, partitions: int) -> None:
         )
         await write_events(settings, events)
         total = len(events)
+        await bare_loop(settings, total)  # warms the broker: its first read comes from disk
         bare_wall, bare_cpu = await timed(lambda: bare_loop(settings, total))
+        floor_wall, floor_cpu = await timed(lambda: forward_floor(settings, total))
         sess_wall, sess_cpu = await timed(lambda: sessionizer(settings, total))
         size, devices = await state_bytes(settings)
+    values = [event.to_bytes() for event in events]
+    decode_cpu = cpu_seconds(lambda: decode_only(values))
+    logic_cpu = cpu_seconds(lambda: logic_in_memory(settings, values))
+
+    def line(what: str, wall: float | None, cpu: float) -> None:
+        rate = "" if wall is None else f"{total / wall:10,.0f} events/s"
+        print(f"{what:<44}{rate:>18}   {total / cpu:10,.0f} events per CPU-second")
 
     print(f"events: {total} from {visitors} simulated visitors, {partitions} partitions")
-    print(
-        f"bare consume loop:  {total / bare_wall:10,.0f} events/s   "
-        f"{total / bare_cpu:10,.0f} events per CPU-second"
-    )
-    print(
-        f"sessionizer:        {total / sess_wall:10,.0f} events/s   "
-        f"{total / sess_cpu:10,.0f} events per CPU-second"
-    )
+    line("bare consume loop", bare_wall, bare_cpu)
+    line("floor: forward each event, exactly once", floor_wall, floor_cpu)
+    line("sessionizer (two stages, exactly once)", sess_wall, sess_cpu)
+    line("without Kafka: decode each event once", None, decode_cpu)
+    line("without Kafka: both stages' logic", None, logic_cpu)
     print(f"ratio sessionizer / bare (events/s): {bare_wall / sess_wall:.2f}")
+    print(f"ratio floor / bare (events/s): {bare_wall / floor_wall:.2f}")
     print(f"state: {size / max(devices, 1):.0f} bytes per active visitor "
           f"({size:,} bytes for {devices} devices, changelog keys and values)")  # fmt: skip
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--visitors", type=int, default=6000)
+    parser.add_argument("--visitors", type=int, default=30000)
     parser.add_argument("--partitions", type=int, default=6)
     args = parser.parse_args()
     asyncio.run(main(args.visitors, args.partitions))

@@ -58,7 +58,7 @@ Engine = TypeVar("Engine", bound=StageEngine)
 
 
 @dataclass
-class _Partition(Generic[Engine]):
+class OwnedPartition(Generic[Engine]):
     """What one input partition owns while it is assigned here."""
 
     tp: TopicPartition
@@ -84,7 +84,7 @@ class Steps(ABC, Generic[Engine]):
 
     @abstractmethod
     def process(
-        self, owned: _Partition[Engine], records: list[ConsumerRecord[bytes, bytes]],
+        self, owned: OwnedPartition[Engine], records: list[ConsumerRecord[bytes, bytes]],
         batches: RecordBatches,
     ) -> int:  # fmt: skip
         """Run a batch through the partition's engine and add what it makes to `batches`;
@@ -128,7 +128,7 @@ class IdentitySteps(Steps[IdentityStage]):
         return IdentityStage(self.rules, partition)
 
     def process(
-        self, owned: _Partition[IdentityStage], records: list[ConsumerRecord[bytes, bytes]],
+        self, owned: OwnedPartition[IdentityStage], records: list[ConsumerRecord[bytes, bytes]],
         batches: RecordBatches,
     ) -> int:  # fmt: skip
         engine = owned.engine
@@ -194,7 +194,7 @@ class JourneySteps(Steps[JourneyStage]):
         return JourneyStage(self.rules, upstream_partitions=self._events_partitions)
 
     def process(
-        self, owned: _Partition[JourneyStage], records: list[ConsumerRecord[bytes, bytes]],
+        self, owned: OwnedPartition[JourneyStage], records: list[ConsumerRecord[bytes, bytes]],
         batches: RecordBatches,
     ) -> int:  # fmt: skip
         engine = owned.engine
@@ -261,7 +261,7 @@ class SessionizerWorker(Generic[Engine]):
         self._steps = steps
         self._group = steps.group
         self._metrics = metrics
-        self._partitions: dict[TopicPartition, _Partition[Engine]] = {}
+        self._partitions: dict[TopicPartition, OwnedPartition[Engine]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._committing: list[asyncio.Task[None]] = []  # the previous poll's transactions
         self._failed_commit: Exception | None = None
@@ -325,7 +325,7 @@ class SessionizerWorker(Generic[Engine]):
                 await producer.stop()
             raise
         for tp in fresh:
-            self._partitions[tp] = _Partition(tp, engines[tp.partition], producers[tp])
+            self._partitions[tp] = OwnedPartition(tp, engines[tp.partition], producers[tp])
         seconds = time.perf_counter() - started
         self._metrics.restore_seconds.labels(self._steps.name).observe(seconds)
         log.info(
@@ -441,7 +441,7 @@ class SessionizerWorker(Generic[Engine]):
 
     def _prepare(
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[_Partition[Engine], RecordBatches, int, int] | None:
+    ) -> tuple[OwnedPartition[Engine], RecordBatches, int, int] | None:
         """Run a partition's batch through its engine: the records to write, the offset after
         the batch and the number of records to count as processed."""
         owned = self._partitions.get(tp)
@@ -457,7 +457,7 @@ class SessionizerWorker(Generic[Engine]):
 
     async def _commit(
         self,
-        owned: _Partition[Engine],
+        owned: OwnedPartition[Engine],
         batches: RecordBatches,
         next_offset: int,
         processed: int,
