@@ -51,7 +51,12 @@ from services.sessionizer.routing import (
     routed_value,
     upstream_watermarks,
 )
-from services.sessionizer.worker import IdentitySteps, Sessionizer, SessionizerWorker, OwnedPartition
+from services.sessionizer.worker import (
+    IdentitySteps,
+    OwnedPartition,
+    Sessionizer,
+    SessionizerWorker,
+)
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

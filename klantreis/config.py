@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     max_session_hours: Annotated[float, Field(gt=0, le=7 * 24)] = 12.0
     allowed_lateness_minutes: Annotated[float, Field(ge=0, le=24 * 60)] = 10.0
     sessionizer_max_poll_records: Annotated[int, Field(ge=1)] = 10_000
+    idle_after_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        default=10.0,
+        description="With no event for this long (wall clock) and nothing left to read, the "
+        "sessionizer's event-time clock follows the wall clock, so drop-offs and abandoned carts "
+        "fire without new traffic; 0: only events move it.",
+    )
 
     # --- warehouse writes
     flush_rows: Annotated[int, Field(ge=1)] = 20000

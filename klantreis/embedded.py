@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -64,6 +66,7 @@ class EmbeddedPipeline:
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._last_flush_failed = False
+        self._last_event = time.monotonic()
 
     async def __aenter__(self) -> EmbeddedPipeline:
         if self._state_path.exists():
@@ -96,6 +99,7 @@ class EmbeddedPipeline:
         return self._flusher is not None and not self._last_flush_failed
 
     async def publish(self, events: Sequence[Event]) -> None:
+        self._last_event = time.monotonic()
         records: list[Record] = []
         for event in events:
             records.append(event)
@@ -131,7 +135,20 @@ class EmbeddedPipeline:
                     self._wake.wait(), timeout=self._settings.flush_interval_seconds
                 )
             self._wake.clear()
+            self._pass_time()
             await self._flush_once()
+
+    def _pass_time(self) -> None:
+        """With no event for `idle_after_seconds`, the sessionizer's clock follows the wall
+        clock (at most once per that interval), so a quiet shop's last visitors still drop off
+        and their carts are still signalled."""
+        idle_after = self._settings.idle_after_seconds
+        if not idle_after or time.monotonic() - self._last_event < idle_after:
+            return
+        self._last_event = time.monotonic()
+        outputs = self._engine.pass_time(datetime.now(UTC))
+        self._metrics.count(outputs)
+        self._writer.add(outputs)
 
     async def _flush_once(self) -> None:
         """Insert what is pending and release the requests waiting on it. A failed insert keeps

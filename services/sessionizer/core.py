@@ -588,6 +588,11 @@ class JourneyTracker:
             outputs.extend(self._fire(journey, timer))
         return outputs
 
+    def pass_time(self, now: datetime) -> list[SessionizerOutput]:
+        """No event came until `now` (the wall clock, in a live stream with nothing left to
+        read): the stream's clock moves there as an event's would, and what falls due fires."""
+        return self._advance(now)
+
     def _advance(self, event_time: datetime) -> list[SessionizerOutput]:
         if self._newest is None or event_time > self._newest:
             self._newest = event_time
@@ -872,6 +877,9 @@ class JourneyEngine:
             return outputs  # an alias links ids; it is not an interaction of the customer
         outputs.extend(self.journeys.process(event, resolution.journey_id))
         return outputs
+
+    def pass_time(self, now: datetime) -> list[SessionizerOutput]:
+        return self.journeys.pass_time(now)
 
     @property
     def active_journeys(self) -> int:

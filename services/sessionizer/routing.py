@@ -141,6 +141,14 @@ class IdentityStage:
             self._newest = event.timestamp  # an alias is no interaction: it moves no clock
         return outputs, routed
 
+    def pass_time(self, now: datetime) -> bool:
+        """No event came until `now` (the wall clock, with nothing left to read): the partition
+        has seen everything up to it, as if an event had come then. True if that moved it."""
+        if self._newest is not None and now <= self._newest:
+            return False
+        self._newest = now
+        return True
+
     def take_changes(self) -> list[tuple[bytes, bytes | None]]:
         records: list[tuple[bytes, bytes | None]] = [
             (state_key(b"i", key), orjson.dumps(row)) for key, row in self.identities.take_changes()

@@ -66,6 +66,11 @@ class OwnedPartition(Generic[Engine]):
     producer: AIOKafkaProducer
 
 
+# What a transaction of a partition holds: its records and state changes, the input offset
+# after them (None when no record was read: the clock moved) and the records to count.
+_Prepared = tuple[OwnedPartition[Engine], RecordBatches, int | None, int]
+
+
 class Steps(ABC, Generic[Engine]):
     """One stage: its topics and group, and what it makes of a batch of its input."""
 
@@ -89,6 +94,14 @@ class Steps(ABC, Generic[Engine]):
     ) -> int:  # fmt: skip
         """Run a batch through the partition's engine and add what it makes to `batches`;
         returns the number of records counted as processed when the batch is committed."""
+
+    def pass_time(
+        self, owned: OwnedPartition[Engine], now: datetime, batches: RecordBatches
+    ) -> bool:
+        """The partition has nothing left to read and has read nothing for a while: move its
+        event-time clock to the wall clock `now` and add what that makes to `batches`; False
+        if the stage has no such clock or it did not move."""
+        return False
 
     @abstractmethod
     def count_processed(self, records: int) -> None: ...
@@ -150,15 +163,27 @@ class IdentitySteps(Steps[IdentityStage]):
                     batches, one, record.value if one.kind is RoutedKind.EVENT else None
                 )
         self.metrics.duplicates.inc(engine.identities.duplicates - duplicates)
-        # after the batch's events, in the same transaction: a journeys partition that has this
-        # marker has every event of this partition up to it
+        self._add_watermarks(owned, batches)
+        return len(records)
+
+    def pass_time(
+        self, owned: OwnedPartition[IdentityStage], now: datetime, batches: RecordBatches
+    ) -> bool:
+        if not owned.engine.pass_time(now):
+            return False
+        self._add_watermarks(owned, batches)
+        return True
+
+    def _add_watermarks(self, owned: OwnedPartition[IdentityStage], batches: RecordBatches) -> None:
+        """After a batch's events, in the same transaction: a journeys partition that has this
+        marker has every event of this partition up to it."""
+        engine = owned.engine
         marks = upstream_watermarks(owned.tp.partition, engine.newest, self._journey_partitions)
         for partition, marker in marks:
             batches.add(
                 self.topics.sessionizer_journeys, b"", None, partition=partition,
                 headers=routed_headers(marker),
             )  # fmt: skip
-        return len(records)
 
     def count_processed(self, records: int) -> None:
         self.metrics.events_processed.inc(records)
@@ -246,7 +271,8 @@ class SessionizerWorker(Generic[Engine]):
       1. Send the records the engine made of the batch to the output topics (and, for the
          identity stage, the routed events and the partition's watermark to the journeys topic).
       2. Send the engine's state changes to the same partition of the changelog.
-      3. Add the input offset after the batch to the transaction (send_offsets_to_transaction).
+      3. Add the input offset after the batch to the transaction (send_offsets_to_transaction);
+         none when no record was read and only an idle partition's clock moved.
       4. Commit the transaction.
     A `read_committed` reader sees all of a batch's records or none. A crash before 4 leaves an
     open transaction that the next producer with the same id aborts when it starts; the batch is
@@ -266,6 +292,7 @@ class SessionizerWorker(Generic[Engine]):
         self._committing: list[asyncio.Task[None]] = []  # the previous poll's transactions
         self._failed_commit: Exception | None = None
         self._gauges_updated = 0.0
+        self._last_read: dict[TopicPartition, float] = {}  # monotonic time of its last records
 
     @property
     def assigned(self) -> list[TopicPartition]:
@@ -326,6 +353,7 @@ class SessionizerWorker(Generic[Engine]):
             raise
         for tp in fresh:
             self._partitions[tp] = OwnedPartition(tp, engines[tp.partition], producers[tp])
+            self._last_read[tp] = time.monotonic()
         seconds = time.perf_counter() - started
         self._metrics.restore_seconds.labels(self._steps.name).observe(seconds)
         log.info(
@@ -365,6 +393,7 @@ class SessionizerWorker(Generic[Engine]):
     async def release(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
             owned = self._partitions.pop(tp, None)
+            self._last_read.pop(tp, None)
             if owned is not None:
                 await owned.producer.stop()
         self._update_gauges()
@@ -400,11 +429,9 @@ class SessionizerWorker(Generic[Engine]):
                     raise self._failed_commit
                 if time.monotonic() - self._gauges_updated >= GAUGE_INTERVAL_SECONDS:
                     self._update_gauges()
-                if not batches:
-                    await self.finish_commits()
-                    continue
                 polled = time.perf_counter()
                 prepared = [self._prepare(tp, records) for tp, records in batches.items()]
+                prepared += await self._pass_time(batches)
                 await self.finish_commits()
                 self._committing = [
                     asyncio.create_task(self._commit(*batch, polled)) for batch in prepared if batch
@@ -441,7 +468,7 @@ class SessionizerWorker(Generic[Engine]):
 
     def _prepare(
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[OwnedPartition[Engine], RecordBatches, int, int] | None:
+    ) -> _Prepared[Engine] | None:
         """Run a partition's batch through its engine: the records to write, the offset after
         the batch and the number of records to count as processed."""
         owned = self._partitions.get(tp)
@@ -449,26 +476,60 @@ class SessionizerWorker(Generic[Engine]):
             # Fetched in the instant between assignment and pause: read it again once restored.
             self._require_consumer().seek(tp, records[0].offset)
             return None
+        self._last_read[tp] = time.monotonic()
         batches = RecordBatches(owned.producer)
         processed = self._steps.process(owned, records, batches)
-        for key, value in owned.engine.take_changes():  # to this partition's changelog
-            batches.add(self._steps.changelog, value, key, partition=tp.partition)
+        self._add_changes(owned, batches)
         return owned, batches, records[-1].offset + 1, processed
+
+    async def _pass_time(
+        self, polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> list[_Prepared[Engine]]:
+        """Move the clock of every partition that has read nothing for `idle_after_seconds` and
+        has nothing left to read, at most once per that interval: a quiet shop's last visitors
+        still drop off and their carts are still signalled, without waiting for new traffic.
+
+        Only the live end of a partition passes time: one still catching up is read to its end
+        first, so a replay or a restart never jumps its clock past records it has not read.
+        """
+        idle_after = self._settings.idle_after_seconds
+        if not idle_after:
+            return []
+        consumer = self._require_consumer()
+        now = time.monotonic()
+        prepared: list[_Prepared[Engine]] = []
+        for tp, owned in self._partitions.items():
+            if tp in polled or now - self._last_read[tp] < idle_after:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None or await consumer.position(tp) < highwater:
+                continue
+            self._last_read[tp] = now  # the next pass, if still idle, one interval later
+            batches = RecordBatches(owned.producer)
+            if self._steps.pass_time(owned, datetime.now(UTC), batches):
+                self._add_changes(owned, batches)
+                prepared.append((owned, batches, None, 0))
+        return prepared
+
+    def _add_changes(self, owned: OwnedPartition[Engine], batches: RecordBatches) -> None:
+        for key, value in owned.engine.take_changes():  # to this partition's changelog
+            batches.add(self._steps.changelog, value, key, partition=owned.tp.partition)
 
     async def _commit(
         self,
         owned: OwnedPartition[Engine],
         batches: RecordBatches,
-        next_offset: int,
+        next_offset: int | None,
         processed: int,
         polled: float,
     ) -> None:
         producer = owned.producer
         async with producer.transaction():
             await batches.send()  # 1. outputs and 2. state changes
-            await producer.send_offsets_to_transaction(  # 3. input offsets
-                {owned.tp: next_offset}, self._group
-            )
+            if next_offset is not None:  # None: the clock moved, no record was read
+                await producer.send_offsets_to_transaction(  # 3. input offsets
+                    {owned.tp: next_offset}, self._group
+                )
         # 4. committed when the transaction block exits without an exception
         self._steps.count_processed(processed)
         self._metrics.batch_seconds.labels(self._steps.name).observe(time.perf_counter() - polled)

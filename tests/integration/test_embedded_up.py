@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import time
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -21,11 +22,11 @@ JOURNEY = [
 ]
 
 
-def up(tmp_path: Path, port: int) -> Service:
+def up(tmp_path: Path, port: int, **env: str) -> Service:
     service = start(
         "up",
         ["up"],
-        {"PORT": str(port), "KLANTREIS_DATA_DIR": str(tmp_path / "var")},
+        {"PORT": str(port), "KLANTREIS_DATA_DIR": str(tmp_path / "var"), **env},
         tmp_path,
     )
     wait_for_http(f"http://127.0.0.1:{port}/readyz", service)
@@ -167,5 +168,33 @@ def test_simulated_traffic_gives_the_funnel_its_journeys_define(tmp_path: Path) 
         assert report["accepted"] == report["events"] == sum(len(j) for j in journeys)
         assert report["rejected"] == 0
         assert funnel(base) == expected_reach(journeys)
+    finally:
+        assert service.stop(), service.output()
+
+
+def test_a_lone_visitors_cart_is_counted_abandoned_without_more_traffic(tmp_path: Path) -> None:
+    """Nobody else visits: the embedded sessionizer's clock follows the wall clock once no
+    event has come for KLANTREIS_IDLE_AFTER_SECONDS, so the cart still runs out."""
+    model = tmp_path / "quick-carts.toml"
+    default = (resources.files("klantreis.phase_models") / "default.toml").read_text()
+    model.write_text(default.replace('abandon_after = "1h"', 'abandon_after = "2s"'))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = up(
+        tmp_path, port, KLANTREIS_PHASE_MODEL=str(model), KLANTREIS_IDLE_AFTER_SECONDS="1",
+        KLANTREIS_ALLOWED_LATENESS_MINUTES="0",
+    )  # fmt: skip
+    try:
+        for event in JOURNEY[:2] + [{"type": "track", "event": "Product Added",
+                                     "anonymous_id": "visitor-1"}]:  # fmt: skip
+            response = httpx.post(f"{base}/v1/events", json=event, auth=("demo", ""))
+            assert response.status_code == 200, response.text
+        posted = time.monotonic()
+        while True:
+            metrics = httpx.get(f"{base}/api/v1/metrics", params={"site": "demo"}).json()
+            if metrics["carts_abandoned"] == 1:
+                break
+            assert time.monotonic() - posted < 30, metrics
+            time.sleep(0.25)
     finally:
         assert service.stop(), service.output()

@@ -39,7 +39,10 @@ def input_events() -> list[Event]:
 
 def prefixed(kafka: str, prefix: str) -> Settings:
     return load_settings(
-        kafka_bootstrap_servers=kafka, topic_prefix=prefix, topic_partitions=PARTITIONS
+        kafka_bootstrap_servers=kafka,
+        topic_prefix=prefix,
+        topic_partitions=PARTITIONS,
+        idle_after_seconds=0,  # the input is dated months ago: only its events move the clock
     )
 
 
@@ -109,6 +112,7 @@ def sessionizer(settings: Settings, logs: Path, name: str) -> Service:
         "KLANTREIS_SESSIONIZER_PORT": "0",
         # Small polls: many transactions over the input, so the kills fall between them.
         "KLANTREIS_SESSIONIZER_MAX_POLL_RECORDS": "2000",
+        "KLANTREIS_IDLE_AFTER_SECONDS": "0",
     }
     return start(name, ["sessionizer"], env, logs)
 

@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from klantreis.events import DeadLetter, Event, EventType
-from klantreis.journeys import SessionSnapshot
+from klantreis.journeys import SessionSnapshot, Signal, SignalKind
 from klantreis.kafka import key_partition
 from klantreis.phases import DEFAULT_PHASE_MODEL
 from klantreis.simulator import collected_events
-from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
+from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput, to_micros
 from services.sessionizer.routing import (
     IdentityStage,
     JourneyStage,
@@ -241,3 +241,73 @@ def test_shop_traffic_on_six_partitions_gives_the_same_outputs_in_any_order() ->
     assert runs[0] == runs[1] == runs[2]
     transitions = [r for (kind, _), rs in runs[0].items() if kind == "PhaseTransition" for r in rs]
     assert b'"dropped_off"' in b"".join(transitions)  # the watermark fired timers
+
+
+def quiet_shop(passed: timedelta | None) -> list[SessionizerOutput]:
+    """One visitor adds to cart on a shop with three events partitions and no other traffic;
+    then, if `passed` is given, every identity stage's clock moves to that long after the add,
+    as an idle, caught-up partition's does. Everything is delivered in order."""
+    events = [
+        make_event("page", visitor="lone-1"),
+        make_event("track", "Product Added", visitor="lone-1", at=timedelta(minutes=2)),
+    ]
+    identities = [IdentityStage(RULES, p) for p in range(3)]
+    journeys = [JourneyStage(RULES, upstream_partitions=3) for _ in range(3)]
+    outputs: list[SessionizerOutput] = []
+
+    def deliver(routed: Iterable[Routed], partition: int | None = None) -> None:
+        for record in routed:
+            q = (
+                partition
+                if partition is not None
+                else key_partition(record.partition_key, range(3))
+            )
+            produced, handoffs = journeys[q].process(record)
+            outputs.extend(produced)
+            deliver(handoffs)
+
+    for event in events:
+        links, routed = identities[key_partition(event.partition_key, range(3))].route(event)
+        outputs.extend(links)
+        deliver(routed)
+    for p, stage in enumerate(identities):
+        if passed is not None:
+            stage.pass_time(events[-1].timestamp + passed)
+        for q, marker in upstream_watermarks(p, stage.newest, range(3)):
+            deliver([marker], q)
+    return outputs
+
+
+def cart_signals(outputs: Iterable[SessionizerOutput]) -> list[Signal]:
+    return [o for o in outputs if isinstance(o, Signal) and o.kind is SignalKind.CART_ABANDONED]
+
+
+def test_a_quiet_shops_abandoned_cart_is_signalled_once_the_clock_passes_it() -> None:
+    """Events partitions that receive no events hold the journeys' clock back: the cart waits
+    for traffic that may not come. An idle partition's clock follows the wall clock; then the
+    signal fires, dated when the cart ran out, not when the clock moved."""
+    assert cart_signals(quiet_shop(None)) == []
+    due = timedelta(hours=1) + RULES.allowed_lateness
+    assert cart_signals(quiet_shop(due - timedelta(seconds=1))) == []
+    [signal] = cart_signals(quiet_shop(due + timedelta(hours=5)))
+    assert signal.at == T0 + timedelta(minutes=2) + timedelta(hours=1)
+
+
+def test_an_identity_stages_clock_only_moves_forward() -> None:
+    stage = IdentityStage(RULES, 0)
+    assert stage.pass_time(T0)
+    assert stage.newest == to_micros(T0)
+    stage.route(make_event("page", at=timedelta(minutes=5)))
+    assert not stage.pass_time(T0 + timedelta(minutes=1))
+    assert stage.newest == to_micros(T0 + timedelta(minutes=5))
+    assert stage.pass_time(T0 + timedelta(minutes=6))
+    assert stage.newest == to_micros(T0 + timedelta(minutes=6))
+
+
+def test_the_embedded_engines_clock_follows_the_wall_clock_when_told() -> None:
+    engine = JourneyEngine(RULES)
+    engine.process(make_event("track", "Product Added", visitor="lone-2"))
+    assert cart_signals(engine.pass_time(T0 + timedelta(minutes=30))) == []
+    [signal] = cart_signals(engine.pass_time(T0 + timedelta(hours=2)))
+    assert signal.at == T0 + timedelta(hours=1)
+    assert cart_signals(engine.pass_time(T0 + timedelta(hours=3))) == []  # fired once
