@@ -70,6 +70,15 @@ class SessionizerMetrics:
             ["stage", "partition"],
             registry=registry,
         )
+        self.clock = Gauge(
+            "klantreis_sessionizer_clock_timestamp_seconds",
+            "The slowest partition's event-time clock held here, as a Unix time: for stage "
+            "`identities` the newest event time read (or the wall clock an idle partition moved "
+            "to), for stage `journeys` the watermark that fires session ends, drop-offs and "
+            "abandoned carts. Far behind the wall clock: those timers are held back.",
+            ["stage"],
+            registry=registry,
+        )
         self.restore_seconds = Histogram(
             "klantreis_sessionizer_restore_seconds",
             "Time to restore a partition's state from its changelog on assignment.",

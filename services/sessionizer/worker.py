@@ -190,6 +190,9 @@ class IdentitySteps(Steps[IdentityStage]):
 
     def update_gauges(self, engines: list[IdentityStage]) -> None:
         self.metrics.state_entries.labels(self.name).set(sum(len(e.identities) for e in engines))
+        clocks = [e.newest for e in engines if e.newest is not None]
+        if clocks:
+            self.metrics.clock.labels(self.name).set(min(clocks) / 1e6)
 
     def _refused(self, record: ConsumerRecord[bytes, bytes], why: str) -> DeadLetter:
         self.metrics.undecodable_events.inc()
@@ -243,6 +246,9 @@ class JourneySteps(Steps[JourneyStage]):
         self.metrics.state_entries.labels(self.name).set(
             sum(len(e.journeys) + e.waiting for e in engines)
         )
+        clocks = [e.watermark for e in engines if e.watermark is not None]
+        if clocks:
+            self.metrics.clock.labels(self.name).set(min(clocks).timestamp())
 
 
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]

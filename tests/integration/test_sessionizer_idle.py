@@ -54,9 +54,8 @@ async def test_a_lone_visitors_abandoned_cart_is_signalled_without_more_traffic(
     await write_events(settings, events)  # the two other partitions get nothing, ever
 
     stop = asyncio.Event()
-    run = asyncio.create_task(
-        Sessionizer(settings, SessionizerMetrics(CollectorRegistry())).run(stop)
-    )
+    registry = CollectorRegistry()
+    run = asyncio.create_task(Sessionizer(settings, SessionizerMetrics(registry)).run(stop))
     signals_topic = Topics.from_settings(settings).signals
     try:
         deadline = time.monotonic() + 60
@@ -74,3 +73,8 @@ async def test_a_lone_visitors_abandoned_cart_is_signalled_without_more_traffic(
         await run
     [cart] = carts
     assert cart.at == events[1].timestamp + timedelta(seconds=3)  # when it ran out
+    # What an operator watches: the clock that fires timers has passed the cart's deadline.
+    clock = registry.get_sample_value(
+        "klantreis_sessionizer_clock_timestamp_seconds", {"stage": "journeys"}
+    )
+    assert clock is not None and clock >= cart.at.timestamp()
