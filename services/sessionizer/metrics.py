@@ -75,7 +75,8 @@ class SessionizerMetrics:
             "The slowest partition's event-time clock held here, as a Unix time: for stage "
             "`identities` the newest event time read (or the wall clock an idle partition moved "
             "to), for stage `journeys` the watermark that fires session ends, drop-offs and "
-            "abandoned carts. Far behind the wall clock: those timers are held back.",
+            "abandoned carts. Far behind the wall clock: those timers are held back. NaN while "
+            "no partition here has a clock yet.",
             ["stage"],
             registry=registry,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -190,9 +191,8 @@ class IdentitySteps(Steps[IdentityStage]):
 
     def update_gauges(self, engines: list[IdentityStage]) -> None:
         self.metrics.state_entries.labels(self.name).set(sum(len(e.identities) for e in engines))
-        clocks = [e.newest for e in engines if e.newest is not None]
-        if clocks:
-            self.metrics.clock.labels(self.name).set(min(clocks) / 1e6)
+        clocks = [e.newest / 1e6 for e in engines if e.newest is not None]
+        self.metrics.clock.labels(self.name).set(min(clocks, default=math.nan))
 
     def _refused(self, record: ConsumerRecord[bytes, bytes], why: str) -> DeadLetter:
         self.metrics.undecodable_events.inc()
@@ -246,9 +246,8 @@ class JourneySteps(Steps[JourneyStage]):
         self.metrics.state_entries.labels(self.name).set(
             sum(len(e.journeys) + e.waiting for e in engines)
         )
-        clocks = [e.watermark for e in engines if e.watermark is not None]
-        if clocks:
-            self.metrics.clock.labels(self.name).set(min(clocks).timestamp())
+        clocks = [e.watermark.timestamp() for e in engines if e.watermark is not None]
+        self.metrics.clock.labels(self.name).set(min(clocks, default=math.nan))
 
 
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
