@@ -590,7 +590,11 @@ class JourneyTracker:
 
     def pass_time(self, now: datetime) -> list[SessionizerOutput]:
         """No event came until `now` (the wall clock, in a live stream with nothing left to
-        read): the stream's clock moves there as an event's would, and what falls due fires."""
+        read): the stream's clock moves there as an event's would, and what falls due fires.
+        A stream that has never had an event has no clock to move: its first events may be
+        history replayed into a new pipeline, which a clock at `now` would find late."""
+        if self._newest is None or now <= self._newest:
+            return []
         return self._advance(now)
 
     def _advance(self, event_time: datetime) -> list[SessionizerOutput]:

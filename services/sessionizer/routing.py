@@ -141,13 +141,20 @@ class IdentityStage:
             self._newest = event.timestamp  # an alias is no interaction: it moves no clock
         return outputs, routed
 
-    def pass_time(self, now: datetime) -> bool:
+    def pass_time(self, now: datetime, downstream: Iterable[int]) -> list[tuple[int, Routed]]:
         """No event came until `now` (the wall clock, with nothing left to read): the partition
-        has seen everything up to it, as if an event had come then. True if that moved it."""
-        if self._newest is not None and now <= self._newest:
-            return False
+        has seen everything up to it, as if an event had come then. Returns the `WATERMARK`
+        records that say so to the journeys partitions; none if the clock did not move.
+
+        A partition that has never had an event has no clock to move: its first events may be
+        history replayed into a new pipeline, which a clock at `now` would find late. It asks
+        to be left out of the watermark until it has one (`idle_markers`)."""
+        if self._newest is None:
+            return idle_markers(self.partition, downstream)
+        if now <= self._newest:
+            return []
         self._newest = now
-        return True
+        return upstream_watermarks(self.partition, self.newest, downstream)
 
     def take_changes(self) -> list[tuple[bytes, bytes | None]]:
         records: list[tuple[bytes, bytes | None]] = [
@@ -179,7 +186,8 @@ class JourneyStage:
         self._upstream_partitions = upstream_partitions
         self._lateness = rules.allowed_lateness
         self._lateness_micros = rules.allowed_lateness // timedelta(microseconds=1)
-        self._upstream: dict[int, int] = {}  # events partition -> its newest event time
+        # events partition -> its newest event time; None: caught up, and never had an event
+        self._upstream: dict[int, int | None] = {}
         # journeys whose next records wait for a hand-off, with those records in order
         self._waiting: dict[tuple[str, str], list[Routed]] = {}
         # hand-offs that came before the event that waits for them: (site, from, into)
@@ -194,12 +202,14 @@ class JourneyStage:
         """The slowest events partition's newest event time, less the allowed lateness; None
         until every events partition has been heard of. (One not heard of yet may still bring
         events older than all the others': a timer fired before would fire or not depending on
-        when its first records came.)"""
+        when its first records came.) A partition that is caught up and has never had an
+        event is left out: live, its first events are as new as the others'."""
         if len(self._upstream) < self._upstream_partitions:
             return None
-        slowest = from_micros(min(self._upstream.values()))
-        assert slowest is not None
-        return slowest - self._lateness
+        slowest = from_micros(
+            min((t for t in self._upstream.values() if t is not None), default=None)
+        )
+        return None if slowest is None else slowest - self._lateness
 
     @property
     def waiting(self) -> int:
@@ -208,8 +218,11 @@ class JourneyStage:
     def process(self, routed: Routed) -> tuple[list[SessionizerOutput], list[Routed]]:
         """Outputs, and records for the journeys topic (hand-offs)."""
         if routed.kind is RoutedKind.WATERMARK:
-            assert routed.upstream is not None and routed.watermark is not None
-            self._progress(routed.upstream, routed.watermark)
+            assert routed.upstream is not None
+            if routed.watermark is None:
+                self._idle_without_events(routed.upstream)
+            else:
+                self._progress(routed.upstream, routed.watermark)
             watermark = self.watermark
             return ([] if watermark is None else self.journeys.fire_until(watermark)), []
         if routed.kind is RoutedKind.HANDOFF:
@@ -250,8 +263,14 @@ class JourneyStage:
             self._progress(routed.upstream, newest)
 
     def _progress(self, upstream: int, newest: int) -> None:
-        if newest > self._upstream.get(upstream, newest - 1):
+        current = self._upstream.get(upstream)
+        if current is None or newest > current:
             self._upstream[upstream] = newest
+            self._changed_upstream.add(upstream)
+
+    def _idle_without_events(self, upstream: int) -> None:
+        if upstream not in self._upstream:
+            self._upstream[upstream] = None
             self._changed_upstream.add(upstream)
 
     def _handle(self, routed: Routed) -> tuple[list[SessionizerOutput], list[Routed]] | None:
@@ -341,7 +360,6 @@ class JourneyStage:
         kind, _, rest = key.partition(b"\x1f")
         loaded = None if value is None else orjson.loads(value)
         if kind == b"u":
-            assert loaded is not None  # an events partition's progress is never removed
             self._upstream[int(rest)] = loaded
             return
         parts = tuple(part.decode() for part in rest.split(b"\x1f"))
@@ -387,6 +405,14 @@ def upstream_watermarks(
     if newest is None:
         return []
     marker = Routed(RoutedKind.WATERMARK, watermark=newest, upstream=upstream)
+    return [(partition, marker) for partition in downstream]
+
+
+def idle_markers(upstream: int, downstream: Iterable[int]) -> list[tuple[int, Routed]]:
+    """The `WATERMARK` record, without a time, for every journeys partition, from events
+    partition `upstream` that is caught up and has never had an event: leave it out of the
+    watermark until it has."""
+    marker = Routed(RoutedKind.WATERMARK, upstream=upstream)
     return [(partition, marker) for partition in downstream]
 
 

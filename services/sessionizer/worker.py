@@ -170,16 +170,18 @@ class IdentitySteps(Steps[IdentityStage]):
     def pass_time(
         self, owned: OwnedPartition[IdentityStage], now: datetime, batches: RecordBatches
     ) -> bool:
-        if not owned.engine.pass_time(now):
-            return False
-        self._add_watermarks(owned, batches)
-        return True
+        marks = owned.engine.pass_time(now, self._journey_partitions)
+        self._add_markers(marks, batches)
+        return bool(marks)
 
     def _add_watermarks(self, owned: OwnedPartition[IdentityStage], batches: RecordBatches) -> None:
         """After a batch's events, in the same transaction: a journeys partition that has this
         marker has every event of this partition up to it."""
         engine = owned.engine
         marks = upstream_watermarks(owned.tp.partition, engine.newest, self._journey_partitions)
+        self._add_markers(marks, batches)
+
+    def _add_markers(self, marks: list[tuple[int, Routed]], batches: RecordBatches) -> None:
         for partition, marker in marks:
             batches.add(
                 self.topics.sessionizer_journeys, b"", None, partition=partition,

@@ -24,12 +24,14 @@ from services.sessionizer.routing import (
     JourneyStage,
     Routed,
     RoutedKind,
+    idle_markers,
     upstream_watermarks,
 )
 from tests.unit.factories import T0, make_event
 from tests.unit.test_sessionizer_properties import streams
 
 RULES = JourneyRules(DEFAULT_PHASE_MODEL)
+HOUR = timedelta(hours=1)
 Stage = TypeVar("Stage", IdentityStage, JourneyStage)
 Outputs = dict[tuple[str, bytes], list[bytes]]
 
@@ -271,10 +273,11 @@ def quiet_shop(passed: timedelta | None) -> list[SessionizerOutput]:
         outputs.extend(links)
         deliver(routed)
     for p, stage in enumerate(identities):
-        if passed is not None:
-            stage.pass_time(events[-1].timestamp + passed)
         for q, marker in upstream_watermarks(p, stage.newest, range(3)):
             deliver([marker], q)
+        if passed is not None:
+            for q, marker in stage.pass_time(events[-1].timestamp + passed, range(3)):
+                deliver([marker], q)
     return outputs
 
 
@@ -295,13 +298,13 @@ def test_a_quiet_shops_abandoned_cart_is_signalled_once_the_clock_passes_it() ->
 
 def test_an_identity_stages_clock_only_moves_forward() -> None:
     stage = IdentityStage(RULES, 0)
-    assert stage.pass_time(T0)
+    stage.route(make_event("page"))
     assert stage.newest == to_micros(T0)
     stage.route(make_event("page", at=timedelta(minutes=5)))
-    assert not stage.pass_time(T0 + timedelta(minutes=1))
+    assert stage.pass_time(T0 + timedelta(minutes=1), [0]) == []
     assert stage.newest == to_micros(T0 + timedelta(minutes=5))
-    assert stage.pass_time(T0 + timedelta(minutes=6))
-    assert stage.newest == to_micros(T0 + timedelta(minutes=6))
+    [(_, marker)] = stage.pass_time(T0 + timedelta(minutes=6), [0])
+    assert stage.newest == marker.watermark == to_micros(T0 + timedelta(minutes=6))
 
 
 def test_the_embedded_engines_clock_follows_the_wall_clock_when_told() -> None:
@@ -311,3 +314,31 @@ def test_the_embedded_engines_clock_follows_the_wall_clock_when_told() -> None:
     [signal] = cart_signals(engine.pass_time(T0 + timedelta(hours=2)))
     assert signal.at == T0 + timedelta(hours=1)
     assert cart_signals(engine.pass_time(T0 + timedelta(hours=3))) == []  # fired once
+
+
+def test_partitions_that_never_had_an_event_are_left_out_of_the_watermark() -> None:
+    """Announced as idle and empty, across a restore from the changelog; once such a partition
+    has events, it counts again."""
+    stage = JourneyStage(RULES, upstream_partitions=3)
+    changelog = Changelog()
+    stage.process(Routed(RoutedKind.WATERMARK, watermark=to_micros(T0), upstream=0))
+    assert stage.watermark is None  # partitions 1 and 2 not heard of
+    for upstream in (1, 2):
+        [(_, marker)] = idle_markers(upstream, [0])
+        stage.process(marker)
+    assert stage.watermark == T0 - RULES.allowed_lateness
+    changelog.write(stage.take_changes())
+    restored = changelog.restore(JourneyStage(RULES, upstream_partitions=3))
+    assert restored.watermark == T0 - RULES.allowed_lateness
+    restored.process(Routed(RoutedKind.WATERMARK, watermark=to_micros(T0 - HOUR), upstream=2))
+    assert restored.watermark == T0 - HOUR - RULES.allowed_lateness
+
+
+def test_a_stream_that_never_had_an_event_keeps_no_clock() -> None:
+    """History replayed into a new pipeline after it sat idle is not behind a wall clock."""
+    identities = IdentityStage(RULES, 0)
+    [(_, marker)] = identities.pass_time(T0, [0])
+    assert (marker.kind, marker.watermark, identities.newest) == (RoutedKind.WATERMARK, None, None)
+    engine = JourneyEngine(RULES)
+    assert engine.pass_time(T0) == []
+    assert engine.journeys.newest is None
