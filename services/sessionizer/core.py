@@ -269,37 +269,42 @@ class JourneyTracker:
         outputs: list[SessionizerOutput] = []
         key = (event.site_id, journey_id)
         journey = self._journeys.get(key)
+        late_in_stream = watermark is not None and event.timestamp < watermark
+        if journey is None and late_in_stream:
+            # A new journey behind its stream's clock: the timers of its first session would
+            # fire before its next event could join it (history sent after live traffic).
+            assert watermark is not None
+            newest = watermark + self._rules.allowed_lateness
+            return [self._late(event, newest, "than the newest event of its stream")]
         if journey is None:
             journey = self._begin(event, journey_id, outputs)
         elif (
             event.timestamp < journey.last_event_at - self._rules.allowed_lateness
-            and watermark is not None
-            and event.timestamp < watermark
+            and late_in_stream
         ):
             # Late for its journey and for its own stream. (An event older than its journey's
             # newest but on time in its own stream came from another device of the customer,
             # whose partition ran behind: it joins the journey. In one stream the first rule
             # implies the second.)
-            self.late_events += 1
-            outputs.append(
-                DeadLetter.of(
-                    event.to_bytes(),
-                    DeadLetterReason.LATE_EVENT,
-                    f"{(journey.last_event_at - event.timestamp).total_seconds():.0f}s older "
-                    f"than the journey's newest event; allowed lateness is "
-                    f"{self._rules.allowed_lateness.total_seconds():.0f}s",
-                    "sessionizer",
-                    event.site_id,
-                    received_at=event.received_at,  # not the clock: a replay must be identical
-                )
-            )
-            return outputs
+            return [self._late(event, journey.last_event_at, "than the journey's newest event")]
         else:
             outputs.extend(self._fire_due(journey, event.timestamp, watermark))
             self._continue(journey, event, outputs)
         self._changed.add(key)
         self._schedule(journey)
         return outputs
+
+    def _late(self, event: Event, newest: datetime, than: str) -> DeadLetter:
+        self.late_events += 1
+        return DeadLetter.of(
+            event.to_bytes(),
+            DeadLetterReason.LATE_EVENT,
+            f"{(newest - event.timestamp).total_seconds():.0f}s older {than}; allowed "
+            f"lateness is {self._rules.allowed_lateness.total_seconds():.0f}s",
+            "sessionizer",
+            event.site_id,
+            received_at=event.received_at,  # not the clock: a replay must be identical
+        )
 
     def _begin(
         self, event: Event, journey_id: str, outputs: list[SessionizerOutput]

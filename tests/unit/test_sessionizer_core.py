@@ -230,6 +230,25 @@ def test_an_event_later_than_allowed_is_routed_out_and_counted_not_folded_in() -
     assert journey is not None and journey.session.events == 1
 
 
+def test_a_new_visitor_behind_the_streams_clock_is_routed_out_not_split_into_bounces() -> None:
+    """History sent after live traffic: each event's session would have ended before the next
+    came. A new journey within the allowed lateness still begins."""
+    e = engine()
+    live = make_event("page", visitor="live", at=2 * HOUR)
+    history = [make_event("page", visitor="past", at=HOUR + n * MIN) for n in range(3)]
+    recent = make_event("page", visitor="recent", at=2 * HOUR - 5 * MIN)
+    outputs = run([live, *history, recent], e)
+    late = [o for o in outputs if isinstance(o, DeadLetter)]
+    assert [letter.reason for letter in late] == [DeadLetterReason.LATE_EVENT] * 3
+    assert (
+        late[0].message
+        == "3600s older than the newest event of its stream; allowed lateness is 600s"
+    )
+    assert e.journeys.late_events == 3
+    assert e.journeys.journey("shop", "past") is None
+    assert {s.journey_id for s in snapshots(outputs)} == {"live", "recent"}
+
+
 def test_duplicate_event_ids_are_dropped_and_counted() -> None:
     e = engine()
     event = make_event("track", "Product Viewed")
