@@ -160,7 +160,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
 
     journeys = generate_journeys(args.seed, args.visitors, args.days)
     url = args.url or f"http://{settings.host}:{settings.port}"
-    report = asyncio.run(send_journeys(url, args.key, journeys, concurrency=args.concurrency))
+    report = asyncio.run(send_journeys(url, args.key, journeys))
     print(json.dumps({"visitors": len(journeys), **report.as_dict()}))
 
 
@@ -208,7 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--visitors", type=int, default=200)
     simulate.add_argument("--days", type=float, default=30.0, help="history to spread over")
     simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--concurrency", type=int, default=32)
     kafka = commands.add_parser("kafka", help="a local single-node Kafka broker for development")
     kafka.add_argument("action", choices=("fetch", "run"))
     kafka.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")

@@ -266,76 +266,55 @@ async def send_journeys(
     base_url: str,
     write_key: str,
     journeys: Sequence[Sequence[dict[str, Any]]],
-    concurrency: int = 8,
-    batch_size: int = 20,
+    batch_size: int = 500,
     attempts: int = 5,
 ) -> SendReport:
-    """Send the traffic as live visitors would: each visit (a run of a visitor's events without a
-    30-minute gap) as requests of at most `batch_size` events, visits in the order they began,
-    several at once, and a visitor's visits one after another. Event time then moves forward
-    as it does for a live shop. A 503 or a connection error is retried with the same body, as
-    trackers do."""
+    """Send the traffic as a live shop's collector would receive it: every visitor's events
+    merged into one stream in event-time order, as requests of at most `batch_size` events,
+    one after another. The sessionizer's clock then moves forward through the history as it
+    does for a live shop; requests in parallel would deliver one visit's events after a later
+    visit's, behind a clock that has already ended its session. A 503 or a connection error is
+    retried with the same body, as trackers do."""
     report = SendReport()
-    visits = sorted(
-        (
-            (visit[0]["timestamp"], number, visit)
+    stream = [
+        event
+        for _, _, _, event in sorted(
+            (datetime.fromisoformat(event["timestamp"]), number, position, event)
             for number, journey in enumerate(journeys)
-            for visit in _visits(journey)
-        ),
-        key=lambda entry: (datetime.fromisoformat(entry[0]), entry[1]),
-    )
-    locks = [asyncio.Lock() for _ in journeys]
-    slots = asyncio.Semaphore(concurrency)
-
-    async def post(client: httpx.AsyncClient, batch: Sequence[dict[str, Any]]) -> None:
-        sent_at = datetime.now(UTC).isoformat()
-        body = [{**event, "sent_at": sent_at} for event in batch]
-        for attempt in range(attempts):
-            try:
-                response = await client.post("/v1/events", json=body, auth=(write_key, ""))
-            except httpx.TransportError:
-                response = None
-            if response is not None and response.status_code < 500:
-                response.raise_for_status()
-                result = response.json()
-                report.accepted += result["accepted"]
-                report.rejected += len(result.get("rejected", []))
-                return
-            report.retries += 1
-            await asyncio.sleep(0.2 * 2**attempt)
-        raise RuntimeError(f"the collector did not accept a batch after {attempts} attempts")
-
-    async def send_visit(
-        client: httpx.AsyncClient, lock: asyncio.Lock, visit: list[dict[str, Any]]
-    ) -> None:
-        try:
-            async with lock:  # a visitor's earlier visit is sent first (locks queue in order)
-                for offset in range(0, len(visit), batch_size):
-                    batch = visit[offset : offset + batch_size]
-                    report.events += len(batch)
-                    await post(client, batch)
-        finally:
-            slots.release()
-
+            for position, event in enumerate(journey)
+        )
+    ]
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        tasks = []
-        for _, number, visit in visits:
-            await slots.acquire()
-            tasks.append(asyncio.create_task(send_visit(client, locks[number], visit)))
-        await asyncio.gather(*tasks)
+        for offset in range(0, len(stream), batch_size):
+            batch = stream[offset : offset + batch_size]
+            report.events += len(batch)
+            await _post(client, write_key, batch, attempts, report)
     return report
 
 
-def _visits(journey: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    visits: list[list[dict[str, Any]]] = []
-    previous: datetime | None = None
-    for event in journey:
-        at = datetime.fromisoformat(event["timestamp"])
-        if previous is None or at - previous > timedelta(minutes=30):
-            visits.append([])
-        visits[-1].append(event)
-        previous = at
-    return visits
+async def _post(
+    client: httpx.AsyncClient,
+    write_key: str,
+    batch: Sequence[dict[str, Any]],
+    attempts: int,
+    report: SendReport,
+) -> None:
+    sent_at = datetime.now(UTC).isoformat()
+    body = [{**event, "sent_at": sent_at} for event in batch]
+    for attempt in range(attempts):
+        try:
+            response = await client.post("/v1/events", json=body, auth=(write_key, ""))
+        except httpx.TransportError:
+            response = None
+        if response is not None and response.status_code < 500:
+            response.raise_for_status()
+            result = response.json()
+            report.accepted += result["accepted"]
+            report.rejected += len(result.get("rejected", []))
+            return
+        report.retries += 1
+        await asyncio.sleep(0.2 * 2**attempt)
+    raise RuntimeError(f"the collector did not accept a batch after {attempts} attempts")
 
 
 def collected_events(

@@ -6,8 +6,11 @@ import json
 import os
 import subprocess
 import time
+from datetime import datetime, timedelta
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -149,6 +152,12 @@ def expected_reach(journeys: list[list[dict[str, object]]]) -> dict[str, int]:
     return reach
 
 
+def visits(journey: list[dict[str, Any]]) -> int:
+    """Runs of a visitor's events without a gap over the session timeout (30 minutes)."""
+    times = [datetime.fromisoformat(event["timestamp"]) for event in journey]
+    return 1 + sum(later - earlier > timedelta(minutes=30) for earlier, later in pairwise(times))
+
+
 def test_simulated_traffic_gives_the_funnel_its_journeys_define(tmp_path: Path) -> None:
     from klantreis.simulator import generate_journeys
     from tests.integration.processes import KLANTREIS
@@ -168,6 +177,10 @@ def test_simulated_traffic_gives_the_funnel_its_journeys_define(tmp_path: Path) 
         assert report["accepted"] == report["events"] == sum(len(j) for j in journeys)
         assert report["rejected"] == 0
         assert funnel(base) == expected_reach(journeys)
+        # A session per visit, not per event: history sent in time order lands in a clock
+        # that follows it, so no visit's session ends before its next event comes.
+        metrics = httpx.get(f"{base}/api/v1/metrics", params={"site": "demo"}).json()
+        assert metrics["sessions"] == sum(visits(journey) for journey in journeys)
     finally:
         assert service.stop(), service.output()
 
