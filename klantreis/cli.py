@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
 import signal
@@ -117,6 +118,17 @@ def cmd_metrics(settings: Settings, _: argparse.Namespace) -> None:
     _serve(create_app, settings, settings.api_port)
 
 
+async def report_a_slow_stop(stop: asyncio.Event, after: float = 10.0) -> None:
+    """If the process is still stopping `after` seconds after it was asked to, log where every
+    task waits: what a stop that never ends is stuck on."""
+    await stop.wait()
+    await asyncio.sleep(after)
+    stacks = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(file=stacks)
+    log.error("still stopping %.0fs after the signal; tasks:\n%s", after, stacks.getvalue())
+
+
 def cmd_sessionizer(settings: Settings, _: argparse.Namespace) -> None:
     settings.require_kafka()
     from services.sessionizer.metrics import SessionizerMetrics
@@ -134,7 +146,11 @@ def cmd_sessionizer(settings: Settings, _: argparse.Namespace) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         log.info("sessionizer running")
-        await Sessionizer(settings, metrics).run(stop)
+        watchdog = asyncio.create_task(report_a_slow_stop(stop))
+        try:
+            await Sessionizer(settings, metrics).run(stop)
+        finally:
+            watchdog.cancel()
         log.info("sessionizer stopped cleanly")
 
     asyncio.run(main())

@@ -255,19 +255,23 @@ class JourneySteps(Steps[JourneyStage]):
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
     """State lives per input partition: restored on assignment, released on revoke.
 
-    A rebalance happens inside a poll, while the previous poll's transactions may still be
-    committing; a revoke waits for them, so a partition is let go with nothing uncommitted.
+    The consumer's coordinator runs these in its own task, at any moment of the run loop. They
+    wait for the loop's `busy` section, so a revoke never comes between a poll's processing and
+    the start of its transactions; then a revoke waits for every transaction started, so a
+    partition (and its producer) is let go with nothing uncommitted.
     """
 
     def __init__(self, worker: SessionizerWorker[Engine]) -> None:
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._worker.finish_commits()
-        await self._worker.release(revoked)
+        async with self._worker.busy:
+            await self._worker.finish_commits()
+            await self._worker.release(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._worker.restore(assigned)
+        async with self._worker.busy:
+            await self._worker.restore(assigned)
 
 
 class SessionizerWorker(Generic[Engine]):
@@ -300,6 +304,10 @@ class SessionizerWorker(Generic[Engine]):
         self._failed_commit: Exception | None = None
         self._gauges_updated = 0.0
         self._last_read: dict[TopicPartition, float] = {}  # monotonic time of its last records
+        # Held from a poll's processing until its transactions are in `_committing`, and by
+        # the rebalance callbacks (`_Assignment`).
+        self.busy = asyncio.Lock()
+        self._rebalances = 0  # partitions restored or released so far
 
     @property
     def assigned(self) -> list[TopicPartition]:
@@ -361,6 +369,7 @@ class SessionizerWorker(Generic[Engine]):
         for tp in fresh:
             self._partitions[tp] = OwnedPartition(tp, engines[tp.partition], producers[tp])
             self._last_read[tp] = time.monotonic()
+        self._rebalances += 1
         seconds = time.perf_counter() - started
         self._metrics.restore_seconds.labels(self._steps.name).observe(seconds)
         log.info(
@@ -398,6 +407,7 @@ class SessionizerWorker(Generic[Engine]):
         return engines
 
     async def release(self, revoked: list[TopicPartition]) -> None:
+        self._rebalances += 1
         for tp in revoked:
             owned = self._partitions.pop(tp, None)
             self._last_read.pop(tp, None)
@@ -431,18 +441,27 @@ class SessionizerWorker(Generic[Engine]):
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=500)
+                rebalances = self._rebalances
                 if self._failed_commit is not None:
                     # It failed while a rebalance waited for it, inside the poll.
                     raise self._failed_commit
                 if time.monotonic() - self._gauges_updated >= GAUGE_INTERVAL_SECONDS:
                     self._update_gauges()
-                polled = time.perf_counter()
-                prepared = [self._prepare(tp, records) for tp, records in batches.items()]
-                prepared += await self._pass_time(batches)
-                await self.finish_commits()
-                self._committing = [
-                    asyncio.create_task(self._commit(*batch, polled)) for batch in prepared if batch
-                ]
+                idle = await self._idle_partitions(batches)
+                async with self.busy:
+                    if self._rebalances != rebalances:
+                        # Polled before a rebalance: every partition held now was restored
+                        # and reads again from its committed offset.
+                        continue
+                    polled = time.perf_counter()
+                    prepared = [self._prepare(tp, records) for tp, records in batches.items()]
+                    prepared += self._pass_time(idle)
+                    await self.finish_commits()
+                    self._committing = [
+                        asyncio.create_task(self._commit(*batch, polled))
+                        for batch in prepared
+                        if batch
+                    ]
                 for tp in batches:
                     highwater = consumer.highwater(tp)
                     if highwater is not None:
@@ -489,12 +508,11 @@ class SessionizerWorker(Generic[Engine]):
         self._add_changes(owned, batches)
         return owned, batches, records[-1].offset + 1, processed
 
-    async def _pass_time(
+    async def _idle_partitions(
         self, polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> list[_Prepared[Engine]]:
-        """Move the clock of every partition that has read nothing for `idle_after_seconds` and
-        has nothing left to read, at most once per that interval: a quiet shop's last visitors
-        still drop off and their carts are still signalled, without waiting for new traffic.
+    ) -> list[OwnedPartition[Engine]]:
+        """The partitions that have read nothing for `idle_after_seconds` and have nothing left
+        to read, at most once per that interval each.
 
         Only the live end of a partition passes time: one still catching up is read to its end
         first, so a replay or a restart never jumps its clock past records it has not read.
@@ -504,14 +522,25 @@ class SessionizerWorker(Generic[Engine]):
             return []
         consumer = self._require_consumer()
         now = time.monotonic()
-        prepared: list[_Prepared[Engine]] = []
-        for tp, owned in self._partitions.items():
-            if tp in polled or now - self._last_read[tp] < idle_after:
+        idle: list[OwnedPartition[Engine]] = []
+        for tp, owned in list(self._partitions.items()):
+            if tp in polled or now - self._last_read.get(tp, now) < idle_after:
                 continue
             highwater = consumer.highwater(tp)
             if highwater is None or await consumer.position(tp) < highwater:
                 continue
             self._last_read[tp] = now  # the next pass, if still idle, one interval later
+            idle.append(owned)
+        return idle
+
+    def _pass_time(self, idle: list[OwnedPartition[Engine]]) -> list[_Prepared[Engine]]:
+        """Move the clock of the idle partitions (still held here) to the wall clock: a quiet
+        shop's last visitors still drop off and their carts are still signalled, without
+        waiting for new traffic."""
+        prepared: list[_Prepared[Engine]] = []
+        for owned in idle:
+            if self._partitions.get(owned.tp) is not owned:
+                continue  # released, or restored afresh, while its position was looked up
             batches = RecordBatches(owned.producer)
             if self._steps.pass_time(owned, datetime.now(UTC), batches):
                 self._add_changes(owned, batches)
