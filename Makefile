@@ -33,6 +33,7 @@ run-kafka: kafka-jars
 lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: env
 	$(VENV)/bin/mypy

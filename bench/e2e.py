@@ -34,11 +34,11 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
-from klantreis.config import load_settings
+from contracts.settings import load_settings
 from klantreis.local_kafka import LocalKafka, free_port
 from klantreis.simulator import generate_journeys
 from services.metrics.app import open_warehouse
-from services.metrics.metrics import WarehouseMetrics
+from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.worker import MetricsWorker
 
 KLANTREIS = str(Path(sys.executable).with_name("klantreis"))

@@ -37,11 +37,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from klantreis.config import Settings, load_settings
-from klantreis.events import Event
-from klantreis.kafka import ensure_topics, new_producer
+from contracts.events import Event
+from contracts.kafka import ensure_topics, new_producer
+from contracts.settings import Settings, load_settings
 from klantreis.local_kafka import LocalKafka, free_port
-from klantreis.topics import Topics
 
 HERE = Path(__file__).resolve().parent
 EVENT = {
@@ -107,7 +106,7 @@ async def kafka_ceiling(
     """(events/s, CPU microseconds per event) of producing the bench event with acks=all and
     waiting for the acknowledgements, `size` per group, 64 groups in flight."""
     record = Event.model_validate(bench_event()).to_bytes()
-    topic = Topics.from_settings(settings).events
+    topic = settings.topics.events
     producer = new_producer(settings)
     await producer.start()
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from klantreis.phases import load_phase_model
+from contracts.phases import load_phase_model
 from klantreis.simulator import collected_events
 from services.metrics import queries
 from services.metrics.funnel import FunnelOrder, FunnelStep

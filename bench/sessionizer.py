@@ -33,15 +33,13 @@ from datetime import UTC, datetime
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from klantreis.config import Settings, load_settings
-from klantreis.events import Event
-from klantreis.kafka import RecordBatches, new_consumer, read_to_end, write_events
+from contracts.events import Event
+from contracts.kafka import RecordBatches, new_consumer, read_to_end, write_events
+from contracts.settings import Settings, load_settings
 from klantreis.local_kafka import LocalKafka
 from klantreis.runtime import tune_garbage_collection
 from klantreis.simulator import collected_events
-from klantreis.topics import Topics
-from services.sessionizer.core import JourneyRules
-from services.sessionizer.metrics import SessionizerMetrics
+from services.sessionizer.config import journey_rules
 from services.sessionizer.routing import (
     IdentityStage,
     JourneyStage,
@@ -51,6 +49,7 @@ from services.sessionizer.routing import (
     routed_value,
     upstream_watermarks,
 )
+from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import (
     IdentitySteps,
     OwnedPartition,
@@ -76,7 +75,7 @@ async def timed(run: Callable[[], Awaitable[None]]) -> tuple[float, float]:
 async def bare_loop(settings: Settings, total: int) -> None:
     consumer = new_consumer(
         settings,
-        Topics.from_settings(settings).events,
+        settings.topics.events,
         group_id=f"bare-{uuid.uuid4().hex}",
         max_poll_records=settings.sessionizer_max_poll_records,  # as large as the sessionizer's
     )
@@ -116,7 +115,7 @@ class ForwardSteps(IdentitySteps):
 async def forward_floor(settings: Settings, total: int) -> None:
     floor = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}-floor"})
     metrics = SessionizerMetrics(CollectorRegistry())
-    steps = ForwardSteps(floor, metrics, Topics.from_settings(settings).events)
+    steps = ForwardSteps(floor, metrics, settings.topics.events)
     stop = asyncio.Event()
     async with SessionizerWorker(floor, metrics, steps) as worker:
         task = asyncio.create_task(worker.run(stop))
@@ -137,7 +136,7 @@ def logic_in_memory(settings: Settings, values: list[bytes]) -> None:
     """Both stages' logic on one partition each, with the hop's encoding and decoding but no
     Kafka: a batch of events through the identity stage, its records through the journey
     stage, outputs encoded, state changes taken."""
-    rules = JourneyRules.from_settings(settings)
+    rules = journey_rules(settings)
     identities, journeys = IdentityStage(rules, 0), JourneyStage(rules, upstream_partitions=1)
     for start in range(0, len(values), settings.sessionizer_max_poll_records):
         hop: list[tuple[bytes, list[tuple[str, bytes]]]] = []
@@ -184,7 +183,7 @@ async def sessionizer(settings: Settings, total: int) -> None:
 async def state_bytes(settings: Settings) -> tuple[int, int]:
     """(bytes of the latest key and value of every entry of both stages' changelogs, number
     of device entries)."""
-    topics = Topics.from_settings(settings)
+    topics = settings.topics
     latest: dict[tuple[str, int, bytes], int] = {}
     for changelog in (topics.identities_changelog, topics.journeys_changelog):
         records = await read_to_end(

@@ -37,15 +37,15 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter
 
-from klantreis.config import Settings, load_settings
-from klantreis.events import Event
-from klantreis.kafka import write_records
+from contracts.events import Event
+from contracts.kafka import write_records
+from contracts.phases import load_phase_model
+from contracts.settings import Settings, load_settings
 from klantreis.local_kafka import LocalKafka
-from klantreis.phases import load_phase_model
 from klantreis.runtime import tune_garbage_collection
 from klantreis.simulator import collected_events
-from services.metrics.metrics import WarehouseMetrics
 from services.metrics.rows import Row, mapping_for
+from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
 from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput

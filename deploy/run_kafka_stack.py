@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from klantreis.config import load_settings
+from contracts.settings import load_settings
 from klantreis.local_kafka import LocalKafka
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import uvicorn
 from prometheus_client import CollectorRegistry, start_http_server
 
-from klantreis.config import ConfigurationError, Settings, load_settings
+from contracts.settings import ConfigurationError, Settings, load_settings
 from klantreis.runtime import tune_garbage_collection
 
 log = logging.getLogger("klantreis")
@@ -131,7 +131,7 @@ async def report_a_slow_stop(stop: asyncio.Event, after: float = 10.0) -> None:
 
 def cmd_sessionizer(settings: Settings, _: argparse.Namespace) -> None:
     settings.require_kafka()
-    from services.sessionizer.metrics import SessionizerMetrics
+    from services.sessionizer.telemetry import SessionizerMetrics
     from services.sessionizer.worker import Sessionizer
 
     tune_garbage_collection()
@@ -164,11 +164,10 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> None:
 
 
 def cmd_topics(settings: Settings, _: argparse.Namespace) -> None:
-    from klantreis.kafka import ensure_topics
-    from klantreis.topics import Topics
+    from contracts.kafka import ensure_topics
 
     asyncio.run(ensure_topics(settings))
-    print("\n".join(Topics.from_settings(settings).all()))
+    print("\n".join(settings.topics.all()))
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:

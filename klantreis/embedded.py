@@ -21,20 +21,21 @@ import orjson
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from klantreis.config import Settings
-from klantreis.events import DeadLetter, Event
+from contracts.events import DeadLetter, Event
+from contracts.settings import Settings
 from services.ingest import api as ingest_api
 from services.ingest.app import add_probes
-from services.ingest.metrics import IngestMetrics
 from services.ingest.sink import SinkUnavailable
+from services.ingest.telemetry import IngestMetrics
 from services.metrics import api as read_api
 from services.metrics.app import open_warehouse
-from services.metrics.metrics import WarehouseMetrics
 from services.metrics.rows import Record
+from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import WarehouseWriter
-from services.sessionizer.core import JourneyEngine, JourneyRules
-from services.sessionizer.metrics import SessionizerMetrics
+from services.sessionizer.config import journey_rules
+from services.sessionizer.core import JourneyEngine
+from services.sessionizer.telemetry import SessionizerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class EmbeddedPipeline:
         self._settings = settings
         self._writer = WarehouseWriter(warehouse, WarehouseMetrics(registry))
         self._metrics = SessionizerMetrics(registry)
-        self._engine = JourneyEngine(JourneyRules.from_settings(settings))
+        self._engine = JourneyEngine(journey_rules(settings))
         self._state_path = Path(settings.data_dir) / STATE_FILE
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()

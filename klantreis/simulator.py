@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from klantreis.events import Event
+from contracts.events import Event
 from services.ingest.intake import intake
 
 SHOP = "https://shop.example"

@@ -24,14 +24,14 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from klantreis.config import Settings
+from contracts.settings import Settings
 from services.ingest import pixels, segment
 from services.ingest.intake import BodyError, decode_body, decode_json, intake
-from services.ingest.metrics import IngestMetrics
 from services.ingest.ratelimit import TokenBuckets
 from services.ingest.schema import IncomingEvent
 from services.ingest.segment import SEGMENT_TYPES, write_key_of
 from services.ingest.sink import EventSink, SinkUnavailable
+from services.ingest.telemetry import IngestMetrics
 
 # The body is JSON (or newline-delimited JSON). text/plain and form-urlencoded are accepted
 # because browsers send them without a CORS preflight (sendBeacon, simple fetches) and curl sends

@@ -9,13 +9,12 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
-from klantreis.config import Settings
-from klantreis.kafka import ensure_topics, new_producer
-from klantreis.observability import metrics_response
-from klantreis.topics import Topics
+from contracts.kafka import ensure_topics, new_producer
+from contracts.observability import metrics_response
+from contracts.settings import Settings
 from services.ingest import api
-from services.ingest.metrics import IngestMetrics
 from services.ingest.sink import KafkaEventSink
+from services.ingest.telemetry import IngestMetrics
 
 
 def add_probes(app: FastAPI, registry: CollectorRegistry) -> None:
@@ -50,9 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         producer = new_producer(settings, request_timeout_ms=timeout_ms)
         await producer.start()
         try:
-            sink = KafkaEventSink(
-                producer, Topics.from_settings(settings), settings.produce_timeout_seconds
-            )
+            sink = KafkaEventSink(producer, settings.topics, settings.produce_timeout_seconds)
             app.state.ingest = api.IngestContext(settings, sink, metrics)
             yield
         finally:

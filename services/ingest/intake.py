@@ -16,9 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 from pydantic import ValidationError
 
-from klantreis import useragents
-from klantreis.channels import classify, visit_from
-from klantreis.events import (
+from contracts.channels import classify, visit_from
+from contracts.events import (
     EARLIEST_EVENT_TIME,
     CampaignContext,
     DeadLetter,
@@ -26,7 +25,8 @@ from klantreis.events import (
     Event,
     correct_clock_skew,
 )
-from klantreis.journeys import derived_id
+from contracts.journeys import derived_id
+from services.ingest import useragents
 from services.ingest.schema import IncomingEvent
 
 # Events claiming to happen further ahead than this, after skew correction, are refused:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from klantreis.events import EventContext, EventType, UtcDatetime
+from contracts.events import EventContext, EventType, UtcDatetime
 
 # Placeholders that broken clients send instead of an id; treating them as ids would merge
 # every such visitor into one journey.

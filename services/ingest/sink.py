@@ -14,8 +14,8 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from klantreis.events import DeadLetter, Event
-from klantreis.topics import Topics
+from contracts.events import DeadLetter, Event
+from contracts.topics import Topics
 
 ORPHAN_TTL_SECONDS = 600.0
 

@@ -17,8 +17,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from klantreis.config import Settings
-from klantreis.phases import PhaseModel, parse_duration
+from contracts.phases import PhaseModel, parse_duration
+from contracts.settings import Settings
 from services.metrics import queries
 from services.metrics.funnel import FunnelOrder, FunnelStep
 from services.metrics.queries import DateRange, TimelineStep

@@ -17,10 +17,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Response
 from prometheus_client import CollectorRegistry
 
-from klantreis.config import Settings
-from klantreis.observability import metrics_response
+from contracts.observability import metrics_response
+from contracts.settings import Settings
 from services.metrics import api
-from services.metrics.metrics import WarehouseMetrics
+from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.metrics.warehouse import Migration
+    from services.metrics.migrations import Migration
 
 LOCAL_SUFFIX = "_local"
 

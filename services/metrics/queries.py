@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from klantreis.phases import PhaseModel
+from contracts.phases import PhaseModel
 from services.metrics.funnel import (
     FunnelOrder,
     FunnelStep,

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from klantreis.events import DeadLetter, Event
-from klantreis.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
+from contracts.events import DeadLetter, Event
+from contracts.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
 
 Row = tuple[Any, ...]
 Record = Event | SessionSnapshot | PhaseTransition | Signal | IdentityLink | DeadLetter

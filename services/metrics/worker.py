@@ -15,11 +15,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
-from klantreis.config import Settings
-from klantreis.kafka import ensure_topics, new_consumer
-from klantreis.topics import Topics
-from services.metrics.metrics import WarehouseMetrics
+from contracts.kafka import ensure_topics, new_consumer
+from contracts.settings import Settings
 from services.metrics.rows import MAPPINGS
+from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import Batch, WarehouseWriter
 
@@ -80,7 +79,7 @@ class MetricsWorker:
 
     def __init__(self, settings: Settings, warehouse: Warehouse, metrics: WarehouseMetrics) -> None:
         self._settings = settings
-        self._topics = Topics.from_settings(settings)
+        self._topics = settings.topics
         self._warehouse = warehouse
         self._metrics = metrics
         self._writer = WarehouseWriter(warehouse, metrics)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from klantreis.events import DeadLetter, DeadLetterReason
-from services.metrics.metrics import WarehouseMetrics
+from contracts.events import DeadLetter, DeadLetterReason
 from services.metrics.rows import MAPPINGS, Record, Row, TableMapping, mapping_for
+from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from klantreis.config import Settings
-from klantreis.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event, EventType
-from klantreis.journeys import (
+from contracts.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event, EventType
+from contracts.journeys import (
     IdentityLink,
     LinkKind,
     PhaseTransition,
@@ -35,7 +34,7 @@ from klantreis.journeys import (
     TransitionKind,
     derived_id,
 )
-from klantreis.phases import PhaseModel
+from contracts.phases import PhaseModel
 
 SessionizerOutput = SessionSnapshot | PhaseTransition | Signal | IdentityLink | DeadLetter
 
@@ -60,15 +59,6 @@ class JourneyRules:
     session_timeout: timedelta = timedelta(minutes=30)
     max_session: timedelta = timedelta(hours=12)
     allowed_lateness: timedelta = timedelta(minutes=10)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> JourneyRules:
-        return cls(
-            model=settings.phase_model_loaded,
-            session_timeout=timedelta(minutes=settings.session_timeout_minutes),
-            max_session=timedelta(hours=settings.max_session_hours),
-            allowed_lateness=timedelta(minutes=settings.allowed_lateness_minutes),
-        )
 
 
 # --- stage 1: identities ---------------------------------------------------------------------

@@ -34,8 +34,8 @@ from typing import Any
 
 import orjson
 
-from klantreis.events import Event, EventType
-from klantreis.journeys import journey_key
+from contracts.events import Event, EventType
+from contracts.journeys import journey_key
 from services.sessionizer.core import (
     IdentityResolver,
     JourneyRules,

@@ -23,12 +23,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
-from klantreis.config import Settings
-from klantreis.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event
-from klantreis.kafka import RecordBatches, ensure_topics, new_consumer, new_producer
-from klantreis.topics import Topics
-from services.sessionizer.core import JourneyRules, SessionizerOutput
-from services.sessionizer.metrics import SessionizerMetrics
+from contracts.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event
+from contracts.kafka import RecordBatches, ensure_topics, new_consumer, new_producer
+from contracts.settings import Settings
+from services.sessionizer.config import journey_rules
+from services.sessionizer.core import SessionizerOutput
 from services.sessionizer.routing import (
     IdentityStage,
     JourneyStage,
@@ -39,6 +38,7 @@ from services.sessionizer.routing import (
     routed_value,
     upstream_watermarks,
 )
+from services.sessionizer.telemetry import SessionizerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ class Steps(ABC, Generic[Engine]):
     group: str  # also the prefix of the partitions' transactional ids
 
     def __init__(self, settings: Settings, metrics: SessionizerMetrics) -> None:
-        self.topics = Topics.from_settings(settings)
-        self.rules = JourneyRules.from_settings(settings)
+        self.topics = settings.topics
+        self.rules = journey_rules(settings)
         self.metrics = metrics
 
     @abstractmethod

@@ -15,11 +15,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
-from klantreis.config import Settings, load_settings
-from klantreis.events import Event
-from klantreis.kafka import read_to_end
+from contracts.events import Event
+from contracts.kafka import read_to_end
+from contracts.settings import Settings, load_settings
 from klantreis.local_kafka import LocalKafka, kafka_version
-from klantreis.topics import Topics
 from services.metrics.app import open_warehouse
 from services.metrics.warehouse import Warehouse
 
@@ -94,7 +93,7 @@ async def read_events(settings: Settings) -> list[Event]:
     """Every event the collector has written to Kafka so far."""
     records = await read_to_end(
         str(settings.kafka_bootstrap_servers),
-        Topics.from_settings(settings).events,
+        settings.topics.events,
         settings.topic_partitions,
     )
     return [Event.from_bytes(r.value or b"") for batch in records.values() for r in batch]

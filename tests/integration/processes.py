@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from klantreis.config import Settings
+from contracts.settings import Settings
 from klantreis.local_kafka import free_port
 from tests.integration.conftest import SITE, WRITE_KEY
 

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from klantreis.config import load_settings
+from contracts.settings import load_settings
 from klantreis.embedded import create_app
 
 AUTH = ("demo", "")

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import httpx
 
-from klantreis.config import load_settings
-from klantreis.events import Event
-from klantreis.kafka import ensure_topics, read_to_end
+from contracts.events import Event
+from contracts.kafka import ensure_topics, read_to_end
+from contracts.settings import load_settings
 from klantreis.local_kafka import LocalKafka, free_port
-from klantreis.topics import Topics
 from tests.integration.conftest import SITE, WRITE_KEY
 from tests.integration.processes import start, wait_for_http
 
@@ -94,9 +93,7 @@ async def test_kafka_down_gives_fast_503s_and_every_2xx_event_lands_once(tmp_pat
         if collector is not None:
             assert collector.stop(), collector.output()
         try:
-            seen = await event_ids_in_kafka(
-                broker.bootstrap_servers, Topics.from_settings(settings).events, 3
-            )
+            seen = await event_ids_in_kafka(broker.bootstrap_servers, settings.topics.events, 3)
         finally:
             broker.stop()
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
+from contracts.phases import DEFAULT_PHASE_MODEL
 from klantreis.local_kafka import free_port
-from klantreis.phases import DEFAULT_PHASE_MODEL
 from tests.integration.processes import KLANTREIS, Service, start, wait_for_http
 
 JOURNEY = [
@@ -189,7 +189,7 @@ def test_a_lone_visitors_cart_is_counted_abandoned_without_more_traffic(tmp_path
     """Nobody else visits: the embedded sessionizer's clock follows the wall clock once no
     event has come for KLANTREIS_IDLE_AFTER_SECONDS, so the cart still runs out."""
     model = tmp_path / "quick-carts.toml"
-    default = (resources.files("klantreis.phase_models") / "default.toml").read_text()
+    default = (resources.files("contracts.phase_models") / "default.toml").read_text()
     model.write_text(default.replace('abandon_after = "1h"', 'abandon_after = "2s"'))
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.core.result import Err, Ok
 
-from klantreis.config import load_settings
+from contracts.settings import load_settings
 from klantreis.embedded import create_app
 from klantreis.local_kafka import free_port
 

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from klantreis.config import Settings, load_settings
-from klantreis.events import DeadLetter, DeadLetterReason, Event
-from klantreis.kafka import write_records
+from contracts.events import DeadLetter, DeadLetterReason, Event
+from contracts.kafka import write_records
+from contracts.phases import load_phase_model
+from contracts.settings import Settings, load_settings
 from klantreis.local_kafka import free_port
-from klantreis.phases import load_phase_model
 from klantreis.simulator import collected_events
-from klantreis.topics import Topics
 from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
 from tests.integration.conftest import committed as committed_offsets
 from tests.integration.processes import KLANTREIS, Service
@@ -61,7 +60,7 @@ async def write_input(settings: Settings) -> int:
 
 
 async def committed(settings: Settings) -> int:
-    return await committed_offsets(settings, Topics.from_settings(settings).metrics_group)
+    return await committed_offsets(settings, settings.topics.metrics_group)
 
 
 def probe(dsn: str, database: str, action: str) -> str:

@@ -14,14 +14,14 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from klantreis.config import Settings
-from klantreis.phases import DEFAULT_PHASE_MODEL
+from contracts.phases import DEFAULT_PHASE_MODEL
+from contracts.settings import Settings
 from services.ingest.app import create_app as create_ingest_app
 from services.metrics import api as read_api
-from services.metrics.metrics import WarehouseMetrics
+from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
-from services.sessionizer.metrics import SessionizerMetrics
+from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import Sessionizer
 from tests.integration.conftest import SITE, WRITE_KEY
 

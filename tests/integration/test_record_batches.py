@@ -8,16 +8,15 @@ import asyncio
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from klantreis.config import Settings
-from klantreis.kafka import RecordBatches, ensure_topics, new_producer, read_to_end
-from klantreis.topics import Topics
+from contracts.kafka import RecordBatches, ensure_topics, new_producer, read_to_end
+from contracts.settings import Settings
 
 
 async def test_keyed_records_land_on_the_partition_and_in_the_order_send_gives_them(
     settings: Settings,
 ) -> None:
     await ensure_topics(settings)
-    topics = Topics.from_settings(settings)
+    topics = settings.topics
     keys = [f"shop/visitor-{n}".encode() for n in range(200)]
     producer = new_producer(settings, max_batch_size=16 * 1024)  # forces batches to split
     await producer.start()
@@ -47,7 +46,7 @@ async def test_keyed_records_land_on_the_partition_and_in_the_order_send_gives_t
 
 async def test_records_of_an_aborted_transaction_are_never_read(settings: Settings) -> None:
     await ensure_topics(settings)
-    topics = Topics.from_settings(settings)
+    topics = settings.topics
     producer = new_producer(settings, transactional_id=f"{settings.topic_prefix}-batches")
     await producer.start()
     try:

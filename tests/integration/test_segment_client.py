@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 from segment.analytics import Client
 
-from klantreis.config import Settings
-from klantreis.events import Event
+from contracts.events import Event
+from contracts.settings import Settings
 from tests.integration.conftest import WRITE_KEY, read_events
 from tests.integration.processes import collector
 

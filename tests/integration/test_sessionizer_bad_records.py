@@ -11,11 +11,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
-from klantreis.config import Settings
-from klantreis.events import DeadLetter
-from klantreis.kafka import ensure_topics, new_producer, read_to_end
-from klantreis.topics import Topics
-from services.sessionizer.metrics import SessionizerMetrics
+from contracts.events import DeadLetter
+from contracts.kafka import ensure_topics, new_producer, read_to_end
+from contracts.settings import Settings
+from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import Sessionizer
 from tests.integration.conftest import committed
 from tests.unit.factories import make_event
@@ -25,7 +24,7 @@ async def test_garbage_and_a_year_one_event_become_dead_letters_and_the_rest_goe
     settings: Settings,
 ) -> None:
     await ensure_topics(settings)
-    topics = Topics.from_settings(settings)
+    topics = settings.topics
     good = make_event("page", visitor="v1")
     later = make_event("track", "Product Viewed", visitor="v1", event_id="e-later")
     year_one = orjson.loads(make_event("page", visitor="v1", event_id="e-old").to_bytes())

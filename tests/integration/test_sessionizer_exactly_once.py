@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from klantreis.config import Settings, load_settings
-from klantreis.events import Event
-from klantreis.kafka import read_to_end, write_events
+from contracts.events import Event
+from contracts.kafka import read_to_end, write_events
+from contracts.settings import Settings, load_settings
 from klantreis.simulator import collected_events
-from klantreis.topics import Topics
 from tests.integration.conftest import committed as committed_count
 from tests.integration.conftest import committed_offsets
 from tests.integration.processes import Service, start
@@ -53,14 +52,14 @@ async def write_input(settings: Settings, events: list[Event]) -> int:
 
 async def committed(settings: Settings) -> int:
     """Input events the identity stage has committed as processed."""
-    return await committed_count(settings, Topics.from_settings(settings).identities_group)
+    return await committed_count(settings, settings.topics.identities_group)
 
 
 async def journeys_done(settings: Settings) -> bool:
     """The journey stage has committed every record on its topic, hand-offs included. The
     offsets are read first: a hand-off is written in the transaction that commits the offset of
     the record that asked for it, so it is then already on the topic."""
-    topics = Topics.from_settings(settings)
+    topics = settings.topics
     offsets = await committed_offsets(settings, topics.journeys_group)
     bootstrap = str(settings.kafka_bootstrap_servers)
     records = await read_to_end(bootstrap, topics.sessionizer_journeys, PARTITIONS)
@@ -74,7 +73,7 @@ async def journeys_done(settings: Settings) -> bool:
 async def read_outputs(settings: Settings) -> Outputs:
     """Every committed output record, per topic and key, in order; for the changelog, the
     state it holds."""
-    topics = Topics.from_settings(settings)
+    topics = settings.topics
     changelogs = [topics.identities_changelog, topics.journeys_changelog]
     names = [topics.sessions, topics.transitions, topics.signals, topics.identities,
              topics.dead_letters, *changelogs]  # fmt: skip

@@ -14,11 +14,10 @@ import pytest
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from klantreis.config import Settings
-from klantreis.kafka import new_producer, write_events
+from contracts.kafka import new_producer, write_events
+from contracts.settings import Settings
 from klantreis.simulator import collected_events
-from klantreis.topics import Topics
-from services.sessionizer.metrics import SessionizerMetrics
+from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import Sessionizer
 from tests.integration.conftest import committed
 
@@ -30,7 +29,7 @@ async def test_a_fenced_sessionizer_stops_and_a_restart_finishes_the_input(
 ) -> None:
     events = collected_events(seed=4, visitors=300, days=5, now=NOW)
     half = len(events) // 2
-    topics = Topics.from_settings(settings)
+    topics = settings.topics
     group = topics.identities_group
     await write_events(settings, events[:half])
     stop = asyncio.Event()

@@ -11,11 +11,10 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from klantreis.config import Settings, load_settings
-from klantreis.journeys import Signal, SignalKind
-from klantreis.kafka import key_partition, read_to_end, write_events
-from klantreis.topics import Topics
-from services.sessionizer.metrics import SessionizerMetrics
+from contracts.journeys import Signal, SignalKind
+from contracts.kafka import key_partition, read_to_end, write_events
+from contracts.settings import Settings, load_settings
+from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import Sessionizer
 from tests.unit.factories import make_event
 
@@ -24,7 +23,7 @@ def quiet_shop_settings(settings: Settings, tmp_path: Path) -> Settings:
     """The test's topics, with carts abandoned after 3 s and a clock that follows the wall
     clock after 1 s without events."""
     model = tmp_path / "quick-carts.toml"
-    default = (resources.files("klantreis.phase_models") / "default.toml").read_text()
+    default = (resources.files("contracts.phase_models") / "default.toml").read_text()
     assert 'abandon_after = "1h"' in default
     model.write_text(default.replace('abandon_after = "1h"', 'abandon_after = "3s"'))
     return load_settings(
@@ -56,7 +55,7 @@ async def test_a_lone_visitors_abandoned_cart_is_signalled_without_more_traffic(
     stop = asyncio.Event()
     registry = CollectorRegistry()
     run = asyncio.create_task(Sessionizer(settings, SessionizerMetrics(registry)).run(stop))
-    signals_topic = Topics.from_settings(settings).signals
+    signals_topic = settings.topics.signals
     due = events[1].timestamp + timedelta(seconds=3)
     try:
         deadline = time.monotonic() + 60

@@ -16,7 +16,7 @@ from snowplow_tracker.self_describing_json import SelfDescribingJson
 from snowplow_tracker.subject import Subject
 from snowplow_tracker.tracker import Tracker
 
-from klantreis.config import Settings
+from contracts.settings import Settings
 from tests.integration.conftest import WRITE_KEY, read_events
 from tests.integration.processes import collector
 from tests.integration.test_segment_client import comparable

@@ -19,8 +19,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from klantreis.config import Settings
-from klantreis.events import Event
+from contracts.events import Event
+from contracts.settings import Settings
 from klantreis.local_kafka import free_port
 from tests.integration.conftest import SITE, WRITE_KEY, read_events
 from tests.integration.processes import collector as collector_process

@@ -8,20 +8,20 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
-from klantreis.config import Settings
-from klantreis.events import DeadLetter, DeadLetterReason
-from klantreis.journeys import IdentityLink, LinkKind, PhaseTransition, TransitionKind
-from klantreis.kafka import ensure_topics, new_producer
-from klantreis.topics import Topics
+from contracts.events import DeadLetter, DeadLetterReason
+from contracts.journeys import IdentityLink, LinkKind, PhaseTransition, TransitionKind
+from contracts.kafka import ensure_topics, new_producer
+from contracts.settings import Settings
 from services.metrics.cluster import (
     ClusterTarget,
     cluster_statements,
     create_database,
     schema_migrations_table,
 )
-from services.metrics.metrics import WarehouseMetrics
+from services.metrics.migrations import load_migrations
 from services.metrics.rows import MAPPINGS
-from services.metrics.warehouse import Warehouse, load_migrations
+from services.metrics.telemetry import WarehouseMetrics
+from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
 from services.metrics.writer import WarehouseWriter
 from tests.unit.factories import make_event
@@ -117,7 +117,7 @@ def test_the_cluster_ddl_parses_in_clickhouse(warehouse: Warehouse) -> None:
 async def test_the_worker_keeps_an_undecodable_record_as_a_dead_letter_and_goes_on(
     settings: Settings, warehouse: Warehouse
 ) -> None:
-    topics = Topics.from_settings(settings)
+    topics = settings.topics
     link = IdentityLink(link_id="l1", site_id="shop", previous_id="anon", customer_id="c1",
                         kind=LinkKind.LINKED, at=datetime.now(UTC), event_id="e1")  # fmt: skip
     await ensure_topics(settings)

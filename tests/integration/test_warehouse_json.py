@@ -8,19 +8,19 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from klantreis.config import Settings
-from klantreis.events import (
+from contracts.events import (
     CampaignContext,
     DeadLetter,
     DeadLetterReason,
     EventContext,
     PageContext,
 )
-from klantreis.journeys import IdentityLink
-from klantreis.phases import load_phase_model
+from contracts.journeys import IdentityLink
+from contracts.phases import load_phase_model
+from contracts.settings import Settings
 from klantreis.simulator import collected_events
-from services.metrics.metrics import WarehouseMetrics
 from services.metrics.rows import MAPPINGS, Record, TableMapping, mapping_for
+from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import WarehouseWriter
 from services.sessionizer.core import JourneyEngine, JourneyRules

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from klantreis.events import Event, EventContext, EventType, PageContext
+from contracts.events import Event, EventContext, EventType, PageContext
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 _counter = iter(range(10**9))

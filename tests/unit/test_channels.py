@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from klantreis.channels import Channel, classify, visit_from
+from contracts.channels import Channel, classify, visit_from
 
 SHOP = "https://shop.example/p/1"
 

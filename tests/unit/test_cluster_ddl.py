@@ -8,7 +8,7 @@ import re
 import pytest
 
 from services.metrics.cluster import ClusterTarget, cluster_statements, schema_migrations_table
-from services.metrics.warehouse import Migration, load_migrations
+from services.metrics.migrations import Migration, load_migrations
 
 TARGET = ClusterTarget("shop_cluster", "klantreis")
 ALL = [s for m in load_migrations() for s in cluster_statements(m, TARGET)]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from klantreis.config import ConfigurationError, load_settings
+from contracts.settings import ConfigurationError, load_settings
 
 
 def test_defaults_run_embedded_with_the_demo_site(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from contracts.settings import ENV_PREFIX, Settings, load_settings
 from klantreis.cli import build_parser
-from klantreis.config import ENV_PREFIX, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 import pytest
 
-from klantreis.events import DeadLetterReason, correct_clock_skew
+from contracts.events import DeadLetterReason, correct_clock_skew
 from services.ingest.intake import BodyError, Intake, decode_body, intake
 
 RECEIVED = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from klantreis.events import Event
+from contracts.events import Event
 from services.ingest.intake import intake
 from services.ingest.pixels import pixel_to_native, snowplow_to_native
 

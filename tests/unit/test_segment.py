@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from klantreis.events import Event
+from contracts.events import Event
 from services.ingest.intake import intake
 from services.ingest.segment import messages_of, to_native
 

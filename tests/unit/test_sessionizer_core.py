@@ -5,8 +5,8 @@ from datetime import timedelta
 
 import orjson
 
-from klantreis.events import DeadLetter, DeadLetterReason, Event
-from klantreis.journeys import (
+from contracts.events import DeadLetter, DeadLetterReason, Event
+from contracts.journeys import (
     IdentityLink,
     LinkKind,
     PhaseTransition,
@@ -15,7 +15,7 @@ from klantreis.journeys import (
     SignalKind,
     TransitionKind,
 )
-from klantreis.phases import DEFAULT_PHASE_MODEL
+from contracts.phases import DEFAULT_PHASE_MODEL
 from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
 from tests.unit.factories import make_event
 
@@ -480,7 +480,7 @@ def test_restoring_exported_state_at_any_point_continues_exactly() -> None:
 def test_derived_ids_are_standard_uuid5s() -> None:
     import uuid
 
-    from klantreis.journeys import KLANTREIS_NAMESPACE, derived_id
+    from contracts.journeys import KLANTREIS_NAMESPACE, derived_id
 
     for parts in [("a",), ("shop", "visitor-1", "e-1"), ("", "ü", "x" * 300)]:
         assert derived_id(*parts) == str(uuid.uuid5(KLANTREIS_NAMESPACE, "\x1f".join(parts)))

@@ -9,9 +9,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from klantreis.events import DeadLetter, Event, EventType
-from klantreis.journeys import PhaseTransition, SessionSnapshot
-from klantreis.phases import DEFAULT_PHASE_MODEL
+from contracts.events import DeadLetter, Event, EventType
+from contracts.journeys import PhaseTransition, SessionSnapshot
+from contracts.phases import DEFAULT_PHASE_MODEL
 from services.sessionizer.core import DEDUP_WINDOW, JourneyEngine, JourneyRules
 from tests.unit.factories import make_event
 

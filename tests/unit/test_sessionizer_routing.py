@@ -13,10 +13,10 @@ from typing import TypeVar
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from klantreis.events import DeadLetter, Event, EventType
-from klantreis.journeys import SessionSnapshot, Signal, SignalKind
-from klantreis.kafka import key_partition
-from klantreis.phases import DEFAULT_PHASE_MODEL
+from contracts.events import DeadLetter, Event, EventType
+from contracts.journeys import SessionSnapshot, Signal, SignalKind
+from contracts.kafka import key_partition
+from contracts.phases import DEFAULT_PHASE_MODEL
 from klantreis.simulator import collected_events
 from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput, to_micros
 from services.sessionizer.routing import (

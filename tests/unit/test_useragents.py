@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from klantreis.useragents import classify
+from services.ingest.useragents import classify
 
 CHROME_WIN = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -12,7 +12,7 @@
 -- Figures here count journeys as they were recorded; the raw queries (phase_funnel and
 -- friends) additionally fold an anonymous journey into the customer who later claimed it.
 -- When a view is created, the migration runner also fills its table from the rows already in
--- the source (services/metrics/warehouse.py, Migration.statements).
+-- the source (services/metrics/migrations/__init__.py, Migration.statements).
 -- On a cluster each shard's view fills its shard's aggregate table and queries merge the states
 -- across shards, so these need no sharding key of their own.
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from klantreis.events import KafkaRecord, UtcDatetime
+from contracts.events import KafkaRecord, UtcDatetime
 
 # Fixed namespace: ids derived from it are stable across processes, versions and replays.
 KLANTREIS_NAMESPACE = uuid.UUID("5b0c1a52-3f0e-4a57-9d0c-6b6c616e7472")

@@ -1,7 +1,7 @@
 """Journey phase models: which phases a shop's journey has, and which events move a customer.
 
 Shops disagree on the phase list (docs/data-model.md), so a model is a TOML file: the presets in
-`klantreis/phase_models/` or a shop's own, chosen with KLANTREIS_PHASE_MODEL. The sessionizer asks
+`contracts/phase_models/` or a shop's own, chosen with KLANTREIS_PHASE_MODEL. The sessionizer asks
 a model where an event puts a journey and when a quiet journey has dropped off; the read API asks
 it for the phase order of the funnel.
 """
@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from klantreis.events import Event, EventType
+from contracts.events import Event, EventType
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -179,14 +179,14 @@ class PhaseModel:
 
 
 def preset_names() -> list[str]:
-    folder = resources.files("klantreis.phase_models")
+    folder = resources.files("contracts.phase_models")
     return sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".toml"))
 
 
 def load_phase_model(name_or_path: str) -> PhaseModel:
     """A preset by name (`default`, `iab`, `five_stages`, `digital`) or a TOML file's path."""
     if name_or_path in preset_names():
-        text = (resources.files("klantreis.phase_models") / f"{name_or_path}.toml").read_text()
+        text = (resources.files("contracts.phase_models") / f"{name_or_path}.toml").read_text()
         return PhaseModel.from_toml(text, f"preset {name_or_path}")
     path = Path(name_or_path)
     if not path.is_file():

@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.topics import Topics
+
 if TYPE_CHECKING:
-    from klantreis.phases import PhaseModel
+    from contracts.phases import PhaseModel
 
 ENV_PREFIX = "KLANTREIS_"
 
@@ -118,7 +120,7 @@ class Settings(BaseSettings):
     @field_validator("phase_model")
     @classmethod
     def _phase_model_loads(cls, value: str) -> str:
-        from klantreis.phases import load_phase_model
+        from contracts.phases import load_phase_model
 
         load_phase_model(value)
         return value
@@ -134,9 +136,14 @@ class Settings(BaseSettings):
 
     @cached_property
     def phase_model_loaded(self) -> PhaseModel:
-        from klantreis.phases import load_phase_model
+        from contracts.phases import load_phase_model
 
         return load_phase_model(self.phase_model)
+
+    @cached_property
+    def topics(self) -> Topics:
+        """This installation's topic names, under `topic_prefix`."""
+        return Topics(prefix=self.topic_prefix)
 
     @property
     def embedded(self) -> bool:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from klantreis.config import Settings
-from klantreis.events import DeadLetter, Event, KafkaRecord
-from klantreis.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
+from contracts.events import DeadLetter, Event, KafkaRecord
+from contracts.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
 
 # Which record each topic carries, by the Topics property that names the topic.
 _TOPIC_OF_RECORD: dict[type[KafkaRecord], str] = {
@@ -127,7 +126,3 @@ class Topics:
     @property
     def metrics_group(self) -> str:
         return f"{self.prefix}.metrics"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Topics:
-        return cls(prefix=settings.topic_prefix)

@@ -21,9 +21,8 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import ConsumerRecord
 
-from klantreis.config import Settings
-from klantreis.events import Event, KafkaRecord
-from klantreis.topics import Topics
+from contracts.events import Event, KafkaRecord
+from contracts.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ async def ensure_topics(settings: Settings) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        topics = Topics.from_settings(settings)
+        topics = settings.topics
         configs = topics.configs()
         missing = [
             NewTopic(
@@ -206,7 +205,7 @@ async def write_records(settings: Settings, records: Sequence[KafkaRecord]) -> N
     """Produce records, each to its topic with its key, as the services that own those topics
     do (same keys, same partitions): input for tests and benchmarks."""
     await ensure_topics(settings)
-    topics = Topics.from_settings(settings)
+    topics = settings.topics
     producer = new_producer(settings)
     await producer.start()
     try:

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from klantreis.events import DeadLetter, DeadLetterReason
-from klantreis.journeys import PhaseTransition, Signal
+from contracts.events import DeadLetter, DeadLetterReason
+from contracts.journeys import PhaseTransition, Signal
 
 
 class SessionizerMetrics:
