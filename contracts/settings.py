@@ -9,7 +9,6 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -165,17 +164,6 @@ class Settings(BaseSettings):
     @cached_property
     def site_ids(self) -> frozenset[str]:
         return frozenset(self.write_keys.values())
-
-    def origin_allowed(self, site_id: str, origin: str) -> bool:
-        """Whether a browser page at `origin` (scheme://host[:port]) may send for `site_id`."""
-        hosts = self.site_hosts.get(site_id)
-        if not hosts:
-            return True
-        host = urlsplit(origin).hostname or ""
-        return any(
-            host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:]))
-            for allowed in hosts
-        )
 
     def require_kafka(self) -> str:
         if self.kafka_bootstrap_servers is None:

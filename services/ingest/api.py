@@ -1,4 +1,12 @@
-"""The collector's HTTP surface: authenticate, read, validate, publish, answer.
+"""The collector's HTTP surface: every protocol's request goes through one intake pipeline.
+
+1. read the body (`read_body`: encoding, content type, size, gzip bombs);
+2. translate the protocol into native events (`_native`, `_segment`, `_snowplow_batch`, the
+   pixels), which yields a `Submission`;
+3. check who sends and how much, once for every protocol: the write key's site, the page's
+   origin, the batch size (`_admit`);
+4. validate and enrich each event (`intake`);
+5. publish to the sink and answer (`_publish`).
 
 Request bodies are read by hand (not through FastAPI's body parsing) so that a malformed,
 oversized or mistyped body gets its own precise 4xx message and can never surface as a 5xx.
@@ -6,8 +14,6 @@ oversized or mistyped body gets its own precise 4xx message and can never surfac
 
 from __future__ import annotations
 
-import base64
-import binascii
 import gzip
 import math
 import time
@@ -16,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -26,7 +32,14 @@ from starlette.routing import Route
 
 from contracts.settings import Settings
 from services.ingest import pixels, segment
-from services.ingest.intake import BodyError, decode_body, decode_json, intake
+from services.ingest.access import origin_allowed, request_write_key, site_of
+from services.ingest.intake import (
+    RequestRefused,
+    check_batch_size,
+    decode_body,
+    decode_json,
+    intake,
+)
 from services.ingest.ratelimit import TokenBuckets
 from services.ingest.schema import IncomingEvent
 from services.ingest.segment import SEGMENT_TYPES, write_key_of
@@ -143,19 +156,28 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     },
 )
 async def post_events(request: Request) -> Response:
-    return await _counted(request, "/v1/events", _native)
+    return await _admit(request, "/v1/events", _native, _native_body)
 
 
-async def _native(request: Request, context: IngestContext) -> JSONResponse:
-    settings = context.settings
-    try:
-        site_id = authenticate(request, settings.write_keys)
-        raw = await read_body(request, settings.max_body_bytes)
-        context.metrics.request_bytes.inc(len(raw))
-        items = decode_body(raw, settings.max_batch_events)
-    except BodyError as exc:
-        return _error(exc.status, exc.code, exc.message)
-    return await _publish(context, site_id, items, _native_body)
+class Submission(NamedTuple):
+    """A request translated into native events, not yet validated, and the write key its
+    protocol carried in the body, if any (the request's own key comes first)."""
+
+    items: list[Any]
+    body_key: str | None = None
+
+
+Translate = Callable[[Request, IngestContext], Awaitable[Submission]]
+
+
+async def _native(request: Request, context: IngestContext) -> Submission:
+    return Submission(decode_body(await _read(request, context)))
+
+
+async def _read(request: Request, context: IngestContext) -> bytes:
+    raw = await read_body(request, context.settings.max_body_bytes)
+    context.metrics.request_bytes.inc(len(raw))
+    return raw
 
 
 def _native_body(accepted: int, rejected: list[dict[str, Any]]) -> dict[str, Any]:
@@ -175,34 +197,19 @@ def _native_body(accepted: int, rejected: list[dict[str, Any]]) -> dict[str, Any
 async def post_segment(request: Request, call: str) -> Response:
     if call not in SEGMENT_CALLS:
         return _error(404, "not_found", f"no endpoint /v1/{call}")
-    return await _counted(request, f"/v1/{call}", lambda r, c: _segment(r, c, call))
+
+    async def translate(request: Request, context: IngestContext) -> Submission:
+        body = decode_json(await _read(request, context))
+        messages = segment.messages_of(body, call)
+        if not messages:
+            raise RequestRefused(400, "empty_batch", "a batch call needs a non-empty `batch` array")
+        body_key = write_key_of(body) if isinstance(body, dict) else None
+        return Submission([segment.to_native(message) for message in messages], body_key)
+
+    return await _admit(request, f"/v1/{call}", translate, _segment_body)
 
 
 SEGMENT_CALLS = SEGMENT_TYPES | {"batch", "import"}
-
-
-async def _segment(request: Request, context: IngestContext, call: str) -> JSONResponse:
-    settings = context.settings
-    try:
-        raw = await read_body(request, settings.max_body_bytes)
-        context.metrics.request_bytes.inc(len(raw))
-        body = decode_json(raw)
-        site_id = authenticate(
-            request, settings.write_keys, write_key_of(body) if isinstance(body, dict) else None
-        )
-        messages = segment.messages_of(body, call)
-        if not messages:
-            raise BodyError(400, "empty_batch", "a batch call needs a non-empty `batch` array")
-        if len(messages) > settings.max_batch_events:
-            raise BodyError(
-                413,
-                "too_many_events",
-                f"the batch has {len(messages)} messages; at most {settings.max_batch_events}",
-            )
-    except BodyError as exc:
-        return _error(exc.status, exc.code, exc.message)
-    items = [segment.to_native(message) for message in messages]
-    return await _publish(context, site_id, items, _segment_body)
 
 
 def _segment_body(accepted: int, rejected: list[dict[str, Any]]) -> dict[str, Any]:
@@ -222,14 +229,11 @@ def _segment_body(accepted: int, rejected: list[dict[str, Any]]) -> dict[str, An
     responses={200: {"content": {"image/gif": {}}}},
 )
 async def pixel(request: Request) -> Response:
-    params = request.query_params
-    return await _counted(
-        request,
-        "/v1/pixel.gif",
-        lambda r, c: _from_query(
-            r, c, None, [pixels.pixel_to_native(params, r.headers.get("user-agent"))]
-        ),
-    )
+    async def translate(request: Request, context: IngestContext) -> Submission:
+        user_agent = request.headers.get("user-agent")
+        return Submission([pixels.pixel_to_native(request.query_params, user_agent)])
+
+    return await _admit(request, "/v1/pixel.gif", translate, _native_body, pixel=True)
 
 
 @router.get(
@@ -239,17 +243,12 @@ async def pixel(request: Request) -> Response:
     responses={200: {"content": {"image/gif": {}}}},
 )
 async def snowplow_get(request: Request) -> Response:
-    params = request.query_params
-    return await _counted(
-        request,
-        "/i",
-        lambda r, c: _from_query(
-            r,
-            c,
-            params.get("aid"),
-            [pixels.snowplow_to_native(params, r.headers.get("user-agent"))],
-        ),
-    )
+    async def translate(request: Request, context: IngestContext) -> Submission:
+        params = request.query_params
+        native = pixels.snowplow_to_native(params, request.headers.get("user-agent"))
+        return Submission([native], params.get("aid"))
+
+    return await _admit(request, "/i", translate, _native_body, pixel=True)
 
 
 @router.post(
@@ -257,44 +256,23 @@ async def snowplow_get(request: Request) -> Response:
     summary="Snowplow tracker protocol, POST: a payload_data batch; `aid` is the write key",
 )
 async def snowplow_post(request: Request) -> Response:
-    return await _counted(request, "/com.snowplowanalytics.snowplow/tp2", _snowplow_batch)
+    return await _admit(
+        request, "/com.snowplowanalytics.snowplow/tp2", _snowplow_batch, _native_body
+    )
 
 
-async def _snowplow_batch(request: Request, context: IngestContext) -> JSONResponse:
-    settings = context.settings
-    try:
-        raw = await read_body(request, settings.max_body_bytes)
-        context.metrics.request_bytes.inc(len(raw))
-        body = decode_json(raw)
-        items = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(items, list) or not items:
-            raise BodyError(400, "empty_batch", "a payload_data body needs a non-empty `data`")
-        if len(items) > settings.max_batch_events:
-            raise BodyError(
-                413,
-                "too_many_events",
-                f"the batch has {len(items)} events; at most {settings.max_batch_events}",
-            )
-        app_ids = {item.get("aid") for item in items if isinstance(item, dict)}
-        if len(app_ids) > 1:
-            raise BodyError(400, "mixed_app_ids", "all events of a batch need the same `aid`")
-        site_id = authenticate(request, settings.write_keys, next(iter(app_ids), None))
-    except BodyError as exc:
-        return _error(exc.status, exc.code, exc.message)
+async def _snowplow_batch(request: Request, context: IngestContext) -> Submission:
+    body = decode_json(await _read(request, context))
+    items = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        raise RequestRefused(400, "empty_batch", "a payload_data body needs a non-empty `data`")
+    app_ids = {item.get("aid") for item in items if isinstance(item, dict)}
+    if len(app_ids) > 1:
+        raise RequestRefused(400, "mixed_app_ids", "all events of a batch need the same `aid`")
     natives = [
         pixels.snowplow_to_native(item) if isinstance(item, dict) else item for item in items
     ]
-    return await _publish(context, site_id, natives, _native_body)
-
-
-async def _from_query(
-    request: Request, context: IngestContext, key: str | None, items: list[Any]
-) -> Response:
-    try:
-        site_id = authenticate(request, context.settings.write_keys, key)
-    except BodyError as exc:
-        return _gif(exc.status, exc.message)
-    return _as_gif(await _publish(context, site_id, items, _native_body))
+    return Submission(natives, next(iter(app_ids), None))
 
 
 def _as_gif(answer: Response) -> Response:
@@ -314,41 +292,60 @@ def _gif(status: int, error: str | None) -> Response:
     return Response(pixels.GIF, status_code=status, media_type="image/gif", headers=headers)
 
 
-_PIXELS = frozenset({"/v1/pixel.gif", "/i"})
+Respond = Callable[[int, list[dict[str, Any]]], dict[str, Any]]
 
 
-async def _counted(
-    request: Request,
-    route: str,
-    handle: Callable[[Request, IngestContext], Awaitable[Response]],
+async def _admit(
+    request: Request, route: str, translate: Translate, respond: Respond, pixel: bool = False
 ) -> Response:
+    """Steps 2-5 of the pipeline for one request, and its answer: JSON, or a GIF for a pixel."""
     context: IngestContext = request.app.state.ingest
+    settings = context.settings
     context.metrics.in_flight.inc()
+    site_id: str | None = None
     try:
-        wait = context.per_ip.take(client_ip(request, context.settings))
+        wait = context.per_ip.take(client_ip(request, settings))
         if wait:
             response: Response = _rate_limited(wait, "this client")
-            if route in _PIXELS:
-                response = _as_gif(response)
         else:
-            response = await handle(request, context)
+            try:
+                submission = await translate(request, context)
+                key = request_write_key(request.headers, request.query_params)
+                site_id = site_of(key or submission.body_key, settings.write_keys)
+                origin = request.headers.get("origin")
+                if origin and not origin_allowed(settings.site_hosts, site_id, origin):
+                    raise RequestRefused(
+                        403,
+                        "origin_not_allowed",
+                        f"pages on {origin} may not send events for this site",
+                    )
+                check_batch_size(len(submission.items), settings.max_batch_events)
+            except RequestRefused as exc:
+                response = _error(exc.status, exc.code, exc.message)
+            else:
+                response = await _publish(context, site_id, submission.items, respond)
+        if pixel:
+            response = _as_gif(response)
     finally:
         context.metrics.in_flight.dec()
     context.metrics.requests.labels(route, str(response.status_code)).inc()
-    _allow_origin(request, context.settings, response)
+    _allow_origin(request, settings, response, site_id)
     return response
 
 
-def _allow_origin(request: Request, settings: Settings, response: Response) -> None:
+def _allow_origin(
+    request: Request, settings: Settings, response: Response, site_id: str | None = None
+) -> None:
     """Reflect the page's origin when its site allows it, so the tracker can read the status
-    (and retry a 503); a site's other hosts get no CORS headers."""
+    (and retry a 503); a site's other hosts get no CORS headers. The site is the request's, once
+    known; a preflight has only its `key` query parameter to go by."""
     origin = request.headers.get("origin")
     response.headers["Vary"] = "Origin"
     if not origin:
         return
-    key = request.query_params.get("key")
-    site_id = settings.write_keys.get(key or "")
-    if site_id is None or settings.origin_allowed(site_id, origin):
+    if site_id is None:
+        site_id = settings.write_keys.get(request.query_params.get("key") or "")
+    if site_id is None or origin_allowed(settings.site_hosts, site_id, origin):
         response.headers["Access-Control-Allow-Origin"] = origin
 
 
@@ -384,7 +381,7 @@ async def _publish(
     context: IngestContext,
     site_id: str,
     items: list[Any],
-    respond: Callable[[int, list[dict[str, Any]]], dict[str, Any]],
+    respond: Respond,
 ) -> JSONResponse:
     """Validate and enrich the items, store them, and answer: 200 when any event was stored
     (refused ones listed), 400 when none was valid, 429 over the site's rate, 503 when storage
@@ -424,79 +421,48 @@ async def _publish(
     return JSONResponse(respond(len(result.events), rejected))
 
 
-def authenticate(request: Request, write_keys: dict[str, str], body_key: str | None = None) -> str:
-    """The site of the request's write key: HTTP Basic user name (as Segment's libraries send
-    it), the `key` query parameter (for beacons and pixels, which cannot set headers), or a
-    `writeKey` in the body (Segment's alternative)."""
-    key = request.query_params.get("key") or body_key
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "basic":
-            raise BodyError(401, "bad_authorization", "use HTTP Basic with the write key as user")
-        try:
-            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise BodyError(
-                401, "bad_authorization", "the Authorization header is not valid HTTP Basic"
-            ) from None
-        key = decoded.partition(":")[0]
-    if not key:
-        raise BodyError(
-            401,
-            "missing_write_key",
-            "no write key: send it as the HTTP Basic user name or the `key` query parameter",
-        )
-    site_id = write_keys.get(key)
-    if site_id is None:
-        raise BodyError(401, "unknown_write_key", "the write key is not known to this collector")
-    origin = request.headers.get("origin")
-    settings: Settings = request.app.state.ingest.settings
-    if origin and not settings.origin_allowed(site_id, origin):
-        raise BodyError(
-            403, "origin_not_allowed", f"pages on {origin} may not send events for this site"
-        )
-    return site_id
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, decompressed if gzipped; `limit` bounds both what is read and what it inflates
     to, so a small gzip bomb is refused with 413 before it can fill memory."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip"):
-        raise BodyError(
+        raise RequestRefused(
             415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported"
         )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_CONTENT_TYPES:
-        raise BodyError(
+        raise RequestRefused(
             415,
             "unsupported_content_type",
             f"Content-Type {content_type!r} is not supported; send application/json",
         )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyError(413, "body_too_large", f"the body is {declared} bytes; at most {limit}")
+        raise RequestRefused(
+            413, "body_too_large", f"the body is {declared} bytes; at most {limit}"
+        )
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     chunks: list[bytes] = []
     size = read = 0
     async for chunk in request.stream():
         read += len(chunk)
         if read > limit:
-            raise BodyError(413, "body_too_large", f"the body exceeds {limit} bytes")
+            raise RequestRefused(413, "body_too_large", f"the body exceeds {limit} bytes")
         if inflater is not None:
             try:
                 chunk = inflater.decompress(chunk, limit + 1 - size)
             except zlib.error as exc:
-                raise BodyError(400, "malformed_gzip", f"the gzip body is corrupt: {exc}") from None
+                raise RequestRefused(
+                    400, "malformed_gzip", f"the gzip body is corrupt: {exc}"
+                ) from None
             if inflater.unconsumed_tail:
                 chunk += b"x"  # more output was waiting: over the limit
         size += len(chunk)
         if size > limit:
-            raise BodyError(
+            raise RequestRefused(
                 413, "body_too_large", f"the body decompresses to more than {limit} bytes"
             )
         chunks.append(chunk)
     if inflater is not None and not inflater.eof and read:
-        raise BodyError(400, "malformed_gzip", "the gzip body is truncated")
+        raise RequestRefused(400, "malformed_gzip", "the gzip body is truncated")
     return b"".join(chunks)

@@ -34,8 +34,9 @@ from services.ingest.schema import IncomingEvent
 MAX_FUTURE = timedelta(days=1)
 
 
-class BodyError(Exception):
-    """The request as a whole cannot be read; maps to one 4xx status."""
+class RequestRefused(Exception):
+    """The request as a whole is refused (unreadable, too large, not allowed); maps to one 4xx
+    status, with a machine-readable code and a message a shop developer can act on."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -60,32 +61,28 @@ class Intake:
 
 def decode_json(raw: bytes) -> Any:
     if not raw.strip():
-        raise BodyError(400, "empty_body", "the request body is empty; send a JSON event or array")
+        raise RequestRefused(
+            400, "empty_body", "the request body is empty; send a JSON event or array"
+        )
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BodyError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+        raise RequestRefused(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
 
 
-def decode_body(raw: bytes, max_events: int) -> list[Any]:
+def decode_body(raw: bytes) -> list[Any]:
     """One event object, a JSON array of them, or newline-delimited JSON objects."""
     stripped = raw.strip()
     if stripped.startswith(b"{") and b"\n" in stripped and not _is_one_document(stripped):
-        return _decode_lines(stripped, max_events)
+        return _decode_lines(stripped)
     document = decode_json(raw)
     if isinstance(document, dict):
         return [document]
     if isinstance(document, list):
         if not document:
-            raise BodyError(400, "empty_batch", "the batch is an empty array")
-        if len(document) > max_events:
-            raise BodyError(
-                413,
-                "too_many_events",
-                f"the batch has {len(document)} events; at most {max_events} per request",
-            )
+            raise RequestRefused(400, "empty_batch", "the batch is an empty array")
         return document
-    raise BodyError(
+    raise RequestRefused(
         400, "not_an_event", f"expected a JSON object or array, got {type(document).__name__}"
     )
 
@@ -98,21 +95,27 @@ def _is_one_document(raw: bytes) -> bool:
     return True
 
 
-def _decode_lines(raw: bytes, max_events: int) -> list[Any]:
+def _decode_lines(raw: bytes) -> list[Any]:
     lines = [line for line in raw.split(b"\n") if line.strip()]
-    if len(lines) > max_events:
-        raise BodyError(
-            413, "too_many_events", f"the body has {len(lines)} events; at most {max_events}"
-        )
     items = []
     for number, line in enumerate(lines, start=1):
         try:
             items.append(orjson.loads(line))
         except orjson.JSONDecodeError as exc:
-            raise BodyError(
+            raise RequestRefused(
                 400, "malformed_json", f"line {number} is not valid JSON: {exc}"
             ) from None
     return items
+
+
+def check_batch_size(events: int, max_events: int) -> None:
+    """One request carries at most `max_events` events, whatever its protocol."""
+    if events > max_events:
+        raise RequestRefused(
+            413,
+            "too_many_events",
+            f"the batch has {events} events; at most {max_events} per request",
+        )
 
 
 def describe(error: ValidationError) -> str:

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from contracts.events import DeadLetterReason, correct_clock_skew
-from services.ingest.intake import BodyError, Intake, decode_body, intake
+from services.ingest.intake import Intake, RequestRefused, check_batch_size, decode_body, intake
 
 RECEIVED = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
@@ -199,11 +199,11 @@ def test_without_a_timestamp_identical_events_stay_distinct() -> None:
     ],
 )
 def test_unreadable_bodies_are_refused_whole(raw: bytes, status: int, code: str) -> None:
-    with pytest.raises(BodyError) as caught:
-        decode_body(raw, max_events=2)
+    with pytest.raises(RequestRefused) as caught:
+        check_batch_size(len(decode_body(raw)), max_events=2)
     assert (caught.value.status, caught.value.code) == (status, code)
 
 
 def test_a_single_object_and_an_array_both_decode() -> None:
-    assert decode_body(b'{"type": "page"}', 10) == [{"type": "page"}]
-    assert len(decode_body(b'[{"type": "page"}, {"type": "page"}]', 10)) == 2
+    assert decode_body(b'{"type": "page"}') == [{"type": "page"}]
+    assert len(decode_body(b'[{"type": "page"}, {"type": "page"}]')) == 2

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ingest.intake import BodyError, decode_body, intake
+from services.ingest.intake import RequestRefused, check_batch_size, decode_body, intake
 from services.ingest.pixels import pixel_to_native, snowplow_to_native
 from services.ingest.segment import messages_of, to_native
 
@@ -43,8 +43,9 @@ def test_pixel_parameters_never_break_the_collector(params: dict[str, str]) -> N
 @given(st.binary(max_size=300) | JSON.map(lambda value: repr(value).encode()))
 def test_any_body_is_events_or_a_precise_refusal(raw: bytes) -> None:
     try:
-        items = decode_body(raw, max_events=50)
-    except BodyError as refusal:
+        items = decode_body(raw)
+        check_batch_size(len(items), max_events=50)
+    except RequestRefused as refusal:
         assert 400 <= refusal.status < 500 and refusal.message
         return
     refused_or_accepted(items)

@@ -1,0 +1,61 @@
+"""Who may send events: the write key a request carries, its site, and the page hosts a site
+allows. Pure: the HTTP layer passes in the headers and the configured keys and hosts."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from services.ingest.intake import RequestRefused
+
+
+def request_write_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The write key of the request itself: the HTTP Basic user name (as Segment's libraries
+    send it), else the `key` query parameter (for beacons and pixels, which cannot set
+    headers)."""
+    header = headers.get("authorization")
+    if header:
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "basic":
+            raise RequestRefused(
+                401, "bad_authorization", "use HTTP Basic with the write key as user"
+            )
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise RequestRefused(
+                401, "bad_authorization", "the Authorization header is not valid HTTP Basic"
+            ) from None
+        return decoded.partition(":")[0] or None
+    return query.get("key") or None
+
+
+def site_of(key: str | None, write_keys: Mapping[str, str]) -> str:
+    """The site a write key sends for; a missing or unknown key is a 401."""
+    if not key:
+        raise RequestRefused(
+            401,
+            "missing_write_key",
+            "no write key: send it as the HTTP Basic user name or the `key` query parameter",
+        )
+    site_id = write_keys.get(key)
+    if site_id is None:
+        raise RequestRefused(
+            401, "unknown_write_key", "the write key is not known to this collector"
+        )
+    return site_id
+
+
+def origin_allowed(site_hosts: Mapping[str, list[str]], site_id: str, origin: str) -> bool:
+    """Whether a browser page at `origin` (scheme://host[:port]) may send for `site_id`; a site
+    without listed hosts accepts every host."""
+    hosts = site_hosts.get(site_id)
+    if not hosts:
+        return True
+    host = urlsplit(origin).hostname or ""
+    return any(
+        host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:]))
+        for allowed in hosts
+    )
