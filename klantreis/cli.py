@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry, start_http_server
@@ -63,20 +64,24 @@ REPORTS = (
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
-    """The read API's figures on the command line, from the same query module."""
-    import dataclasses
-    from datetime import UTC, date, datetime, timedelta
+    """The read API's figures on the command line: the same query functions, the same date
+    rules and the same figure types as `/api/v1`."""
+    from datetime import date
+
+    from pydantic import TypeAdapter
 
     from services.metrics import queries
+    from services.metrics.api import DEFAULT_DAYS, ReadRefused, date_range
     from services.metrics.app import open_warehouse
 
     model = settings.phase_model_loaded
-    days = None  # all time, where a figure allows it
-    if args.date_from or args.date_to:
-        last = date.fromisoformat(args.date_to) if args.date_to else datetime.now(UTC).date()
-        first = date.fromisoformat(args.date_from) if args.date_from else last - timedelta(29)
-        days = queries.DateRange(first, last)
-    daily = days or queries.DateRange.last_days(30)
+    try:
+        first, last = (date.fromisoformat(d) if d else None for d in (args.date_from, args.date_to))
+        days = date_range(first, last, None)  # all time, where a figure allows it
+        daily = date_range(first, last, DEFAULT_DAYS)
+    except (ValueError, ReadRefused) as exc:
+        raise ConfigurationError(f"report: {exc}") from None
+    assert daily is not None
     warehouse = open_warehouse(settings)
     try:
         site = args.site
@@ -93,15 +98,9 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
         answer = answers[args.report]()
     finally:
         warehouse.close()
-
-    def plain(value: object) -> object:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {key: plain(item) for key, item in dataclasses.asdict(value).items()}
-        if isinstance(value, list):
-            return [plain(item) for item in value]
-        return value
-
-    print(json.dumps(plain(answer), indent=2, default=str))
+    # The figure's own type says how it is written, derived rates included, as the API does.
+    kind: Any = list[type(answer[0])] if isinstance(answer, list) and answer else type(answer)  # type: ignore[misc]
+    print(TypeAdapter(kind).dump_json(answer, indent=2).decode())
 
 
 def cmd_ingest(settings: Settings, _: argparse.Namespace) -> None:

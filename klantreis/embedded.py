@@ -198,6 +198,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="klantreis", version="1", lifespan=lifespan)
     ingest_api.install(app)
-    app.include_router(read_api.router)
+    read_api.install(app)
     add_probes(app, registry)
     return app

@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
             warehouse.close()
 
     app = FastAPI(title="klantreis read API", version="1", lifespan=lifespan)
-    app.include_router(api.router)
+    api.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

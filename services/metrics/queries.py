@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from pydantic import computed_field
+
 from contracts.phases import PhaseModel
+from contracts.timecodec import to_millis
 from services.metrics.funnel import (
     FunnelOrder,
     FunnelStep,
@@ -50,10 +53,6 @@ class DateRange:
         return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
 
 
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
-
-
 # Far enough on for any event; DateTime64(3) ends in 2299.
 _END_OF_TIME_MS = 9_999_999_999_999
 
@@ -62,7 +61,7 @@ def _range(days: DateRange | None) -> dict[str, int]:
     """The {since_ms} / {until_ms} parameters of a query: `days`, or all time."""
     if days is None:
         return {"since_ms": 0, "until_ms": _END_OF_TIME_MS}
-    return {"since_ms": _ms(days.since), "until_ms": _ms(days.until)}
+    return {"since_ms": to_millis(days.since), "until_ms": to_millis(days.until)}
 
 
 def _in_range(column: str) -> str:
@@ -81,16 +80,28 @@ _CUSTOMER_OF = """
     GROUP BY previous_id
 """
 
+
+def _claimed(own_id: str) -> str:
+    """`claimed.customer_id`: the customer who claimed the id in column `own_id` ('' when none
+    did); the join that lets a customer's anonymous history count as theirs."""
+    return f"LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON {own_id} = claimed.previous_id"
+
+
+def _person(own_id: str) -> str:
+    """Whose a row recorded under `own_id` is: the customer who claimed that id, else the id."""
+    return f"if(claimed.customer_id = '', {own_id}, claimed.customer_id)"
+
+
 # max() of the furthest phase per journey and a count of distinct journeys are both insensitive
 # to a transition stored twice, so this is exact before ReplacingMergeTree has merged.
 _FURTHEST_PHASE_SQL = f"""
 SELECT furthest, count() AS journeys
 FROM (
     SELECT
-        if(claimed.customer_id = '', t.journey_id, claimed.customer_id) AS journey,
+        {_person("t.journey_id")} AS journey,
         max(indexOf({{phases:Array(String)}}, t.furthest_phase)) AS furthest
     FROM {{database}}.phase_transitions AS t
-    LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON t.journey_id = claimed.previous_id
+    {_claimed("t.journey_id")}
     WHERE t.site_id = {{site:String}} AND {_in_range("t.at")}
     GROUP BY journey
 )
@@ -176,6 +187,7 @@ class PhaseDropoff:
     dropped: int
     after_touchpoints: dict[str, int]  # the last touchpoint that moved each dropped journey
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def rate(self) -> float:
         return self.dropped / self.reached if self.reached else 0.0
@@ -188,12 +200,12 @@ _DROPPED_SQL = f"""
 SELECT phase, touchpoint, count() AS journeys
 FROM (
     SELECT
-        if(claimed.customer_id = '', t.journey_id, claimed.customer_id) AS journey,
+        {_person("t.journey_id")} AS journey,
         argMax(t.kind, (t.at, t.kind = 'dropped_off')) AS last_kind,
         argMax(t.to_phase, (t.at, t.kind = 'dropped_off')) AS phase,
         argMaxIf(t.touchpoint, t.at, t.kind != 'dropped_off') AS touchpoint
     FROM {{database}}.phase_transitions AS t
-    LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON t.journey_id = claimed.previous_id
+    {_claimed("t.journey_id")}
     WHERE t.site_id = {{site:String}} AND {_in_range("t.at")}
     GROUP BY journey
 )
@@ -236,6 +248,7 @@ class ExitPage:
     exits: int
     page_views: int
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def exit_rate(self) -> float:
         """Of the views of this page, those that ended a session."""
@@ -244,9 +257,12 @@ class ExitPage:
 
 @dataclass(frozen=True)
 class ShopMetrics:
-    """The shop's figures over a date range. A rate whose denominator is zero is None: no data
-    is not the same as 0 %."""
+    """The shop's figures over a date range (all time when both dates are None), as the read
+    API serves them. A rate whose denominator is zero is None: no data is not the same as 0 %."""
 
+    site: str
+    date_from: date | None
+    date_to: date | None
     sessions: int
     converting_sessions: int
     engaged_sessions: int
@@ -265,36 +281,43 @@ class ShopMetrics:
     emails_opened: int
     exit_pages: list[ExitPage]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def conversion_rate(self) -> float | None:
         """Sessions with an order, of all sessions."""
         return _share(self.converting_sessions, self.sessions)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def bounce_rate(self) -> float | None:
         """Sessions that were not engaged (GA4: under 10 s, one page view, no conversion)."""
         engaged = _share(self.engaged_sessions, self.sessions)
         return None if engaged is None else 1 - engaged
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def cart_abandonment_rate(self) -> float | None:
         """Carts abandoned, of carts that ended: abandoned or ordered."""
         return _share(self.carts_abandoned, self.carts_abandoned + self.converting_sessions)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def repeat_purchase_rate(self) -> float | None:
         """Customers who ordered more than once, of customers who ordered."""
         return _share(self.repeat_buyers, self.buyers)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def customer_lifetime_value(self) -> float | None:
         """Revenue per customer who ordered (historic CLV over the range)."""
         return self.revenue / self.buyers if self.buyers else None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def average_order_value(self) -> float | None:
         return self.revenue / self.orders if self.orders else None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def net_promoter_score(self) -> float | None:
         """% promoters (9-10) minus % detractors (0-6), from -100 to 100."""
@@ -302,11 +325,13 @@ class ShopMetrics:
             return None
         return 100 * (self.nps_promoters - self.nps_detractors) / self.nps_answers
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def customer_satisfaction(self) -> float | None:
         """CSAT: answers of 4 or 5 out of 5, of all answers."""
         return _share(self.csat_satisfied, self.csat_answers)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def email_open_rate(self) -> float | None:
         """E-mails opened at least once, of e-mails delivered."""
@@ -336,12 +361,11 @@ _ORDER_REVENUE = """multiIf(
 _BUYERS_SQL = f"""
 SELECT countIf(orders >= 1), countIf(orders >= 2), sum(orders), sum(revenue)
 FROM (
-    SELECT if(e.user_id != '', e.user_id,
-              if(claimed.customer_id = '', e.anonymous_id, claimed.customer_id)) AS customer,
+    SELECT if(e.user_id != '', e.user_id, {_person("e.anonymous_id")}) AS customer,
            uniqExact(e.event_id) AS orders,
            sum({_ORDER_REVENUE}) AS revenue
     FROM {{database}}.events AS e
-    LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON e.anonymous_id = claimed.previous_id
+    {_claimed("e.anonymous_id")}
     WHERE e.site_id = {{site:String}} AND e.type = 'track' AND e.event IN {{orders:Array(String)}}
       AND {_in_range("e.timestamp")}
     GROUP BY customer
@@ -444,6 +468,9 @@ def shop_metrics(
         for path, exits, views in warehouse.query(_EXIT_PAGES_SQL, params)
     ]
     return ShopMetrics(
+        site=site_id,
+        date_from=days.first if days else None,
+        date_to=days.last if days else None,
         sessions=int(sessions),
         converting_sessions=int(converting),
         engaged_sessions=int(engaged),
@@ -468,7 +495,7 @@ def shop_metrics(
 
 # Whose an event is: the customer who claimed the id it was recorded under, else that id (the
 # user id when the shop knew it, the device's anonymous id otherwise).
-_PERSON_OF_EVENT = "if(claimed.customer_id = '', own_id, claimed.customer_id)"
+_PERSON_OF_EVENT = _person("own_id")
 
 
 def _step_condition(step: FunnelStep, parameter: str) -> str:
@@ -517,7 +544,7 @@ def _step_funnel_sql(steps: Sequence[FunnelStep], order: FunnelOrder, window_ms:
                   WHERE site_id = {{site:String}} AND NOT is_bot
                     AND timestamp >= fromUnixTimestamp64Milli({{since_ms:Int64}})
                     AND timestamp < fromUnixTimestamp64Milli({{horizon_ms:Int64}})) AS e
-            LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON e.own_id = claimed.previous_id
+            {_claimed("e.own_id")}
             WHERE {relevant}
         )
         GROUP BY person
@@ -569,9 +596,9 @@ def step_funnel(
     window_ms = int(window.total_seconds() * 1000)
     parameters: dict[str, Any] = {
         "site": site_id,
-        "since_ms": _ms(days.since),
-        "until_ms": _ms(days.until),
-        "horizon_ms": _ms(days.until) + window_ms,
+        "since_ms": to_millis(days.since),
+        "until_ms": to_millis(days.until),
+        "horizon_ms": to_millis(days.until) + window_ms,
     }
     for i, step in enumerate(steps):
         if not step.is_page or step.path is not None:
@@ -593,7 +620,7 @@ class TouchpointCredit:
     first_touch: int | None
 
 
-_JOURNEY_OF_TRANSITION = "if(claimed.customer_id = '', t.journey_id, claimed.customer_id)"
+_JOURNEY_OF_TRANSITION = _person("t.journey_id")
 # A journey "moved to" a phase when it got there as its furthest yet (entering counts for the
 # first phase); falling back and advancing again into a phase it knew is not new progress.
 _MOVED = "t.kind IN ('entered', 'advanced') AND t.to_phase = t.furthest_phase"
@@ -605,7 +632,7 @@ FROM (
     SELECT {_JOURNEY_OF_TRANSITION} AS journey, t.to_phase AS phase,
            argMin((t.touchpoint, t.channel), t.at) AS moved
     FROM {{database}}.phase_transitions AS t
-    LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON t.journey_id = claimed.previous_id
+    {_claimed("t.journey_id")}
     WHERE t.site_id = {{site:String}} AND {_MOVED} AND {_in_range("t.at")}
     GROUP BY journey, phase
 )
@@ -620,7 +647,7 @@ FROM (
            argMinIf((t.touchpoint, t.channel), t.at, t.kind = 'entered') AS first,
            groupUniqArrayIf(t.to_phase, {_MOVED} AND {_in_range("t.at")}) AS reached
     FROM {{database}}.phase_transitions AS t
-    LEFT JOIN ({_CUSTOMER_OF}) AS claimed ON t.journey_id = claimed.previous_id
+    {_claimed("t.journey_id")}
     WHERE t.site_id = {{site:String}}
     GROUP BY journey
 )
@@ -663,11 +690,10 @@ class DayFigures:
 # Both read the aggregates the materialized views keep (migration 0007), never raw rows; the
 # states are uniqCombined(14) (the migration says why), merged with the same parameter.
 _MERGE, _MERGE_IF = "uniqCombinedMerge(14)", "uniqCombinedMergeIf(14)"
-_SESSIONS_BY_DAY_SQL = """
-SELECT day, uniqCombinedMerge(14)(sessions), uniqCombinedMerge(14)(engaged_sessions),
-       uniqCombinedMerge(14)(converting_sessions)
-FROM {database}.sessions_daily
-WHERE site_id = {site:String} AND day BETWEEN {first:Date} AND {last:Date}
+_SESSIONS_BY_DAY_SQL = f"""
+SELECT day, {_MERGE}(sessions), {_MERGE}(engaged_sessions), {_MERGE}(converting_sessions)
+FROM {{database}}.sessions_daily
+WHERE site_id = {{site:String}} AND day BETWEEN {{first:Date}} AND {{last:Date}}
 GROUP BY day
 """
 
@@ -675,7 +701,7 @@ GROUP BY day
 def _reach_columns(model: PhaseModel) -> str:
     """One merged state per phase: the journeys whose furthest phase is it or a later one."""
     return ", ".join(
-        f"uniqCombinedMergeIf(14)(journeys, indexOf({{phases:Array(String)}}, phase) >= {position})"
+        f"{_MERGE_IF}(journeys, indexOf({{phases:Array(String)}}, phase) >= {position})"
         for position in range(1, len(model.phases) + 1)
     )
 
@@ -721,6 +747,7 @@ class BreakdownRow:
     people: int | None  # people who viewed a page or did something; by device only
     page_views: int | None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def conversion_rate(self) -> float | None:
         if self.sessions is None:
@@ -814,7 +841,7 @@ def recorded_dropoff(
     reached = {r.phase: r.journeys for r in recorded_phase_funnel(warehouse, site_id, model, days)}
     dropped = dict(
         warehouse.query(
-            f"SELECT phase, uniqCombinedMerge(14)(journeys) FROM {{database}}.dropoffs_daily "
+            f"SELECT phase, {_MERGE}(journeys) FROM {{database}}.dropoffs_daily "
             f"WHERE {_IN_DAYS} GROUP BY phase",
             {"site": site_id} | _in_days(days),
         )
@@ -833,7 +860,7 @@ def recorded_touchpoints(
     rows = [
         TouchpointCredit(phase, touchpoint or "unknown", channel or "unknown", int(n), None)
         for phase, touchpoint, channel, n in warehouse.query(
-            f"SELECT phase, touchpoint, channel, uniqCombinedMerge(14)(journeys) "
+            f"SELECT phase, touchpoint, channel, {_MERGE}(journeys) "
             f"FROM {{database}}.touchpoints_daily WHERE {_IN_DAYS} "
             f"GROUP BY phase, touchpoint, channel",
             {"site": site_id} | _in_days(days),

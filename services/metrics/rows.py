@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from contracts.events import DeadLetter, Event
 from contracts.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
+from contracts.timecodec import maybe_millis, to_millis
 
 Row = tuple[Any, ...]
 Record = Event | SessionSnapshot | PhaseTransition | Signal | IdentityLink | DeadLetter
@@ -50,21 +50,6 @@ class TableMapping:
         return cls(record_type, table, columns, to_row, fields)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND = timedelta(milliseconds=1)
-
-
-# Times go to the tables' DateTime64(3) columns as epoch milliseconds, the columns' own ticks:
-# given datetimes, clickhouse-connect works out each one's ticks in Python, which took a third
-# of an insert's time. Truncated, not rounded, as the column would store the datetime.
-def _ms(value: datetime) -> int:
-    return (value - _EPOCH) // _MILLISECOND
-
-
-def _maybe_ms(value: datetime | None) -> int | None:
-    return None if value is None else (value - _EPOCH) // _MILLISECOND
-
-
 def _event_row(event: Event) -> Row:
     page = event.context.page
     campaign = event.context.campaign
@@ -75,10 +60,10 @@ def _event_row(event: Event) -> Row:
         event.event or "",
         event.anonymous_id or "",
         event.user_id or "",
-        _ms(event.timestamp),
-        _maybe_ms(event.original_timestamp),
-        _maybe_ms(event.sent_at),
-        _ms(event.received_at),
+        to_millis(event.timestamp),
+        maybe_millis(event.original_timestamp),
+        maybe_millis(event.sent_at),
+        to_millis(event.received_at),
         event.channel,
         event.device,
         event.browser,
@@ -107,8 +92,8 @@ def _session_row(session: SessionSnapshot) -> Row:
         session.journey_id,
         session.anonymous_id or "",
         session.user_id or "",
-        _ms(session.started_at),
-        _ms(session.last_event_at),
+        to_millis(session.started_at),
+        to_millis(session.last_event_at),
         session.event_count,
         session.page_views,
         session.conversions,
@@ -131,7 +116,7 @@ def _transition_row(transition: PhaseTransition) -> Row:
         transition.from_phase or "",
         transition.to_phase,
         transition.furthest_phase,
-        _ms(transition.at),
+        to_millis(transition.at),
         transition.seconds_in_previous_phase,
         transition.event_id or "",
         transition.event_name or "",
@@ -149,7 +134,7 @@ def _signal_row(signal: Signal) -> Row:
         signal.journey_id,
         signal.kind.value,
         signal.phase,
-        _ms(signal.at),
+        to_millis(signal.at),
         signal.event_id or "",
         orjson.dumps(signal.details).decode(),
     )
@@ -162,7 +147,7 @@ def _identity_row(link: IdentityLink) -> Row:
         link.previous_id,
         link.customer_id,
         link.kind.value,
-        _ms(link.at),
+        to_millis(link.at),
         link.event_id,
     )
 
@@ -174,7 +159,7 @@ def _dead_letter_row(letter: DeadLetter) -> Row:
         letter.stage,
         letter.message,
         letter.payload,
-        _ms(letter.received_at),
+        to_millis(letter.received_at),
     )
 
 

@@ -20,7 +20,7 @@ import heapq
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from contracts.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event, EventType
@@ -35,6 +35,7 @@ from contracts.journeys import (
     derived_id,
 )
 from contracts.phases import PhaseModel
+from contracts.timecodec import from_micros, maybe_from_micros, maybe_micros
 
 SessionizerOutput = SessionSnapshot | PhaseTransition | Signal | IdentityLink | DeadLetter
 
@@ -752,10 +753,10 @@ class JourneyTracker:
 
     @property
     def newest(self) -> int | None:
-        return to_micros(self._newest)
+        return maybe_micros(self._newest)
 
     def restore_newest(self, micros: int | None) -> None:
-        self._newest = from_micros(micros)
+        self._newest = maybe_from_micros(micros)
 
     def rebuild_timers(self) -> None:
         """Timers are derived from the journeys; after restoring rows, derive them again."""
@@ -776,22 +777,6 @@ class JourneyTracker:
         self._rebuild_timers()
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_micros(value: datetime | None) -> int | None:
-    """Exact: a restored journey must compute the same deadlines as one never restored."""
-    return None if value is None else (value - _EPOCH) // timedelta(microseconds=1)
-
-
-def from_micros(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
-
-
-def _at(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
 def _journey_row(j: JourneyState, model: PhaseModel) -> list[Any]:
     """A journey as a compact changelog row; the key holds site and journey id.
 
@@ -802,11 +787,11 @@ def _journey_row(j: JourneyState, model: PhaseModel) -> list[Any]:
     that is the journey id).
     """
     s = j.session
-    t0 = to_micros(j.first_seen)
+    t0 = maybe_micros(j.first_seen)
     assert t0 is not None
 
     def rel(value: datetime | None) -> int | None:
-        micros = to_micros(value)
+        micros = maybe_micros(value)
         return None if micros is None else micros - t0
 
     return [
@@ -827,7 +812,7 @@ def _journey_from_row(key: tuple[str, str], row: list[Any], model: PhaseModel) -
      channel, landing_path, exit_path, anonymous_id, user_id) = row  # fmt: skip
 
     def at(offset: int) -> datetime:
-        return _at(t0 + offset)
+        return from_micros(t0 + offset)
 
     session = SessionState(
         id=str(uuid.UUID(bytes=base64.urlsafe_b64decode(session_id + "=="))),
@@ -838,7 +823,7 @@ def _journey_from_row(key: tuple[str, str], row: list[Any], model: PhaseModel) -
         user_id=user_id,
     )  # fmt: skip
     return JourneyState(
-        site_id=key[0], journey_id=key[1], first_seen=_at(t0), first_channel=first_channel,
+        site_id=key[0], journey_id=key[1], first_seen=from_micros(t0), first_channel=first_channel,
         first_touchpoint=first_touchpoint, phase=model.phases[phase],
         phase_since=at(phase_since), furthest=model.phases[furthest],
         last_event_at=at(last_event_at), session=session, orders=orders, dropped=bool(flags & 1),

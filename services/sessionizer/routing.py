@@ -36,14 +36,13 @@ import orjson
 
 from contracts.events import Event, EventType
 from contracts.journeys import journey_key
+from contracts.timecodec import maybe_from_micros, maybe_micros
 from services.sessionizer.core import (
     IdentityResolver,
     JourneyRules,
     JourneyTracker,
     SessionizerOutput,
-    from_micros,
     state_key,
-    to_micros,
 )
 
 WATERMARK_KEY = b"w"
@@ -100,7 +99,7 @@ class IdentityStage:
     @property
     def newest(self) -> int | None:
         """The newest event time routed so far (microseconds): what `WATERMARK` records carry."""
-        return to_micros(self._newest)
+        return maybe_micros(self._newest)
 
     def route(self, event: Event) -> tuple[list[SessionizerOutput], list[Routed]]:
         """The identity link the event makes (if any), and the records for the journeys topic;
@@ -109,7 +108,7 @@ class IdentityStage:
         journey_id = resolution.journey_id
         if journey_id is None:
             return [], []
-        watermark = None if self._newest is None else to_micros(self._newest - self._lateness)
+        watermark = None if self._newest is None else maybe_micros(self._newest - self._lateness)
         outputs: list[SessionizerOutput] = [] if resolution.link is None else [resolution.link]
         routed: list[Routed] = []
         merge_from = resolution.merge_from
@@ -165,7 +164,7 @@ class IdentityStage:
 
     def apply_change(self, key: bytes, value: bytes | None) -> None:
         if key == WATERMARK_KEY:
-            self._newest = from_micros(orjson.loads(value) if value else None)
+            self._newest = maybe_from_micros(orjson.loads(value) if value else None)
             return
         kind, site, ident = key.split(b"\x1f", 2)
         if kind == b"i" and value is not None:
@@ -206,7 +205,7 @@ class JourneyStage:
         event is left out: live, its first events are as new as the others'."""
         if len(self._upstream) < self._upstream_partitions:
             return None
-        slowest = from_micros(
+        slowest = maybe_from_micros(
             min((t for t in self._upstream.values() if t is not None), default=None)
         )
         return None if slowest is None else slowest - self._lateness
@@ -256,7 +255,7 @@ class JourneyStage:
         newest = None if routed.watermark is None else routed.watermark + self._lateness_micros
         event = routed.event
         if event is not None and event.type is not EventType.ALIAS:
-            at = to_micros(event.timestamp)
+            at = maybe_micros(event.timestamp)
             assert at is not None
             newest = at if newest is None else max(newest, at)
         if newest is not None:
@@ -279,14 +278,14 @@ class JourneyStage:
         if routed.kind is RoutedKind.MERGE:
             assert routed.other is not None
             fired, state = self.journeys.hand_off(
-                site, routed.journey_id, from_micros(routed.watermark)
+                site, routed.journey_id, maybe_from_micros(routed.watermark)
             )
             handoff = Routed(RoutedKind.HANDOFF, site, routed.other, other=routed.journey_id,
                              state=state)  # fmt: skip
             return fired, [handoff]
         event = routed.event
         assert event is not None
-        watermark = from_micros(routed.watermark)
+        watermark = maybe_from_micros(routed.watermark)
         outputs: list[SessionizerOutput] = []
         if routed.other is not None:
             stash = (site, routed.other, routed.journey_id)

@@ -17,8 +17,9 @@ from contracts.events import DeadLetter, Event, EventType
 from contracts.journeys import SessionSnapshot, Signal, SignalKind
 from contracts.kafka import key_partition
 from contracts.phases import DEFAULT_PHASE_MODEL
+from contracts.timecodec import to_micros
 from klantreis.simulator import collected_events
-from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput, to_micros
+from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
 from services.sessionizer.routing import (
     IdentityStage,
     JourneyStage,
