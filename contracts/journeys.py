@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
+import msgspec
 
 from contracts.events import KafkaRecord, UtcDatetime
 
@@ -37,8 +37,7 @@ def journey_key(site_id: str, journey_id: str) -> bytes:
     return f"{site_id}/{journey_id}".encode()
 
 
-class JourneyRecord(KafkaRecord):
-    schema_version: Literal[1] = 1
+class JourneyRecord(KafkaRecord, frozen=True, kw_only=True, tag_field="schema_version", tag=1):
     site_id: str
     journey_id: str
 
@@ -47,7 +46,7 @@ class JourneyRecord(KafkaRecord):
         return journey_key(self.site_id, self.journey_id)
 
 
-class SessionSnapshot(JourneyRecord):
+class SessionSnapshot(JourneyRecord, frozen=True, kw_only=True):
     """A session as it stands; a later `version` of the same `session_id` replaces it.
 
     Emitted when a session starts, when it becomes engaged, every few events, and when it
@@ -79,7 +78,7 @@ class TransitionKind(StrEnum):
     MERGED = "merged"  # another identity's history joined this journey
 
 
-class PhaseTransition(JourneyRecord):
+class PhaseTransition(JourneyRecord, frozen=True, kw_only=True):
     """A journey changed phase or state; `from_phase` is None when it began."""
 
     transition_id: str
@@ -106,7 +105,7 @@ class SignalKind(StrEnum):
     PHASE_REACHED = "phase_reached"  # the journey got further than ever before
 
 
-class Signal(JourneyRecord):
+class Signal(JourneyRecord, frozen=True, kw_only=True):
     """A journey change worth acting on now (an e-mail, an ad audience, a chat prompt)."""
 
     signal_id: str
@@ -114,7 +113,7 @@ class Signal(JourneyRecord):
     phase: str
     at: UtcDatetime
     event_id: str | None
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class LinkKind(StrEnum):
@@ -123,10 +122,9 @@ class LinkKind(StrEnum):
     ALIASED = "aliased"  # an explicit alias merged one id into another
 
 
-class IdentityLink(KafkaRecord):
+class IdentityLink(KafkaRecord, frozen=True, kw_only=True, tag_field="schema_version", tag=1):
     """`previous_id` (an anonymous or former id) belongs to `customer_id` from `at` on."""
 
-    schema_version: Literal[1] = 1
     link_id: str
     site_id: str
     previous_id: str

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -113,10 +114,10 @@ def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = build_openapi()
-            schema = IncomingEvent.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = document.setdefault("components", {}).setdefault("schemas", {})
-            components.update(schema.pop("$defs", {}))
-            components["IncomingEvent"] = schema
+            (_,), schemas = msgspec.json.schema_components(
+                [IncomingEvent], ref_template="#/components/schemas/{name}"
+            )
+            document.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -46,7 +46,7 @@ class TableMapping:
         """`ephemeral`: fields the table reads into EPHEMERAL columns, which its other columns
         take their DEFAULTs from; the record's remaining fields are not read."""
         readable = set(columns) | set(ephemeral)
-        fields = tuple(name for name in record_type.model_fields if name in readable)
+        fields = tuple(name for name in record_type.__struct_fields__ if name in readable)
         return cls(record_type, table, columns, to_row, fields)
 
 

@@ -16,9 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
-
-from contracts.events import DeadLetter, DeadLetterReason
+from contracts.events import DeadLetter, DeadLetterReason, RecordError
 from services.metrics.rows import MAPPINGS, Record, Row, TableMapping, mapping_for
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
@@ -134,9 +132,9 @@ class WarehouseWriter:
         to_letter = MAPPINGS[DeadLetter].to_row
         for document in entry.documents:
             try:
-                record = entry.mapping.record_type.model_validate_json(document)
-            except ValidationError as exc:
-                message = f"{entry.source}: {exc.errors()[0]['msg']}"
+                record = entry.mapping.record_type.from_bytes(document)
+            except RecordError as exc:
+                message = f"{entry.source}: {exc}"
                 letter = DeadLetter.of(document, DeadLetterReason.UNDECODABLE, message, "metrics")
                 letters.append(to_letter(letter))
             else:

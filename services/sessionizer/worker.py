@@ -21,9 +21,14 @@ from typing import Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from pydantic import ValidationError
 
-from contracts.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event
+from contracts.events import (
+    EARLIEST_EVENT_TIME,
+    DeadLetter,
+    DeadLetterReason,
+    Event,
+    RecordError,
+)
 from contracts.kafka import RecordBatches, ensure_topics, new_consumer, new_producer
 from contracts.settings import Settings
 from services.sessionizer.config import journey_rules
@@ -150,8 +155,8 @@ class IdentitySteps(Steps[IdentityStage]):
         for record in records:
             try:
                 event = Event.from_bytes(record.value or b"")
-            except ValidationError as exc:
-                self.add(batches, [self._refused(record, exc.errors()[0]["msg"])])
+            except RecordError as exc:
+                self.add(batches, [self._refused(record, str(exc))])
                 continue
             if event.timestamp < EARLIEST_EVENT_TIME:
                 self.add(batches, [self._refused(record, "an event before 1970")])

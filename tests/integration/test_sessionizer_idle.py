@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
+import msgspec
 from prometheus_client import CollectorRegistry
 
 from contracts.journeys import Signal, SignalKind
@@ -42,11 +43,13 @@ async def test_a_lone_visitors_abandoned_cart_is_signalled_without_more_traffic(
     settings = quiet_shop_settings(settings, tmp_path)
     now = datetime.now(UTC)
     events = [
-        make_event("page", visitor="lone-visitor").model_copy(
-            update={"timestamp": now, "received_at": now}
+        msgspec.structs.replace(
+            make_event("page", visitor="lone-visitor"), timestamp=now, received_at=now
         ),
-        make_event("track", "Product Added", visitor="lone-visitor").model_copy(
-            update={"timestamp": now + timedelta(seconds=1), "received_at": now}
+        msgspec.structs.replace(
+            make_event("track", "Product Added", visitor="lone-visitor"),
+            timestamp=now + timedelta(seconds=1),
+            received_at=now,
         ),
     ]
     assert len({key_partition(event.partition_key, range(3)) for event in events}) == 1

@@ -6,6 +6,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
+import msgspec
 from prometheus_client import CollectorRegistry
 
 from contracts.events import DeadLetter, DeadLetterReason
@@ -81,8 +82,8 @@ async def test_every_time_column_stores_the_records_time_to_the_millisecond(
     """Rows carry times as epoch milliseconds; what a table stores is the record's time."""
     at = datetime(2026, 3, 29, 1, 59, 59, 999_999, tzinfo=UTC)  # truncated to .999, not rounded
     expected = datetime(2026, 3, 29, 1, 59, 59, 999_000, tzinfo=UTC)
-    event = make_event("page").model_copy(
-        update={"timestamp": at, "original_timestamp": at, "sent_at": at, "received_at": at}
+    event = msgspec.structs.replace(
+        make_event("page"), timestamp=at, original_timestamp=at, sent_at=at, received_at=at
     )
     link = IdentityLink(
         link_id="l1", site_id="shop", previous_id="a", customer_id="c", kind=LinkKind.LINKED,
@@ -126,7 +127,7 @@ async def test_the_worker_keeps_an_undecodable_record_as_a_dead_letter_and_goes_
     try:
         await producer.send(topics.identities, b'{"link_id": "broken"', key=b"shop/c1")
         wrong_time = (
-            link.model_copy(update={"link_id": "l0"})
+            msgspec.structs.replace(link, link_id="l0")
             .to_bytes()
             .replace(link.at.isoformat().replace("+00:00", "Z").encode(), b"yesterday")
         )

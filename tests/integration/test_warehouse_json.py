@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -41,8 +42,9 @@ def records() -> list[Record]:
         found += engine.process(event)
     full = make_event("track", "Order Completed", user_id="c1", revenue=12.5, items=[1, "é"])
     found.append(
-        full.model_copy(
-            update={
+        msgspec.structs.replace(
+            full,
+            **{
                 "traits": {"plan": "gold", "nested": {"a": [None, True]}},
                 "is_bot": True,
                 "original_timestamp": NOW,
@@ -54,7 +56,7 @@ def records() -> list[Record]:
                                              term="shoes", content="hero"),
                     user_agent="Mozilla/5.0", locale="nl-NL", library="klantreis.js",
                 ),
-            }
+            },
         )
     )  # fmt: skip
     found.append(make_event("page", visitor=None, user_id="c2"))
