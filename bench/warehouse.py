@@ -40,6 +40,7 @@ from prometheus_client import CollectorRegistry, Counter
 from contracts.events import Event
 from contracts.kafka import write_records
 from contracts.phases import load_phase_model
+from contracts.records import SessionizerOutput
 from contracts.settings import Settings, load_settings
 from klantreis.local_kafka import LocalKafka
 from klantreis.runtime import tune_garbage_collection
@@ -48,7 +49,7 @@ from services.metrics.rows import Row, mapping_for
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
-from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
+from services.sessionizer.core import JourneyEngine, JourneyRules
 
 # Recent, not a fixed date: signals keep 400 days and dead letters 30, and a TTL merge that
 # drops expired rows in one database and not yet in another would make the counts differ.

@@ -8,18 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contracts.events import DeadLetter, Event, KafkaRecord
-from contracts.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
-
-# Which record each topic carries, by the Topics property that names the topic.
-_TOPIC_OF_RECORD: dict[type[KafkaRecord], str] = {
-    Event: "events",
-    DeadLetter: "dead_letters",
-    SessionSnapshot: "sessions",
-    PhaseTransition: "transitions",
-    Signal: "signals",
-    IdentityLink: "identities",
-}
+from contracts.events import KafkaRecord
+from contracts.records import CATALOGUE, KIND_OF
 
 
 @dataclass(frozen=True)
@@ -101,13 +91,13 @@ class Topics:
 
     def topic_of(self, record: KafkaRecord) -> str:
         """The topic a record is written to."""
-        name: str = getattr(self, _TOPIC_OF_RECORD[type(record)])
+        name: str = getattr(self, KIND_OF[type(record)].topic)
         return name
 
     def record_types(self) -> dict[str, type[KafkaRecord]]:
         """The record each topic (all but the sessionizer's own) carries, for readers to decode
         by."""
-        return {getattr(self, name): kind for kind, name in _TOPIC_OF_RECORD.items()}
+        return {getattr(self, kind.topic): kind.record_type for kind in CATALOGUE}
 
     def outputs(self) -> tuple[str, ...]:
         """The topics the metrics worker writes to the warehouse."""

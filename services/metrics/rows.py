@@ -1,9 +1,9 @@
 """Which table each record type goes to, and how: as a row built in Python (native insert) or as
 the record's JSON, which ClickHouse reads into the same columns (the metrics worker's way).
 
-The columns named here must exist in the migrations' DDL (tests/integration checks it against
-the migrated schema, and that both ways store the same); the DDL stays the one definition of
-each column's type.
+The tables and columns come from the record catalogue (`contracts/records.py`) and must exist in
+the migrations' DDL (tests/integration checks it against the migrated schema, and that both ways
+store the same); the DDL stays the one definition of each column's type.
 """
 
 from __future__ import annotations
@@ -16,38 +16,37 @@ import orjson
 
 from contracts.events import DeadLetter, Event
 from contracts.journeys import IdentityLink, PhaseTransition, SessionSnapshot, Signal
+from contracts.records import CATALOGUE, RecordKind, StoredRecord
 from contracts.timecodec import maybe_millis, to_millis
 
 Row = tuple[Any, ...]
-Record = Event | SessionSnapshot | PhaseTransition | Signal | IdentityLink | DeadLetter
+Record = StoredRecord
 
 
 @dataclass(frozen=True)
 class TableMapping:
-    """A record type's table: its columns, the row built from a record (for the native insert),
-    and the fields of the record's JSON the table reads (for the JSON insert the metrics worker
-    uses, where ClickHouse parses the records as consumed)."""
+    """A record type's table (from the catalogue), the row built from a record for the native
+    insert, and the fields of the record's JSON the table reads for the JSON insert the metrics
+    worker uses, where ClickHouse parses the records as consumed."""
 
-    record_type: type[Any]
-    table: str
-    columns: tuple[str, ...]
+    kind: RecordKind
     to_row: Callable[[Any], Row]
-    json_fields: tuple[str, ...]
 
-    @classmethod
-    def of(
-        cls,
-        record_type: type[Any],
-        table: str,
-        columns: tuple[str, ...],
-        to_row: Callable[[Any], Row],
-        ephemeral: tuple[str, ...] = (),
-    ) -> TableMapping:
-        """`ephemeral`: fields the table reads into EPHEMERAL columns, which its other columns
-        take their DEFAULTs from; the record's remaining fields are not read."""
-        readable = set(columns) | set(ephemeral)
-        fields = tuple(name for name in record_type.__struct_fields__ if name in readable)
-        return cls(record_type, table, columns, to_row, fields)
+    @property
+    def record_type(self) -> type[Any]:
+        return self.kind.record_type
+
+    @property
+    def table(self) -> str:
+        return self.kind.table
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.kind.columns
+
+    @property
+    def json_fields(self) -> tuple[str, ...]:
+        return self.kind.json_fields
 
 
 def _event_row(event: Event) -> Row:
@@ -163,108 +162,16 @@ def _dead_letter_row(letter: DeadLetter) -> Row:
     )
 
 
-_MAPPINGS = (
-    TableMapping.of(
-        Event,
-        "events",
-        (
-            "site_id",
-            "event_id",
-            "type",
-            "event",
-            "anonymous_id",
-            "user_id",
-            "timestamp",
-            "original_timestamp",
-            "sent_at",
-            "received_at",
-            "channel",
-            "device",
-            "browser",
-            "is_bot",
-            "page_url",
-            "page_path",
-            "page_title",
-            "referrer",
-            "utm_source",
-            "utm_medium",
-            "utm_campaign",
-            "utm_term",
-            "utm_content",
-            "user_agent",
-            "locale",
-            "library",
-            "properties",
-            "traits",
-        ),
-        _event_row,
-        ephemeral=("context",),  # migration 0011
-    ),
-    TableMapping.of(
-        SessionSnapshot,
-        "sessions",
-        (
-            "site_id",
-            "session_id",
-            "journey_id",
-            "anonymous_id",
-            "user_id",
-            "started_at",
-            "last_event_at",
-            "event_count",
-            "page_views",
-            "conversions",
-            "engaged",
-            "closed",
-            "channel",
-            "landing_path",
-            "exit_path",
-            "version",
-        ),
-        _session_row,
-    ),
-    TableMapping.of(
-        PhaseTransition,
-        "phase_transitions",
-        (
-            "site_id",
-            "transition_id",
-            "journey_id",
-            "session_id",
-            "kind",
-            "from_phase",
-            "to_phase",
-            "furthest_phase",
-            "at",
-            "seconds_in_previous_phase",
-            "event_id",
-            "event_name",
-            "channel",
-            "device",
-            "segment",
-            "touchpoint",
-        ),
-        _transition_row,
-    ),
-    TableMapping.of(
-        Signal,
-        "signals",
-        ("site_id", "signal_id", "journey_id", "kind", "phase", "at", "event_id", "details"),
-        _signal_row,
-    ),
-    TableMapping.of(
-        IdentityLink,
-        "identities",
-        ("site_id", "link_id", "previous_id", "customer_id", "kind", "at", "event_id"),
-        _identity_row,
-    ),
-    TableMapping.of(
-        DeadLetter,
-        "dead_letters",
-        ("site_id", "reason", "stage", "message", "payload", "received_at"),
-        _dead_letter_row,
-    ),
-)
+# The row of each record type, in its catalogue columns' order.
+_ROW_BUILDERS: dict[type[Any], Callable[[Any], Row]] = {
+    Event: _event_row,
+    SessionSnapshot: _session_row,
+    PhaseTransition: _transition_row,
+    Signal: _signal_row,
+    IdentityLink: _identity_row,
+    DeadLetter: _dead_letter_row,
+}
+_MAPPINGS = tuple(TableMapping(kind, _ROW_BUILDERS[kind.record_type]) for kind in CATALOGUE)
 MAPPINGS: dict[type[Any], TableMapping] = {m.record_type: m for m in _MAPPINGS}
 
 

@@ -35,9 +35,8 @@ from contracts.journeys import (
     derived_id,
 )
 from contracts.phases import PhaseModel
+from contracts.records import SessionizerOutput
 from contracts.timecodec import from_micros, maybe_from_micros, maybe_micros
-
-SessionizerOutput = SessionSnapshot | PhaseTransition | Signal | IdentityLink | DeadLetter
 
 DEDUP_WINDOW = 16  # event ids remembered per device: a retried batch is caught within it
 SNAPSHOT_EVERY = 10  # events between session snapshots of an open session

@@ -36,12 +36,12 @@ import orjson
 
 from contracts.events import Event, EventType
 from contracts.journeys import journey_key
+from contracts.records import SessionizerOutput
 from contracts.timecodec import maybe_from_micros, maybe_micros
 from services.sessionizer.core import (
     IdentityResolver,
     JourneyRules,
     JourneyTracker,
-    SessionizerOutput,
     state_key,
 )
 

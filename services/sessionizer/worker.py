@@ -30,9 +30,9 @@ from contracts.events import (
     RecordError,
 )
 from contracts.kafka import RecordBatches, ensure_topics, new_consumer, new_producer
+from contracts.records import SessionizerOutput
 from contracts.settings import Settings
 from services.sessionizer.config import journey_rules
-from services.sessionizer.core import SessionizerOutput
 from services.sessionizer.routing import (
     IdentityStage,
     JourneyStage,

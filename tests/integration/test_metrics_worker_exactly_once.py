@@ -22,10 +22,11 @@ import pytest
 from contracts.events import DeadLetter, DeadLetterReason, Event
 from contracts.kafka import write_records
 from contracts.phases import load_phase_model
+from contracts.records import SessionizerOutput
 from contracts.settings import Settings, load_settings
 from klantreis.local_kafka import free_port
 from klantreis.simulator import collected_events
-from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
+from services.sessionizer.core import JourneyEngine, JourneyRules
 from tests.integration.conftest import committed as committed_offsets
 from tests.integration.processes import KLANTREIS, Service
 

@@ -66,7 +66,7 @@ async def test_garbage_and_a_year_one_event_become_dead_letters_and_the_rest_goe
         for r in batch
     ]
     assert sorted(letter.message.split(": ", 1)[1] for letter in letters) == [
-        "Invalid JSON: expected ident at line 1 column 2",
+        "JSON is malformed: invalid character (byte 4)",
         "an event before 1970",
     ]
     assert {(letter.stage, letter.reason.value) for letter in letters} == {

@@ -16,7 +16,8 @@ from contracts.journeys import (
     TransitionKind,
 )
 from contracts.phases import DEFAULT_PHASE_MODEL
-from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
+from contracts.records import SessionizerOutput
+from services.sessionizer.core import JourneyEngine, JourneyRules
 from tests.unit.factories import make_event
 
 MIN = timedelta(minutes=1)

@@ -17,9 +17,10 @@ from contracts.events import DeadLetter, Event, EventType
 from contracts.journeys import SessionSnapshot, Signal, SignalKind
 from contracts.kafka import key_partition
 from contracts.phases import DEFAULT_PHASE_MODEL
+from contracts.records import SessionizerOutput
 from contracts.timecodec import to_micros
 from klantreis.simulator import collected_events
-from services.sessionizer.core import JourneyEngine, JourneyRules, SessionizerOutput
+from services.sessionizer.core import JourneyEngine, JourneyRules
 from services.sessionizer.routing import (
     IdentityStage,
     JourneyStage,
