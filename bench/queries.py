@@ -32,7 +32,8 @@ from services.metrics.funnel import FunnelOrder, FunnelStep
 from services.metrics.queries import DateRange
 from services.metrics.rows import Row, mapping_for
 from services.metrics.warehouse import Warehouse
-from services.sessionizer.core import JourneyEngine, JourneyRules
+from services.sessionizer.engine import JourneyEngine
+from services.sessionizer.rules import JourneyRules
 
 SITE = "shop"
 MODEL = load_phase_model("default")

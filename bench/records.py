@@ -32,15 +32,8 @@ from klantreis.runtime import tune_garbage_collection
 from klantreis.simulator import generate_journeys
 from services.ingest.intake import intake
 from services.sessionizer.config import journey_rules
-from services.sessionizer.routing import (
-    IdentityStage,
-    JourneyStage,
-    RoutedKind,
-    routed_from_record,
-    routed_headers,
-    routed_value,
-    upstream_watermarks,
-)
+from services.sessionizer.encoding import routed_from_record, routed_headers, routed_value
+from services.sessionizer.stages import IdentityStage, JourneyStage, RoutedKind, upstream_watermarks
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 Batches = Callable[[list[list[dict[str, Any]]]], None]

@@ -40,21 +40,14 @@ from klantreis.local_kafka import LocalKafka
 from klantreis.runtime import tune_garbage_collection
 from klantreis.simulator import collected_events
 from services.sessionizer.config import journey_rules
-from services.sessionizer.routing import (
-    IdentityStage,
-    JourneyStage,
-    RoutedKind,
-    routed_from_record,
-    routed_headers,
-    routed_value,
-    upstream_watermarks,
-)
+from services.sessionizer.encoding import routed_from_record, routed_headers, routed_value
+from services.sessionizer.stages import IdentityStage, JourneyStage, RoutedKind, upstream_watermarks
 from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import (
-    IdentitySteps,
+    IdentityEdge,
     OwnedPartition,
     Sessionizer,
-    SessionizerWorker,
+    StageWorker,
 )
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -91,7 +84,7 @@ async def bare_loop(settings: Settings, total: int) -> None:
         await consumer.stop()
 
 
-class ForwardSteps(IdentitySteps):
+class ForwardEdge(IdentityEdge):
     """A stage that writes every event it reads, unchanged, to its own topic: the identity
     stage's Kafka work (read, one write per event, a changelog record and the offsets in one
     transaction per batch) without its logic."""
@@ -115,9 +108,9 @@ class ForwardSteps(IdentitySteps):
 async def forward_floor(settings: Settings, total: int) -> None:
     floor = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}-floor"})
     metrics = SessionizerMetrics(CollectorRegistry())
-    steps = ForwardSteps(floor, metrics, settings.topics.events)
+    steps = ForwardEdge(floor, metrics, settings.topics.events)
     stop = asyncio.Event()
-    async with SessionizerWorker(floor, metrics, steps) as worker:
+    async with StageWorker(floor, metrics, steps) as worker:
         task = asyncio.create_task(worker.run(stop))
         while metrics.events_processed._value.get() < total:
             await asyncio.sleep(0.05)

@@ -49,7 +49,8 @@ from services.metrics.rows import Row, mapping_for
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
-from services.sessionizer.core import JourneyEngine, JourneyRules
+from services.sessionizer.engine import JourneyEngine
+from services.sessionizer.rules import JourneyRules
 
 # Recent, not a fixed date: signals keep 400 days and dead letters 30, and a TTL merge that
 # drops expired rows in one database and not yet in another would make the counts differ.

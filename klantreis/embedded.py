@@ -34,7 +34,7 @@ from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import WarehouseWriter
 from services.sessionizer.config import journey_rules
-from services.sessionizer.core import JourneyEngine
+from services.sessionizer.engine import JourneyEngine
 from services.sessionizer.telemetry import SessionizerMetrics
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from contracts.settings import Settings
-from services.sessionizer.core import JourneyRules
+from services.sessionizer.rules import JourneyRules
 
 
 def journey_rules(settings: Settings) -> JourneyRules:

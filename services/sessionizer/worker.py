@@ -1,10 +1,12 @@
-"""The sessionizer as Kafka consumer-group members: the I/O around the two stages of
-`routing` (identities by device, journeys by customer).
+"""The sessionizer as Kafka consumer-group members: the I/O around the two stages of `stages`
+(identities by device, journeys by customer).
 
-Each stage is its own consumer group (`SessionizerWorker` with an `IdentitySteps` or a
-`JourneySteps`), and every input partition of a stage is an independent, deterministic state
-machine: its own engine, its own changelog partition and its own transactional producer. That is
-what makes a restart, a crash or a rebalance invisible in the outputs.
+Each stage is its own consumer group: a `StageWorker` (assignment, restore, transactions) with
+the stage's edge, an `IdentityEdge` or a `JourneyEdge` (its topics, and what it makes of a batch
+of records). Every input partition of a stage is an independent, deterministic state machine:
+its own stage instance, its own changelog partition and its own transactional producer. That is
+what makes a restart, a crash or a rebalance invisible in the outputs. `Sessionizer` runs both
+stages' workers in one process.
 """
 
 from __future__ import annotations
@@ -33,14 +35,19 @@ from contracts.kafka import RecordBatches, ensure_topics, new_consumer, new_prod
 from contracts.records import SessionizerOutput
 from contracts.settings import Settings
 from services.sessionizer.config import journey_rules
-from services.sessionizer.routing import (
+from services.sessionizer.encoding import (
+    changelog_record,
+    routed_from_record,
+    routed_headers,
+    routed_value,
+    state_change,
+)
+from services.sessionizer.stages import (
     IdentityStage,
     JourneyStage,
     Routed,
     RoutedKind,
-    routed_from_record,
-    routed_headers,
-    routed_value,
+    StateChange,
     upstream_watermarks,
 )
 from services.sessionizer.telemetry import SessionizerMetrics
@@ -50,34 +57,34 @@ log = logging.getLogger(__name__)
 GAUGE_INTERVAL_SECONDS = 5.0  # Prometheus scrapes every 15 s or so
 
 
-class StageEngine(Protocol):
-    """What the worker needs of a stage's per-partition engine besides processing."""
+class PartitionStage(Protocol):
+    """What the worker needs of a stage's per-partition stage besides processing."""
 
-    def take_changes(self) -> list[tuple[bytes, bytes | None]]: ...
+    def take_changes(self) -> list[StateChange]: ...
 
-    def apply_change(self, key: bytes, value: bytes | None) -> None: ...
+    def apply_change(self, change: StateChange) -> None: ...
 
     def finish_restore(self) -> None: ...
 
 
-Engine = TypeVar("Engine", bound=StageEngine)
+Stage = TypeVar("Stage", bound=PartitionStage)
 
 
 @dataclass
-class OwnedPartition(Generic[Engine]):
+class OwnedPartition(Generic[Stage]):
     """What one input partition owns while it is assigned here."""
 
     tp: TopicPartition
-    engine: Engine
+    stage: Stage
     producer: AIOKafkaProducer
 
 
 # What a transaction of a partition holds: its records and state changes, the input offset
 # after them (None when no record was read: the clock moved) and the records to count.
-_Prepared = tuple[OwnedPartition[Engine], RecordBatches, int | None, int]
+_Prepared = tuple[OwnedPartition[Stage], RecordBatches, int | None, int]
 
 
-class Steps(ABC, Generic[Engine]):
+class StageEdge(ABC, Generic[Stage]):
     """One stage: its topics and group, and what it makes of a batch of its input."""
 
     name: str  # for metrics and logs
@@ -91,18 +98,18 @@ class Steps(ABC, Generic[Engine]):
         self.metrics = metrics
 
     @abstractmethod
-    def new_engine(self, partition: int) -> Engine: ...
+    def new_stage(self, partition: int) -> Stage: ...
 
     @abstractmethod
     def process(
-        self, owned: OwnedPartition[Engine], records: list[ConsumerRecord[bytes, bytes]],
+        self, owned: OwnedPartition[Stage], records: list[ConsumerRecord[bytes, bytes]],
         batches: RecordBatches,
     ) -> int:  # fmt: skip
-        """Run a batch through the partition's engine and add what it makes to `batches`;
+        """Run a batch through the partition's stage and add what it makes to `batches`;
         returns the number of records counted as processed when the batch is committed."""
 
     def pass_time(
-        self, owned: OwnedPartition[Engine], now: datetime, batches: RecordBatches
+        self, owned: OwnedPartition[Stage], now: datetime, batches: RecordBatches
     ) -> bool:
         """The partition has nothing left to read and has read nothing for a while: move its
         event-time clock to the wall clock `now` and add what that makes to `batches`; False
@@ -113,7 +120,7 @@ class Steps(ABC, Generic[Engine]):
     def count_processed(self, records: int) -> None: ...
 
     @abstractmethod
-    def update_gauges(self, engines: list[Engine]) -> None: ...
+    def update_gauges(self, stages: list[Stage]) -> None: ...
 
     def add(self, batches: RecordBatches, outputs: list[SessionizerOutput]) -> None:
         self.metrics.count(outputs)
@@ -131,7 +138,7 @@ class Steps(ABC, Generic[Engine]):
         )
 
 
-class IdentitySteps(Steps[IdentityStage]):
+class IdentityEdge(StageEdge[IdentityStage]):
     """Stage 1, reading the events topic (keyed by device)."""
 
     name = "identities"
@@ -143,15 +150,15 @@ class IdentitySteps(Steps[IdentityStage]):
         self.group = self.topics.identities_group
         self._journey_partitions = range(settings.topic_partitions)
 
-    def new_engine(self, partition: int) -> IdentityStage:
+    def new_stage(self, partition: int) -> IdentityStage:
         return IdentityStage(self.rules, partition)
 
     def process(
         self, owned: OwnedPartition[IdentityStage], records: list[ConsumerRecord[bytes, bytes]],
         batches: RecordBatches,
     ) -> int:  # fmt: skip
-        engine = owned.engine
-        duplicates = engine.identities.duplicates
+        stage = owned.stage
+        duplicates = stage.identities.duplicates
         for record in records:
             try:
                 event = Event.from_bytes(record.value or b"")
@@ -161,29 +168,29 @@ class IdentitySteps(Steps[IdentityStage]):
             if event.timestamp < EARLIEST_EVENT_TIME:
                 self.add(batches, [self._refused(record, "an event before 1970")])
                 continue
-            links, routed = engine.route(event)
+            links, routed = stage.route(event)
             self.add(batches, links)
             for one in routed:
                 # the event as it was read: it decodes to the same event, without a new encoding
                 self.add_routed(
                     batches, one, record.value if one.kind is RoutedKind.EVENT else None
                 )
-        self.metrics.duplicates.inc(engine.identities.duplicates - duplicates)
+        self.metrics.duplicates.inc(stage.identities.duplicates - duplicates)
         self._add_watermarks(owned, batches)
         return len(records)
 
     def pass_time(
         self, owned: OwnedPartition[IdentityStage], now: datetime, batches: RecordBatches
     ) -> bool:
-        marks = owned.engine.pass_time(now, self._journey_partitions)
+        marks = owned.stage.pass_time(now, self._journey_partitions)
         self._add_markers(marks, batches)
         return bool(marks)
 
     def _add_watermarks(self, owned: OwnedPartition[IdentityStage], batches: RecordBatches) -> None:
         """After a batch's events, in the same transaction: a journeys partition that has this
         marker has every event of this partition up to it."""
-        engine = owned.engine
-        marks = upstream_watermarks(owned.tp.partition, engine.newest, self._journey_partitions)
+        stage = owned.stage
+        marks = upstream_watermarks(owned.tp.partition, stage.newest, self._journey_partitions)
         self._add_markers(marks, batches)
 
     def _add_markers(self, marks: list[tuple[int, Routed]], batches: RecordBatches) -> None:
@@ -196,9 +203,9 @@ class IdentitySteps(Steps[IdentityStage]):
     def count_processed(self, records: int) -> None:
         self.metrics.events_processed.inc(records)
 
-    def update_gauges(self, engines: list[IdentityStage]) -> None:
-        self.metrics.state_entries.labels(self.name).set(sum(len(e.identities) for e in engines))
-        clocks = [e.newest / 1e6 for e in engines if e.newest is not None]
+    def update_gauges(self, stages: list[IdentityStage]) -> None:
+        self.metrics.state_entries.labels(self.name).set(sum(len(e.identities) for e in stages))
+        clocks = [e.newest / 1e6 for e in stages if e.newest is not None]
         self.metrics.clock.labels(self.name).set(min(clocks, default=math.nan))
 
     def _refused(self, record: ConsumerRecord[bytes, bytes], why: str) -> DeadLetter:
@@ -213,7 +220,7 @@ class IdentitySteps(Steps[IdentityStage]):
         )
 
 
-class JourneySteps(Steps[JourneyStage]):
+class JourneyEdge(StageEdge[JourneyStage]):
     """Stage 2, reading the sessionizer's journeys topic (keyed by journey)."""
 
     name = "journeys"
@@ -225,35 +232,35 @@ class JourneySteps(Steps[JourneyStage]):
         self.group = self.topics.journeys_group
         self._events_partitions = settings.topic_partitions
 
-    def new_engine(self, partition: int) -> JourneyStage:
+    def new_stage(self, partition: int) -> JourneyStage:
         return JourneyStage(self.rules, upstream_partitions=self._events_partitions)
 
     def process(
         self, owned: OwnedPartition[JourneyStage], records: list[ConsumerRecord[bytes, bytes]],
         batches: RecordBatches,
     ) -> int:  # fmt: skip
-        engine = owned.engine
-        applied = engine.applied
+        stage = owned.stage
+        applied = stage.applied
         for record in records:
             routed = routed_from_record(record.value or b"", record.headers)
-            outputs, handoffs = engine.process(routed)
+            outputs, handoffs = stage.process(routed)
             self.add(batches, outputs)
             for handoff in handoffs:
                 self.add_routed(batches, handoff)
-        return engine.applied - applied
+        return stage.applied - applied
 
     def count_processed(self, records: int) -> None:
         self.metrics.journey_events.inc(records)
 
-    def update_gauges(self, engines: list[JourneyStage]) -> None:
-        journeys = [e.journeys for e in engines]
+    def update_gauges(self, stages: list[JourneyStage]) -> None:
+        journeys = [e.journeys for e in stages]
         self.metrics.active_journeys.set(sum(len(j) for j in journeys))
         self.metrics.open_sessions.set(sum(j.open_sessions for j in journeys))
-        self.metrics.waiting_journeys.set(sum(e.waiting for e in engines))
+        self.metrics.waiting_journeys.set(sum(e.waiting for e in stages))
         self.metrics.state_entries.labels(self.name).set(
-            sum(len(e.journeys) + e.waiting for e in engines)
+            sum(len(e.journeys) + e.waiting for e in stages)
         )
-        clocks = [e.watermark.timestamp() for e in engines if e.watermark is not None]
+        clocks = [e.watermark.timestamp() for e in stages if e.watermark is not None]
         self.metrics.clock.labels(self.name).set(min(clocks, default=math.nan))
 
 
@@ -266,7 +273,7 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
     partition (and its producer) is let go with nothing uncommitted.
     """
 
-    def __init__(self, worker: SessionizerWorker[Engine]) -> None:
+    def __init__(self, worker: StageWorker[Stage]) -> None:
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -279,31 +286,31 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._worker.restore(assigned)
 
 
-class SessionizerWorker(Generic[Engine]):
-    """One stage of the sessionizer: reads its input topic, writes what `steps` make of it.
+class StageWorker(Generic[Stage]):
+    """One stage of the sessionizer: reads its input topic, writes what `edge` make of it.
 
     Commit order, for every polled batch of an input partition, inside one Kafka transaction of
     that partition's producer (transactional id `<group>.<partition>`):
-      1. Send the records the engine made of the batch to the output topics (and, for the
+      1. Send the records the stage made of the batch to the output topics (and, for the
          identity stage, the routed events and the partition's watermark to the journeys topic).
-      2. Send the engine's state changes to the same partition of the changelog.
+      2. Send the stage's state changes to the same partition of the changelog.
       3. Add the input offset after the batch to the transaction (send_offsets_to_transaction);
          none when no record was read and only an idle partition's clock moved.
       4. Commit the transaction.
     A `read_committed` reader sees all of a batch's records or none. A crash before 4 leaves an
     open transaction that the next producer with the same id aborts when it starts; the batch is
-    read again from the committed offset by an engine restored from the changelog, which holds
+    read again from the committed offset by an stage restored from the changelog, which holds
     exactly the state after the last committed batch, so the same records come out again.
     """
 
     def __init__(
-        self, settings: Settings, metrics: SessionizerMetrics, steps: Steps[Engine]
+        self, settings: Settings, metrics: SessionizerMetrics, edge: StageEdge[Stage]
     ) -> None:
         self._settings = settings
-        self._steps = steps
-        self._group = steps.group
+        self._edge = edge
+        self._group = edge.group
         self._metrics = metrics
-        self._partitions: dict[TopicPartition, OwnedPartition[Engine]] = {}
+        self._partitions: dict[TopicPartition, OwnedPartition[Stage]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._committing: list[asyncio.Task[None]] = []  # the previous poll's transactions
         self._failed_commit: Exception | None = None
@@ -318,7 +325,7 @@ class SessionizerWorker(Generic[Engine]):
     def assigned(self) -> list[TopicPartition]:
         return sorted(self._partitions)
 
-    async def __aenter__(self) -> SessionizerWorker[Engine]:
+    async def __aenter__(self) -> StageWorker[Stage]:
         await ensure_topics(self._settings)
         consumer = new_consumer(
             self._settings,
@@ -328,7 +335,7 @@ class SessionizerWorker(Generic[Engine]):
         )
         await consumer.start()
         self._consumer = consumer
-        consumer.subscribe([self._steps.input_topic], listener=_Assignment(self))
+        consumer.subscribe([self._edge.input_topic], listener=_Assignment(self))
         return self
 
     async def __aexit__(
@@ -349,7 +356,7 @@ class SessionizerWorker(Generic[Engine]):
     async def restore(self, assigned: list[TopicPartition]) -> None:
         """Give each newly assigned partition its producer and its state from the changelog.
 
-        The partitions stay paused until then, so no record is processed by an engine that has
+        The partitions stay paused until then, so no record is processed by an stage that has
         not caught up with the changelog.
         """
         fresh = sorted(tp for tp in assigned if tp not in self._partitions)
@@ -366,29 +373,29 @@ class SessionizerWorker(Generic[Engine]):
                 )
                 producers[tp] = producer
                 await producer.start()  # fences the partition's previous producer, aborting it
-            engines = await self._restore_engines([tp.partition for tp in fresh])
+            stages = await self._restore_stages([tp.partition for tp in fresh])
         except BaseException:
             for producer in producers.values():
                 await producer.stop()
             raise
         for tp in fresh:
-            self._partitions[tp] = OwnedPartition(tp, engines[tp.partition], producers[tp])
+            self._partitions[tp] = OwnedPartition(tp, stages[tp.partition], producers[tp])
             self._last_read[tp] = time.monotonic()
         self._rebalances += 1
         seconds = time.perf_counter() - started
-        self._metrics.restore_seconds.labels(self._steps.name).observe(seconds)
+        self._metrics.restore_seconds.labels(self._edge.name).observe(seconds)
         log.info(
             "restored partitions %s (%s) in %.2fs",
             [tp.partition for tp in fresh],
-            self._steps.name,
+            self._edge.name,
             seconds,
         )
         self._update_gauges()
         consumer.resume(*fresh)
 
-    async def _restore_engines(self, partitions: list[int]) -> dict[int, Engine]:
-        engines = {partition: self._steps.new_engine(partition) for partition in partitions}
-        changelog = [TopicPartition(self._steps.changelog, p) for p in partitions]
+    async def _restore_stages(self, partitions: list[int]) -> dict[int, Stage]:
+        stages = {partition: self._edge.new_stage(partition) for partition in partitions}
+        changelog = [TopicPartition(self._edge.changelog, p) for p in partitions]
         reader = new_consumer(self._settings, group_id=None, max_poll_records=10_000)
         await reader.start()
         try:
@@ -399,17 +406,17 @@ class SessionizerWorker(Generic[Engine]):
             while remaining:
                 batches = await reader.getmany(*remaining, timeout_ms=1000)
                 for tp, records in batches.items():
-                    engine = engines[tp.partition]
+                    stage = stages[tp.partition]
                     for record in records:
-                        engine.apply_change(record.key, record.value)
+                        stage.apply_change(state_change(record.key, record.value))
                 for tp in list(remaining):
                     if await reader.position(tp) >= ends[tp]:
                         remaining.discard(tp)
         finally:
             await reader.stop()
-        for engine in engines.values():
-            engine.finish_restore()
-        return engines
+        for stage in stages.values():
+            stage.finish_restore()
+        return stages
 
     async def release(self, revoked: list[TopicPartition]) -> None:
         self._rebalances += 1
@@ -424,22 +431,22 @@ class SessionizerWorker(Generic[Engine]):
         """Counting open sessions walks every journey held here, so the run loop does this
         every few seconds, not after every poll."""
         self._gauges_updated = time.monotonic()
-        self._steps.update_gauges([owned.engine for owned in self._partitions.values()])
+        self._edge.update_gauges([owned.stage for owned in self._partitions.values()])
 
     # --- processing -----------------------------------------------------------------------------
 
     def _require_consumer(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            raise RuntimeError("use `async with SessionizerWorker(...)` before running it")
+            raise RuntimeError("use `async with StageWorker(...)` before running it")
         return self._consumer
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll, process, commit; one poll deep.
 
-        The engines work through a poll's records while the previous poll's transactions are
+        The stages work through a poll's records while the previous poll's transactions are
         still committing (the broker's round trips), and that poll's transactions start only
         once the previous ones are committed: per partition, transactions stay one at a time
-        and in order. A failed commit ends the run, and a restart restores every engine from
+        and in order. A failed commit ends the run, and a restart restores every stage from
         its changelog, so work done ahead of a commit that failed is never kept.
         """
         consumer = self._require_consumer()
@@ -471,7 +478,7 @@ class SessionizerWorker(Generic[Engine]):
                     highwater = consumer.highwater(tp)
                     if highwater is not None:
                         lag = highwater - await consumer.position(tp)
-                        self._metrics.consumer_lag.labels(self._steps.name, str(tp.partition)).set(
+                        self._metrics.consumer_lag.labels(self._edge.name, str(tp.partition)).set(
                             lag
                         )
             await self.finish_commits()
@@ -499,8 +506,8 @@ class SessionizerWorker(Generic[Engine]):
 
     def _prepare(
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> _Prepared[Engine] | None:
-        """Run a partition's batch through its engine: the records to write, the offset after
+    ) -> _Prepared[Stage] | None:
+        """Run a partition's batch through its stage: the records to write, the offset after
         the batch and the number of records to count as processed."""
         owned = self._partitions.get(tp)
         if owned is None:
@@ -509,13 +516,13 @@ class SessionizerWorker(Generic[Engine]):
             return None
         self._last_read[tp] = time.monotonic()
         batches = RecordBatches(owned.producer)
-        processed = self._steps.process(owned, records, batches)
+        processed = self._edge.process(owned, records, batches)
         self._add_changes(owned, batches)
         return owned, batches, records[-1].offset + 1, processed
 
     async def _idle_partitions(
         self, polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> list[OwnedPartition[Engine]]:
+    ) -> list[OwnedPartition[Stage]]:
         """The partitions that have read nothing for `idle_after_seconds` and have nothing left
         to read, at most once per that interval each.
 
@@ -527,7 +534,7 @@ class SessionizerWorker(Generic[Engine]):
             return []
         consumer = self._require_consumer()
         now = time.monotonic()
-        idle: list[OwnedPartition[Engine]] = []
+        idle: list[OwnedPartition[Stage]] = []
         for tp, owned in list(self._partitions.items()):
             if tp in polled or now - self._last_read.get(tp, now) < idle_after:
                 continue
@@ -538,27 +545,28 @@ class SessionizerWorker(Generic[Engine]):
             idle.append(owned)
         return idle
 
-    def _pass_time(self, idle: list[OwnedPartition[Engine]]) -> list[_Prepared[Engine]]:
+    def _pass_time(self, idle: list[OwnedPartition[Stage]]) -> list[_Prepared[Stage]]:
         """Move the clock of the idle partitions (still held here) to the wall clock: a quiet
         shop's last visitors still drop off and their carts are still signalled, without
         waiting for new traffic."""
-        prepared: list[_Prepared[Engine]] = []
+        prepared: list[_Prepared[Stage]] = []
         for owned in idle:
             if self._partitions.get(owned.tp) is not owned:
                 continue  # released, or restored afresh, while its position was looked up
             batches = RecordBatches(owned.producer)
-            if self._steps.pass_time(owned, datetime.now(UTC), batches):
+            if self._edge.pass_time(owned, datetime.now(UTC), batches):
                 self._add_changes(owned, batches)
                 prepared.append((owned, batches, None, 0))
         return prepared
 
-    def _add_changes(self, owned: OwnedPartition[Engine], batches: RecordBatches) -> None:
-        for key, value in owned.engine.take_changes():  # to this partition's changelog
-            batches.add(self._steps.changelog, value, key, partition=owned.tp.partition)
+    def _add_changes(self, owned: OwnedPartition[Stage], batches: RecordBatches) -> None:
+        for change in owned.stage.take_changes():  # to this partition's changelog
+            key, value = changelog_record(change)
+            batches.add(self._edge.changelog, value, key, partition=owned.tp.partition)
 
     async def _commit(
         self,
-        owned: OwnedPartition[Engine],
+        owned: OwnedPartition[Stage],
         batches: RecordBatches,
         next_offset: int | None,
         processed: int,
@@ -572,8 +580,8 @@ class SessionizerWorker(Generic[Engine]):
                     {owned.tp: next_offset}, self._group
                 )
         # 4. committed when the transaction block exits without an exception
-        self._steps.count_processed(processed)
-        self._metrics.batch_seconds.labels(self._steps.name).observe(time.perf_counter() - polled)
+        self._edge.count_processed(processed)
+        self._metrics.batch_seconds.labels(self._edge.name).observe(time.perf_counter() - polled)
 
 
 class Sessionizer:
@@ -586,8 +594,8 @@ class Sessionizer:
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set; raises what ended a stage, after stopping the other."""
         settings, metrics = self._settings, self._metrics
-        identities = SessionizerWorker(settings, metrics, IdentitySteps(settings, metrics))
-        journeys = SessionizerWorker(settings, metrics, JourneySteps(settings, metrics))
+        identities = StageWorker(settings, metrics, IdentityEdge(settings, metrics))
+        journeys = StageWorker(settings, metrics, JourneyEdge(settings, metrics))
         async with identities, journeys:
             stages = [asyncio.create_task(identities.run(stop)),
                       asyncio.create_task(journeys.run(stop))]  # fmt: skip

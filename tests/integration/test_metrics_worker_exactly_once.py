@@ -26,7 +26,8 @@ from contracts.records import SessionizerOutput
 from contracts.settings import Settings, load_settings
 from klantreis.local_kafka import free_port
 from klantreis.simulator import collected_events
-from services.sessionizer.core import JourneyEngine, JourneyRules
+from services.sessionizer.engine import JourneyEngine
+from services.sessionizer.rules import JourneyRules
 from tests.integration.conftest import committed as committed_offsets
 from tests.integration.processes import KLANTREIS, Service
 

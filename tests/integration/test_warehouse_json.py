@@ -24,7 +24,8 @@ from services.metrics.rows import MAPPINGS, Record, TableMapping, mapping_for
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import WarehouseWriter
-from services.sessionizer.core import JourneyEngine, JourneyRules
+from services.sessionizer.engine import JourneyEngine
+from services.sessionizer.rules import JourneyRules
 from tests.unit.factories import make_event
 
 # Recent: dead letters and signals have a TTL, and a background merge may drop expired rows

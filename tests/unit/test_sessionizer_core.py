@@ -17,7 +17,8 @@ from contracts.journeys import (
 )
 from contracts.phases import DEFAULT_PHASE_MODEL
 from contracts.records import SessionizerOutput
-from services.sessionizer.core import JourneyEngine, JourneyRules
+from services.sessionizer.engine import JourneyEngine
+from services.sessionizer.rules import JourneyRules
 from tests.unit.factories import make_event
 
 MIN = timedelta(minutes=1)

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from contracts.events import DeadLetter, Event, EventType
 from contracts.journeys import PhaseTransition, SessionSnapshot
 from contracts.phases import DEFAULT_PHASE_MODEL
-from services.sessionizer.core import DEDUP_WINDOW, JourneyEngine, JourneyRules
+from services.sessionizer.engine import JourneyEngine
+from services.sessionizer.identities import DEDUP_WINDOW
+from services.sessionizer.rules import JourneyRules
 from tests.unit.factories import make_event
 
 NAMES = [
@@ -119,7 +121,7 @@ def test_every_accepted_event_is_counted_in_exactly_one_session(events: list[Eve
             late += isinstance(output, DeadLetter)
     still_open = sum(
         journey.session.events
-        for journey in e.journeys._journeys.values()
+        for journey in e.journeys.journeys.values()
         if not journey.session.closed
     )
     unique = {event.event_id: event for event in events}.values()

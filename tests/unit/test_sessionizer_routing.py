@@ -20,12 +20,15 @@ from contracts.phases import DEFAULT_PHASE_MODEL
 from contracts.records import SessionizerOutput
 from contracts.timecodec import to_micros
 from klantreis.simulator import collected_events
-from services.sessionizer.core import JourneyEngine, JourneyRules
-from services.sessionizer.routing import (
+from services.sessionizer.encoding import changelog_record, state_change
+from services.sessionizer.engine import JourneyEngine
+from services.sessionizer.rules import JourneyRules
+from services.sessionizer.stages import (
     IdentityStage,
     JourneyStage,
     Routed,
     RoutedKind,
+    StateChange,
     idle_markers,
     upstream_watermarks,
 )
@@ -61,12 +64,13 @@ class Changelog:
 
     latest: dict[bytes, bytes | None] = field(default_factory=dict)
 
-    def write(self, records: list[tuple[bytes, bytes | None]]) -> None:
-        self.latest.update(records)
+    def write(self, changes: list[StateChange]) -> None:
+        """As the Kafka edge writes them: each change as its changelog record's bytes."""
+        self.latest.update(changelog_record(change) for change in changes)
 
     def restore(self, stage: Stage) -> Stage:
         for key, value in self.latest.items():
-            stage.apply_change(key, value)
+            stage.apply_change(state_change(key, value))
         stage.finish_restore()
         return stage
 
@@ -140,7 +144,7 @@ def test_every_customer_has_one_journey_whatever_partitions_their_devices_use(
     events: list[Event], upstream: int, downstream: int, rng: random.Random
 ) -> None:
     outputs, stages = two_stages(events, upstream, downstream, rng)
-    journeys = [key for stage in stages for key in stage.journeys._journeys]
+    journeys = [key for stage in stages for key in stage.journeys.journeys]
     assert len(journeys) == len(set(journeys))
     assert not any(stage.waiting for stage in stages)
     # Every event that is no duplicate, no alias and not late is in exactly one session.
@@ -154,7 +158,7 @@ def test_every_customer_has_one_journey_whatever_partitions_their_devices_use(
     still_open = sum(
         journey.session.events
         for stage in stages
-        for journey in stage.journeys._journeys.values()
+        for journey in stage.journeys.journeys.values()
         if not journey.session.closed
     )
     late = len(outputs.get((DeadLetter.__name__, b"shop"), []))
@@ -343,4 +347,4 @@ def test_a_stream_that_never_had_an_event_keeps_no_clock() -> None:
     assert (marker.kind, marker.watermark, identities.newest) == (RoutedKind.WATERMARK, None, None)
     engine = JourneyEngine(RULES)
     assert engine.pass_time(T0) == []
-    assert engine.journeys.newest is None
+    assert engine.journeys.clock.newest is None

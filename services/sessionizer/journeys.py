@@ -1,32 +1,17 @@
-"""Sessions, identities and journey phases from a stream of events: pure logic, no I/O.
+"""Stage 2: journeys, keyed by customer once known: sessions, non-linear phases, merges of
+claimed history, event-time timers and signals. Pure.
 
-Two stages, each a deterministic state machine over one ordered stream:
-
-* `IdentityResolver`, keyed like the collector's partitions (by device, or by the id an alias
-  merges away): drops duplicate event ids, links anonymous ids to customers, and says which
-  journey each event belongs to.
-* `JourneyTracker`, keyed by journey: sessions, phases, drop-off and abandoned-cart timers in
-  event time, and signals.
-
-The same events in the same order give the same outputs with the same ids, which is what makes a
-replay after a crash harmless downstream. State is plain data (`export_state`/`restore_state`).
+Time is event time (`clock`): the partition's watermark is the newest event time seen minus
+the allowed lateness, and timers fire when it passes them.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import heapq
-import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import Any
 
-from contracts.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event, EventType
+from contracts.events import EARLIEST_EVENT_TIME, DeadLetter, DeadLetterReason, Event
 from contracts.journeys import (
-    IdentityLink,
-    LinkKind,
     PhaseTransition,
     SessionSnapshot,
     Signal,
@@ -34,15 +19,19 @@ from contracts.journeys import (
     TransitionKind,
     derived_id,
 )
-from contracts.phases import PhaseModel
 from contracts.records import SessionizerOutput
-from contracts.timecodec import from_micros, maybe_from_micros, maybe_micros
-
-DEDUP_WINDOW = 16  # event ids remembered per device: a retried batch is caught within it
-SNAPSHOT_EVERY = 10  # events between session snapshots of an open session
-ENGAGED_SECONDS = 10.0
-ENGAGED_PAGE_VIEWS = 2
-
+from services.sessionizer.changelog import journey_from_row, journey_row
+from services.sessionizer.clock import EventClock
+from services.sessionizer.model import JourneyState
+from services.sessionizer.rules import JourneyRules
+from services.sessionizer.sessions import (
+    count_event,
+    ends_before,
+    new_session,
+    snapshot,
+)
+from services.sessionizer.store import TrackedState
+from services.sessionizer.timers import Timer, TimerKind, TimerQueue
 
 # Channels that say nothing about how the customer came: a click inside the shop, or an event a
 # shop's server sent. A transition on such an event is credited to the visit's channel.
@@ -51,160 +40,6 @@ _NO_NEW_CHANNEL = frozenset({"internal", "direct"})
 
 def _moving_channel(event_channel: str, session_channel: str) -> str:
     return session_channel if event_channel in _NO_NEW_CHANNEL else event_channel
-
-
-@dataclass(frozen=True)
-class JourneyRules:
-    model: PhaseModel
-    session_timeout: timedelta = timedelta(minutes=30)
-    max_session: timedelta = timedelta(hours=12)
-    allowed_lateness: timedelta = timedelta(minutes=10)
-
-
-# --- stage 1: identities ---------------------------------------------------------------------
-
-
-def _event_hash(event_id: str) -> bytes:
-    return hashlib.blake2b(event_id.encode(), digest_size=4).digest()
-
-
-@dataclass(slots=True)
-class IdentityState:
-    """Per device key: the customer it belongs to (if known) and its recent event ids."""
-
-    customer: str | None = None
-    recent: bytes = b""  # the last DEDUP_WINDOW event-id hashes, 4 bytes each
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """What stage 1 made of an event: its journey (None: a duplicate, dropped), the identity
-    link it established, and the journey whose history now belongs to the customer."""
-
-    journey_id: str | None
-    link: IdentityLink | None = None
-    merge_from: str | None = None
-
-
-class IdentityResolver:
-    """Which journey an event belongs to.
-
-    An anonymous id's first login claims its history for that customer (`linked`). A device
-    already linked that logs in as someone else is relinked for later events only: two customers
-    are never merged by a login. An alias merges explicitly. Placeholder ids never get here (the
-    collector refuses them).
-    """
-
-    def __init__(self) -> None:
-        self._states: dict[tuple[str, str], IdentityState] = {}
-        self._changed: set[tuple[str, str]] = set()
-        self.duplicates = 0
-
-    def __len__(self) -> int:
-        return len(self._states)
-
-    def resolve(self, event: Event) -> Resolution:
-        key = (event.site_id, event.visitor_id)
-        state = self._states.get(key)
-        if state is None:
-            state = self._states[key] = IdentityState()
-        digest = _event_hash(event.event_id)
-        if any(state.recent[i : i + 4] == digest for i in range(0, len(state.recent), 4)):
-            self.duplicates += 1
-            return Resolution(journey_id=None)
-        state.recent = (state.recent + digest)[-4 * DEDUP_WINDOW :]
-        self._changed.add(key)
-
-        visitor = event.visitor_id
-        customer = event.user_id
-        if customer is None or customer == visitor:
-            return Resolution(journey_id=state.customer or visitor)
-        if event.type is EventType.ALIAS:
-            kind = LinkKind.ALIASED
-        elif state.customer is None:
-            kind = LinkKind.LINKED
-        elif state.customer != customer:
-            kind = LinkKind.RELINKED
-        else:
-            return Resolution(journey_id=customer)
-        state.customer = customer
-        link = IdentityLink(
-            link_id=derived_id(event.site_id, visitor, customer, event.event_id),
-            site_id=event.site_id,
-            previous_id=visitor,
-            customer_id=customer,
-            kind=kind,
-            at=event.timestamp,
-            event_id=event.event_id,
-        )
-        merge_from = None if kind is LinkKind.RELINKED else visitor
-        return Resolution(journey_id=customer, link=link, merge_from=merge_from)
-
-    def take_changes(self) -> list[tuple[tuple[str, str], list[Any]]]:
-        """The states changed since the last call, as rows for a changelog."""
-        changed, self._changed = self._changed, set()
-        return [(key, self._row(key)) for key in sorted(changed)]
-
-    def _row(self, key: tuple[str, str]) -> list[Any]:
-        state = self._states[key]
-        return [state.customer, base64.b64encode(state.recent).decode()]
-
-    def apply_row(self, key: tuple[str, str], row: list[Any]) -> None:
-        self._states[key] = IdentityState(row[0], base64.b64decode(row[1]))
-
-    def export_state(self) -> list[list[Any]]:
-        return [[*key, *self._row(key)] for key in self._states]
-
-    def restore_state(self, rows: Iterable[list[Any]]) -> None:
-        for site, visitor, *row in rows:
-            self.apply_row((site, visitor), row)
-
-
-# --- stage 2: journeys -----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class SessionState:
-    id: str
-    started_at: datetime
-    last_event_at: datetime
-    events: int = 0
-    page_views: int = 0
-    conversions: int = 0
-    channel: str = "direct"
-    landing_path: str | None = None
-    exit_path: str | None = None
-    engaged: bool = False
-    closed: bool = False
-    anonymous_id: str | None = None
-    user_id: str | None = None
-
-
-@dataclass(slots=True)
-class JourneyState:
-    site_id: str
-    journey_id: str
-    first_seen: datetime
-    first_channel: str
-    first_touchpoint: str
-    phase: str
-    phase_since: datetime
-    furthest: str
-    last_event_at: datetime
-    session: SessionState
-    orders: int = 0
-    dropped: bool = False
-    cart_since: datetime | None = None
-
-
-class _Timer(NamedTuple):
-    """A tuple, so the heap compares timers in C: (deadline, site, journey, kind) is also the
-    order in which timers due together fire, the same after a restore as before."""
-
-    deadline: datetime
-    site_id: str
-    journey_id: str
-    kind: str
 
 
 class JourneyTracker:
@@ -219,28 +54,27 @@ class JourneyTracker:
     def __init__(self, rules: JourneyRules) -> None:
         self._rules = rules
         self._model = rules.model
-        self._journeys: dict[tuple[str, str], JourneyState] = {}
-        self._timers: list[_Timer] = []
-        self._newest: datetime | None = None
-        self._changed: set[tuple[str, str]] = set()
+        self.journeys: TrackedState[tuple[str, str], JourneyState] = TrackedState()
+        self._timers = TimerQueue()
+        self.clock = EventClock(rules.allowed_lateness)
         self.late_events = 0
         # Journeys whose next events wait for another partition's hand-off: their timers wait
         # with them (see routing.JourneyStage).
         self.held: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
-        return len(self._journeys)
+        return len(self.journeys)
 
     @property
     def open_sessions(self) -> int:
-        return sum(not j.session.closed for j in self._journeys.values())
+        return sum(not j.session.closed for j in self.journeys.values())
 
     @property
     def watermark(self) -> datetime | None:
-        return None if self._newest is None else self._newest - self._rules.allowed_lateness
+        return self.clock.watermark
 
     def journey(self, site_id: str, journey_id: str) -> JourneyState | None:
-        return self._journeys.get((site_id, journey_id))
+        return self.journeys.get((site_id, journey_id))
 
     # --- events -------------------------------------------------------------------------------
 
@@ -258,7 +92,7 @@ class JourneyTracker:
         the journey's stream been the only one; it is late only if it is late in that stream."""
         outputs: list[SessionizerOutput] = []
         key = (event.site_id, journey_id)
-        journey = self._journeys.get(key)
+        journey = self.journeys.get(key)
         late_in_stream = watermark is not None and event.timestamp < watermark
         if journey is None and late_in_stream:
             # A new journey behind its stream's clock: the timers of its first session would
@@ -278,9 +112,9 @@ class JourneyTracker:
             # implies the second.)
             return [self._late(event, journey.last_event_at, "than the journey's newest event")]
         else:
+            self.journeys.for_update(key)
             outputs.extend(self._fire_due(journey, event.timestamp, watermark))
             self._continue(journey, event, outputs)
-        self._changed.add(key)
         self._schedule(journey)
         return outputs
 
@@ -310,9 +144,9 @@ class JourneyTracker:
             phase_since=event.timestamp,
             furthest=phase,
             last_event_at=event.timestamp,
-            session=self._new_session(event, journey_id),
+            session=new_session(event, journey_id),
         )
-        self._journeys[(event.site_id, journey_id)] = journey
+        self.journeys.put((event.site_id, journey_id), journey)
         self._record(journey, event, outputs, behind=False)
         outputs.append(self._transition(journey, event, TransitionKind.ENTERED, None, None))
         outputs.append(self._signal(journey, SignalKind.PHASE_REACHED, event.timestamp, event))
@@ -325,16 +159,10 @@ class JourneyTracker:
         # behind (in one stream such an event is late): it counts, but it is no longer what the
         # customer is doing now.
         behind = event.timestamp < journey.last_event_at - self._rules.allowed_lateness
-        session = journey.session
-        gap = event.timestamp - session.last_event_at
-        if (
-            session.closed
-            or gap > self._rules.session_timeout
-            or event.timestamp - session.started_at > self._rules.max_session
-        ):
-            if not session.closed:
+        if ends_before(journey.session, event, self._rules):
+            if not journey.session.closed:
                 outputs.append(self._close(journey))
-            journey.session = self._new_session(event, journey.journey_id)
+            journey.session = new_session(event, journey.journey_id)
         if journey.dropped:
             journey.dropped = False
             outputs.append(
@@ -344,47 +172,18 @@ class JourneyTracker:
         self._record(journey, event, outputs, behind)
         self._move(journey, event, outputs, behind)
 
-    def _new_session(self, event: Event, journey_id: str) -> SessionState:
-        return SessionState(
-            id=derived_id(event.site_id, journey_id, event.event_id),
-            started_at=event.timestamp,
-            last_event_at=event.timestamp,
-            channel=event.channel,
-        )
-
     def _record(
         self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput], behind: bool
     ) -> None:
-        session = journey.session
-        was_engaged = session.engaged
-        session.events += 1
-        # An out-of-order event joins the session without moving its end backwards.
-        session.last_event_at = max(session.last_event_at, event.timestamp)
-        session.started_at = min(session.started_at, event.timestamp)
+        is_order = self._model.is_order(event)
+        snapshot_due = count_event(journey.session, event, is_order)
         journey.last_event_at = max(journey.last_event_at, event.timestamp)
-        session.anonymous_id = event.anonymous_id or session.anonymous_id
-        session.user_id = event.user_id or session.user_id
-        if event.type is EventType.PAGE:
-            session.page_views += 1
-            path = event.context.page.path
-            session.landing_path = session.landing_path or path
-            session.exit_path = path or session.exit_path
-        if self._model.is_order(event):
-            session.conversions += 1
+        if is_order:
             journey.orders += 1
             journey.cart_since = None
         elif self._model.is_cart_add(event) and not behind:  # the order may have come since
             journey.cart_since = event.timestamp
-        session.engaged = (
-            session.page_views >= ENGAGED_PAGE_VIEWS
-            or session.conversions > 0
-            or (session.last_event_at - session.started_at).total_seconds() >= ENGAGED_SECONDS
-        )
-        if (
-            session.events == 1
-            or session.engaged != was_engaged
-            or (session.events % SNAPSHOT_EVERY == 0)
-        ):
+        if snapshot_due:
             outputs.append(self._snapshot(journey))
 
     def _target_phase(self, event: Event, orders_before: int) -> str | None:
@@ -432,10 +231,9 @@ class JourneyTracker:
         """
         if from_journey == into_journey:
             return []
-        source = self._journeys.pop((site_id, from_journey), None)
+        source = self.journeys.pop((site_id, from_journey))
         if source is None:
             return []
-        self._changed.add((site_id, from_journey))
         return self._absorb(source, into_journey)
 
     def hand_off(
@@ -445,17 +243,16 @@ class JourneyTracker:
         by `watermark` fire here first, under its old id, as they would have before the login
         in one stream. Returns those outputs and the journey as a row (None: no such journey)."""
         outputs = self.catch_up(site_id, journey_id, watermark)
-        journey = self._journeys.pop((site_id, journey_id), None)
+        journey = self.journeys.pop((site_id, journey_id))
         if journey is None:
             return [], None
-        self._changed.add((site_id, journey_id))
-        return outputs, _journey_row(journey, self._model)
+        return outputs, journey_row(journey, self._model)
 
     def catch_up(
         self, site_id: str, journey_id: str, watermark: datetime | None
     ) -> list[SessionizerOutput]:
         """Fire the journey's timers due by `watermark`, as one stream would have by now."""
-        journey = self._journeys.get((site_id, journey_id))
+        journey = self.journeys.for_update((site_id, journey_id))
         if journey is None or watermark is None:
             return []
         outputs = self._fire_due(journey, EARLIEST_EVENT_TIME, watermark)
@@ -468,16 +265,15 @@ class JourneyTracker:
     ) -> list[SessionizerOutput]:
         """`merge` for a journey handed off by another partition (`hand_off`)."""
         return self._absorb(
-            _journey_from_row((site_id, from_journey), row, self._model), into_journey
+            journey_from_row((site_id, from_journey), row, self._model), into_journey
         )
 
     def _absorb(self, source: JourneyState, into_journey: str) -> list[SessionizerOutput]:
         site_id, from_journey = source.site_id, source.journey_id
-        self._changed.add((site_id, into_journey))
-        target = self._journeys.get((site_id, into_journey))
+        target = self.journeys.for_update((site_id, into_journey))
         if target is None:
             source.journey_id = into_journey
-            self._journeys[(site_id, into_journey)] = source
+            self.journeys.put((site_id, into_journey), source)
             self._schedule(source)
             return []
         outputs: list[SessionizerOutput] = []
@@ -528,43 +324,40 @@ class JourneyTracker:
 
     # --- timers ---------------------------------------------------------------------------------
 
-    def _deadlines(self, journey: JourneyState) -> list[tuple[datetime, str]]:
+    def _deadlines(self, journey: JourneyState) -> list[tuple[datetime, TimerKind]]:
         deadlines = []
         if not journey.session.closed:
             deadlines.append(
-                (journey.session.last_event_at + self._rules.session_timeout, "session")
+                (
+                    journey.session.last_event_at + self._rules.session_timeout,
+                    TimerKind.SESSION_ENDED,
+                )
             )
         dropoff = self._model.dropoff.get(journey.phase)
         if dropoff is not None and not journey.dropped:
-            deadlines.append((journey.last_event_at + dropoff, "dropoff"))
+            deadlines.append((journey.last_event_at + dropoff, TimerKind.DROPPED_OFF))
         abandon = self._model.cart_abandon_after
         if abandon is not None and journey.cart_since is not None:
-            deadlines.append((journey.cart_since + abandon, "cart"))
+            deadlines.append((journey.cart_since + abandon, TimerKind.CART_ABANDONED))
         return deadlines
 
-    def _next_timer(self, journey: JourneyState) -> _Timer | None:
+    def _next_timer(self, journey: JourneyState) -> Timer | None:
         deadlines = self._deadlines(journey)
         if not deadlines:
             return None
         deadline, kind = min(deadlines)
-        return _Timer(deadline, journey.site_id, journey.journey_id, kind)
+        return Timer(deadline, journey.site_id, journey.journey_id, kind)
 
     def _schedule(self, journey: JourneyState) -> None:
-        """Queue the journey's earliest deadline; the next is queued when that one fires.
-
-        Entries of earlier deadlines that a later event moved stay in the heap until they come
-        up and are found stale; a rebuild drops them when they pile up.
-        """
+        """Queue the journey's earliest deadline (see `timers`)."""
         timer = self._next_timer(journey)
         if timer is not None:
-            heapq.heappush(self._timers, timer)
-        if len(self._timers) > 4 * len(self._journeys) + 1024:
+            self._timers.push(timer)
+        if len(self._timers) > 4 * len(self.journeys) + 1024:
             self._rebuild_timers()
 
     def _rebuild_timers(self) -> None:
-        timers = (self._next_timer(journey) for journey in self._journeys.values())
-        self._timers = [timer for timer in timers if timer is not None]
-        heapq.heapify(self._timers)
+        self._timers.rebuild(self._next_timer(journey) for journey in self.journeys.values())
 
     def _fire_due(
         self, journey: JourneyState, before: datetime, watermark: datetime | None
@@ -588,13 +381,12 @@ class JourneyTracker:
         read): the stream's clock moves there as an event's would, and what falls due fires.
         A stream that has never had an event has no clock to move: its first events may be
         history replayed into a new pipeline, which a clock at `now` would find late."""
-        if self._newest is None or now <= self._newest:
+        if self.clock.newest is None or now <= self.clock.newest:
             return []
         return self._advance(now)
 
     def _advance(self, event_time: datetime) -> list[SessionizerOutput]:
-        if self._newest is None or event_time > self._newest:
-            self._newest = event_time
+        self.clock.observe(event_time)
         watermark = self.watermark
         assert watermark is not None
         return self.fire_until(watermark)
@@ -602,27 +394,30 @@ class JourneyTracker:
     def fire_until(self, watermark: datetime) -> list[SessionizerOutput]:
         """Fire every timer due by `watermark`, except those of the journeys in `held`."""
         outputs: list[SessionizerOutput] = []
-        while self._timers and self._timers[0].deadline <= watermark:
-            timer = heapq.heappop(self._timers)
-            key = (timer.site_id, timer.journey_id)
-            journey = self._journeys.get(key)
-            if journey is None or key in self.held or self._next_timer(journey) != timer:
-                continue  # stale (the journey moved on or merged away), or rescheduled on release
+        while (timer := self._timers.pop_due(watermark, self._is_current)) is not None:
+            journey = self.journeys.for_update((timer.site_id, timer.journey_id))
+            assert journey is not None
             outputs.extend(self._fire(journey, timer))
             self._schedule(journey)
         return outputs
 
+    def _is_current(self, timer: Timer) -> bool:
+        """Not stale (the journey moved on or merged away), nor held (rescheduled on release)."""
+        key = (timer.site_id, timer.journey_id)
+        journey = self.journeys.get(key)
+        return journey is not None and key not in self.held and self._next_timer(journey) == timer
+
     def reschedule(self, site_id: str, journey_id: str) -> None:
         """Queue a journey's next timer again, after it left `held`."""
-        journey = self._journeys.get((site_id, journey_id))
+        journey = self.journeys.get((site_id, journey_id))
         if journey is not None:
             self._schedule(journey)
 
-    def _fire(self, journey: JourneyState, timer: _Timer) -> list[SessionizerOutput]:
-        self._changed.add((journey.site_id, journey.journey_id))
-        if timer.kind == "session":
+    def _fire(self, journey: JourneyState, timer: Timer) -> list[SessionizerOutput]:
+        """A due timer; the caller has the journey `for_update`."""
+        if timer.kind is TimerKind.SESSION_ENDED:
             return [self._close(journey)]
-        if timer.kind == "cart":
+        if timer.kind is TimerKind.CART_ABANDONED:
             since = journey.cart_since
             journey.cart_since = None
             return [
@@ -664,25 +459,7 @@ class JourneyTracker:
         return self._snapshot(journey)
 
     def _snapshot(self, journey: JourneyState) -> SessionSnapshot:
-        session = journey.session
-        return SessionSnapshot(
-            session_id=session.id,
-            site_id=journey.site_id,
-            journey_id=journey.journey_id,
-            anonymous_id=session.anonymous_id,
-            user_id=session.user_id,
-            started_at=session.started_at,
-            last_event_at=session.last_event_at,
-            event_count=session.events,
-            page_views=session.page_views,
-            conversions=session.conversions,
-            engaged=session.engaged,
-            closed=session.closed,
-            channel=session.channel,
-            landing_path=session.landing_path,
-            exit_path=session.exit_path,
-            version=2 * session.events + int(session.closed),
-        )
+        return snapshot(journey.site_id, journey.journey_id, journey.session)
 
     def _transition(
         self,
@@ -738,24 +515,13 @@ class JourneyTracker:
 
     def take_changes(self) -> list[tuple[tuple[str, str], list[Any] | None]]:
         """Journeys changed since the last call as changelog rows; None for one merged away."""
-        changed, self._changed = self._changed, set()
         return [
-            (key, _journey_row(self._journeys[key], self._model) if key in self._journeys else None)
-            for key in sorted(changed)
+            (key, None if journey is None else journey_row(journey, self._model))
+            for key, journey in self.journeys.take_changes()
         ]
 
     def apply_row(self, key: tuple[str, str], row: list[Any] | None) -> None:
-        if row is None:
-            self._journeys.pop(key, None)
-        else:
-            self._journeys[key] = _journey_from_row(key, row, self._model)
-
-    @property
-    def newest(self) -> int | None:
-        return maybe_micros(self._newest)
-
-    def restore_newest(self, micros: int | None) -> None:
-        self._newest = maybe_from_micros(micros)
+        self.journeys.load(key, None if row is None else journey_from_row(key, row, self._model))
 
     def rebuild_timers(self) -> None:
         """Timers are derived from the journeys; after restoring rows, derive them again."""
@@ -763,117 +529,12 @@ class JourneyTracker:
 
     def export_state(self) -> dict[str, Any]:
         return {
-            "newest": self.newest,
-            "journeys": [
-                [*key, *_journey_row(j, self._model)] for key, j in self._journeys.items()
-            ],
+            "newest": self.clock.micros,
+            "journeys": [[*key, *journey_row(j, self._model)] for key, j in self.journeys.items()],
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
-        self.restore_newest(state.get("newest"))
+        self.clock.set_micros(state.get("newest"))
         for site, journey_id, *row in state["journeys"]:
             self.apply_row((site, journey_id), row)
         self._rebuild_timers()
-
-
-def _journey_row(j: JourneyState, model: PhaseModel) -> list[Any]:
-    """A journey as a compact changelog row; the key holds site and journey id.
-
-    State is kept per visitor, so bytes count: times are microseconds after the journey's first
-    event (exact, so a restored journey computes the same deadlines), phases are positions in
-    the model, the session id is 22 base64 characters, and values equal to one already stored
-    are left out (the session's channel when it is the first visit's; 0 for an anonymous id
-    that is the journey id).
-    """
-    s = j.session
-    t0 = maybe_micros(j.first_seen)
-    assert t0 is not None
-
-    def rel(value: datetime | None) -> int | None:
-        micros = maybe_micros(value)
-        return None if micros is None else micros - t0
-
-    return [
-        t0, j.first_channel, j.first_touchpoint, model.index(j.phase), rel(j.phase_since),
-        model.index(j.furthest), rel(j.last_event_at), j.orders,
-        int(j.dropped) | int(s.engaged) << 1 | int(s.closed) << 2, rel(j.cart_since),
-        base64.urlsafe_b64encode(uuid.UUID(s.id).bytes).decode().rstrip("="),
-        rel(s.started_at), rel(s.last_event_at), s.events, s.page_views, s.conversions,
-        None if s.channel == j.first_channel else s.channel, s.landing_path,
-        None if s.exit_path == s.landing_path else s.exit_path,
-        0 if s.anonymous_id == j.journey_id else s.anonymous_id, s.user_id,
-    ]  # fmt: skip
-
-
-def _journey_from_row(key: tuple[str, str], row: list[Any], model: PhaseModel) -> JourneyState:
-    (t0, first_channel, first_touchpoint, phase, phase_since, furthest, last_event_at, orders,
-     flags, cart_since, session_id, started_at, session_last, events, page_views, conversions,
-     channel, landing_path, exit_path, anonymous_id, user_id) = row  # fmt: skip
-
-    def at(offset: int) -> datetime:
-        return from_micros(t0 + offset)
-
-    session = SessionState(
-        id=str(uuid.UUID(bytes=base64.urlsafe_b64decode(session_id + "=="))),
-        started_at=at(started_at), last_event_at=at(session_last), events=events,
-        page_views=page_views, conversions=conversions, channel=channel or first_channel,
-        landing_path=landing_path, exit_path=exit_path or landing_path, engaged=bool(flags & 2),
-        closed=bool(flags & 4), anonymous_id=key[1] if anonymous_id == 0 else anonymous_id,
-        user_id=user_id,
-    )  # fmt: skip
-    return JourneyState(
-        site_id=key[0], journey_id=key[1], first_seen=from_micros(t0), first_channel=first_channel,
-        first_touchpoint=first_touchpoint, phase=model.phases[phase],
-        phase_since=at(phase_since), furthest=model.phases[furthest],
-        last_event_at=at(last_event_at), session=session, orders=orders, dropped=bool(flags & 1),
-        cart_since=None if cart_since is None else at(cart_since),
-    )  # fmt: skip
-
-
-def state_key(kind: bytes, key: tuple[str, str]) -> bytes:
-    return b"\x1f".join((kind, key[0].encode(), key[1].encode()))
-
-
-class JourneyEngine:
-    """Both stages over one ordered stream: the embedded pipeline, and the reference that the
-    Kafka stages (`routing`) must match for a single events partition.
-
-    Because every journey of the stream is here, a login merges the anonymous history at once.
-    """
-
-    def __init__(self, rules: JourneyRules) -> None:
-        self.identities = IdentityResolver()
-        self.journeys = JourneyTracker(rules)
-
-    def process(self, event: Event) -> list[SessionizerOutput]:
-        resolution = self.identities.resolve(event)
-        if resolution.journey_id is None:
-            return []
-        outputs: list[SessionizerOutput] = []
-        if resolution.link is not None:
-            outputs.append(resolution.link)
-        if resolution.merge_from is not None:
-            outputs.extend(
-                self.journeys.merge(event.site_id, resolution.merge_from, resolution.journey_id)
-            )
-        if event.type is EventType.ALIAS:
-            return outputs  # an alias links ids; it is not an interaction of the customer
-        outputs.extend(self.journeys.process(event, resolution.journey_id))
-        return outputs
-
-    def pass_time(self, now: datetime) -> list[SessionizerOutput]:
-        return self.journeys.pass_time(now)
-
-    @property
-    def active_journeys(self) -> int:
-        return len(self.journeys)
-
-    def export_state(self) -> dict[str, Any]:
-        return {
-            "identities": self.identities.export_state(),
-            "journeys": self.journeys.export_state(),
-        }
-
-    def restore_state(self, state: dict[str, Any]) -> None:
-        self.identities.restore_state(state["identities"])
-        self.journeys.restore_state(state["journeys"])

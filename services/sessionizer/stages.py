@@ -1,5 +1,5 @@
 """The sessionizer as two stages, so that each customer's journey lives on one partition: pure
-logic, no I/O.
+logic, no I/O (`encoding` turns their records and state changes into bytes).
 
 The collector keys events by device. A customer who uses two devices, or whose shop sends the
 order from its server under the customer id, has events on several partitions; one state per
@@ -32,20 +32,36 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import orjson
-
 from contracts.events import Event, EventType
 from contracts.journeys import journey_key
 from contracts.records import SessionizerOutput
 from contracts.timecodec import maybe_from_micros, maybe_micros
-from services.sessionizer.core import (
-    IdentityResolver,
-    JourneyRules,
-    JourneyTracker,
-    state_key,
-)
+from services.sessionizer.clock import EventClock
+from services.sessionizer.identities import IdentityResolver
+from services.sessionizer.journeys import JourneyTracker
+from services.sessionizer.rules import JourneyRules
+from services.sessionizer.store import TrackedState
 
-WATERMARK_KEY = b"w"
+
+class StateKind(StrEnum):
+    """What a state change is of; each kind has its rows in the stage's changelog."""
+
+    IDENTITY = "identity"  # a device's identity (identity stage)
+    CLOCK = "clock"  # the events partition's clock (identity stage)
+    JOURNEY = "journey"  # a journey (journey stage)
+    WAITING = "waiting"  # a journey's records that wait for a hand-off
+    HANDOFFS = "handoffs"  # hand-offs that came before the event that waits for them
+    UPSTREAM = "upstream"  # an events partition's clock, as the journey stage heard it
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One key's new value (None: removed), in plain data; `encoding` writes it as a changelog
+    record."""
+
+    kind: StateKind
+    key: tuple[Any, ...]
+    value: Any
 
 
 class RoutedKind(StrEnum):
@@ -93,13 +109,12 @@ class IdentityStage:
     def __init__(self, rules: JourneyRules, partition: int) -> None:
         self.identities = IdentityResolver()
         self.partition = partition
-        self._lateness = rules.allowed_lateness
-        self._newest: datetime | None = None
+        self.clock = EventClock(rules.allowed_lateness)
 
     @property
     def newest(self) -> int | None:
         """The newest event time routed so far (microseconds): what `WATERMARK` records carry."""
-        return maybe_micros(self._newest)
+        return self.clock.micros
 
     def route(self, event: Event) -> tuple[list[SessionizerOutput], list[Routed]]:
         """The identity link the event makes (if any), and the records for the journeys topic;
@@ -108,7 +123,7 @@ class IdentityStage:
         journey_id = resolution.journey_id
         if journey_id is None:
             return [], []
-        watermark = None if self._newest is None else maybe_micros(self._newest - self._lateness)
+        watermark = maybe_micros(self.clock.watermark)
         outputs: list[SessionizerOutput] = [] if resolution.link is None else [resolution.link]
         routed: list[Routed] = []
         merge_from = resolution.merge_from
@@ -134,10 +149,8 @@ class IdentityStage:
                 upstream=self.partition,
             )
         )
-        if event.type is not EventType.ALIAS and (
-            self._newest is None or event.timestamp > self._newest
-        ):
-            self._newest = event.timestamp  # an alias is no interaction: it moves no clock
+        if event.type is not EventType.ALIAS:  # an alias is no interaction: it moves no clock
+            self.clock.observe(event.timestamp)
         return outputs, routed
 
     def pass_time(self, now: datetime, downstream: Iterable[int]) -> list[tuple[int, Routed]]:
@@ -148,27 +161,25 @@ class IdentityStage:
         A partition that has never had an event has no clock to move: its first events may be
         history replayed into a new pipeline, which a clock at `now` would find late. It asks
         to be left out of the watermark until it has one (`idle_markers`)."""
-        if self._newest is None:
+        if self.clock.newest is None:
             return idle_markers(self.partition, downstream)
-        if now <= self._newest:
+        if not self.clock.observe(now):
             return []
-        self._newest = now
         return upstream_watermarks(self.partition, self.newest, downstream)
 
-    def take_changes(self) -> list[tuple[bytes, bytes | None]]:
-        records: list[tuple[bytes, bytes | None]] = [
-            (state_key(b"i", key), orjson.dumps(row)) for key, row in self.identities.take_changes()
+    def take_changes(self) -> list[StateChange]:
+        """The batch's state changes: the identities it changed, and the clock."""
+        changes = [
+            StateChange(StateKind.IDENTITY, key, row) for key, row in self.identities.take_changes()
         ]
-        records.append((WATERMARK_KEY, orjson.dumps(self.newest)))
-        return records
+        changes.append(StateChange(StateKind.CLOCK, (), self.newest))
+        return changes
 
-    def apply_change(self, key: bytes, value: bytes | None) -> None:
-        if key == WATERMARK_KEY:
-            self._newest = maybe_from_micros(orjson.loads(value) if value else None)
-            return
-        kind, site, ident = key.split(b"\x1f", 2)
-        if kind == b"i" and value is not None:
-            self.identities.apply_row((site.decode(), ident.decode()), orjson.loads(value))
+    def apply_change(self, change: StateChange) -> None:
+        if change.kind is StateKind.CLOCK:
+            self.clock.set_micros(change.value)
+        elif change.kind is StateKind.IDENTITY and change.value is not None:
+            self.identities.apply_row(change.key, change.value)
 
     def finish_restore(self) -> None:
         """Nothing to derive: identities are used as stored."""
@@ -185,16 +196,13 @@ class JourneyStage:
         self._upstream_partitions = upstream_partitions
         self._lateness = rules.allowed_lateness
         self._lateness_micros = rules.allowed_lateness // timedelta(microseconds=1)
-        # events partition -> its newest event time; None: caught up, and never had an event
-        self._upstream: dict[int, int | None] = {}
+        # events partition -> its clock, as heard here; no time: caught up, never had an event
+        self._upstream: TrackedState[int, EventClock] = TrackedState()
         # journeys whose next records wait for a hand-off, with those records in order
-        self._waiting: dict[tuple[str, str], list[Routed]] = {}
+        self._waiting: TrackedState[tuple[str, str], list[Routed]] = TrackedState()
         # hand-offs that came before the event that waits for them: (site, from, into)
-        self._handoffs: dict[tuple[str, str, str], list[list[Any] | None]] = {}
-        self._changed_upstream: set[int] = set()
-        self._changed_waiting: set[tuple[str, str]] = set()
+        self._handoffs: TrackedState[tuple[str, str, str], list[list[Any] | None]] = TrackedState()
         self.applied = 0  # events applied to their journeys (not those still waiting)
-        self._changed_handoffs: set[tuple[str, str, str]] = set()
 
     @property
     def watermark(self) -> datetime | None:
@@ -205,8 +213,9 @@ class JourneyStage:
         event is left out: live, its first events are as new as the others'."""
         if len(self._upstream) < self._upstream_partitions:
             return None
-        slowest = maybe_from_micros(
-            min((t for t in self._upstream.values() if t is not None), default=None)
+        slowest = min(
+            (clock.newest for clock in self._upstream.values() if clock.newest is not None),
+            default=None,
         )
         return None if slowest is None else slowest - self._lateness
 
@@ -227,20 +236,21 @@ class JourneyStage:
         if routed.kind is RoutedKind.HANDOFF:
             assert routed.other is not None
             stash = (routed.site_id, routed.other, routed.journey_id)
-            self._handoffs.setdefault(stash, []).append(routed.state)
-            self._changed_handoffs.add(stash)
+            stashed = self._handoffs.for_update(stash)
+            if stashed is None:
+                self._handoffs.put(stash, [routed.state])
+            else:
+                stashed.append(routed.state)
             return self._release((routed.site_id, routed.journey_id))
         self._observe(routed)
         key = (routed.site_id, routed.journey_id)
-        queue = self._waiting.get(key)
+        queue = self._waiting.for_update(key)
         if queue is not None:
             queue.append(routed)
-            self._changed_waiting.add(key)
             return [], []
         handled = self._handle(routed)
         if handled is None:
-            self._waiting[key] = [routed]
-            self._changed_waiting.add(key)
+            self._waiting.put(key, [routed])
             self.journeys.held.add(key)
             return [], []
         return handled
@@ -262,15 +272,19 @@ class JourneyStage:
             self._progress(routed.upstream, newest)
 
     def _progress(self, upstream: int, newest: int) -> None:
-        current = self._upstream.get(upstream)
-        if current is None or newest > current:
-            self._upstream[upstream] = newest
-            self._changed_upstream.add(upstream)
+        clock = self._upstream.get(upstream)
+        if clock is None:
+            clock = EventClock(self._lateness)
+            self._upstream.put(upstream, clock)
+        elif clock.micros is not None and newest <= clock.micros:
+            return
+        else:
+            self._upstream.for_update(upstream)
+        clock.set_micros(newest)
 
     def _idle_without_events(self, upstream: int) -> None:
         if upstream not in self._upstream:
-            self._upstream[upstream] = None
-            self._changed_upstream.add(upstream)
+            self._upstream.put(upstream, EventClock(self._lateness))
 
     def _handle(self, routed: Routed) -> tuple[list[SessionizerOutput], list[Routed]] | None:
         """Apply an `EVENT` or a `MERGE`; None when it must wait for a hand-off."""
@@ -292,10 +306,10 @@ class JourneyStage:
             stashed = self._handoffs.get(stash)
             if not stashed:
                 return None
+            self._handoffs.for_update(stash)
             state = stashed.pop(0)
             if not stashed:
-                del self._handoffs[stash]
-            self._changed_handoffs.add(stash)
+                self._handoffs.pop(stash)
             # as in one stream: what was due fires before the merge, under the journey's id
             outputs += self.journeys.catch_up(site, routed.journey_id, watermark)
             if state is not None:
@@ -307,7 +321,7 @@ class JourneyStage:
 
     def _release(self, key: tuple[str, str]) -> tuple[list[SessionizerOutput], list[Routed]]:
         """Apply a waiting journey's records for as long as their hand-offs are here."""
-        queue = self._waiting.get(key)
+        queue = self._waiting.for_update(key)
         if queue is None:
             return [], []
         outputs: list[SessionizerOutput] = []
@@ -319,9 +333,8 @@ class JourneyStage:
             del queue[0]
             outputs += handled[0]
             routed += handled[1]
-        self._changed_waiting.add(key)
         if not queue:
-            del self._waiting[key]
+            self._waiting.pop(key)
             self.journeys.held.discard(key)
             self.journeys.reschedule(*key)
             watermark = self.watermark
@@ -331,69 +344,43 @@ class JourneyStage:
 
     # --- state ----------------------------------------------------------------------------------
 
-    def take_changes(self) -> list[tuple[bytes, bytes | None]]:
-        records: list[tuple[bytes, bytes | None]] = [
-            (state_key(b"j", key), None if row is None else orjson.dumps(row))
-            for key, row in self.journeys.take_changes()
+    def take_changes(self) -> list[StateChange]:
+        """The batch's state changes: journeys, waiting records, stashed hand-offs, clocks."""
+        changes = [
+            StateChange(StateKind.JOURNEY, key, row) for key, row in self.journeys.take_changes()
         ]
-        for key in sorted(self._changed_waiting):
-            queue = self._waiting.get(key)
-            value = None if queue is None else orjson.dumps([_waiting_row(r) for r in queue])
-            records.append((state_key(b"q", key), value))
-        for handoff in sorted(self._changed_handoffs):
-            stashed = self._handoffs.get(handoff)
-            records.append(
-                (
-                    b"\x1f".join([b"h", *(part.encode() for part in handoff)]),
-                    None if stashed is None else orjson.dumps(stashed),
-                )  # fmt: skip
-            )
-        for upstream in sorted(self._changed_upstream):
-            records.append((b"u\x1f%d" % upstream, orjson.dumps(self._upstream[upstream])))
-        self._changed_waiting.clear()
-        self._changed_handoffs.clear()
-        self._changed_upstream.clear()
-        return records
+        changes += [
+            StateChange(StateKind.WAITING, key, queue)
+            for key, queue in self._waiting.take_changes()
+        ]
+        changes += [
+            StateChange(StateKind.HANDOFFS, key, stashed)
+            for key, stashed in self._handoffs.take_changes()
+        ]
+        changes += [
+            StateChange(StateKind.UPSTREAM, (partition,), None if clock is None else clock.micros)
+            for partition, clock in self._upstream.take_changes()
+        ]
+        return changes
 
-    def apply_change(self, key: bytes, value: bytes | None) -> None:
-        kind, _, rest = key.partition(b"\x1f")
-        loaded = None if value is None else orjson.loads(value)
-        if kind == b"u":
-            self._upstream[int(rest)] = loaded
-            return
-        parts = tuple(part.decode() for part in rest.split(b"\x1f"))
-        if kind == b"j":
-            self.journeys.apply_row((parts[0], parts[1]), loaded)
-        elif kind == b"q":
-            site, journey_id = parts
-            if loaded is None:
-                self._waiting.pop((site, journey_id), None)
-            else:
-                self._waiting[(site, journey_id)] = [_from_waiting_row(site, r) for r in loaded]
-        elif kind == b"h":
-            site, from_journey, into_journey = parts
-            if loaded is None:
-                self._handoffs.pop((site, from_journey, into_journey), None)
-            else:
-                self._handoffs[(site, from_journey, into_journey)] = loaded
+    def apply_change(self, change: StateChange) -> None:
+        kind, key, value = change.kind, change.key, change.value
+        if kind is StateKind.UPSTREAM:
+            (partition,) = key
+            self._upstream.load(partition, EventClock(self._lateness))
+            clock = self._upstream.get(partition)
+            assert clock is not None
+            clock.set_micros(value)
+        elif kind is StateKind.JOURNEY:
+            self.journeys.apply_row(key, value)
+        elif kind is StateKind.WAITING:
+            self._waiting.load(key, value)
+        elif kind is StateKind.HANDOFFS:
+            self._handoffs.load(key, value)
 
     def finish_restore(self) -> None:
         self.journeys.held = set(self._waiting)
         self.journeys.rebuild_timers()
-
-
-def _waiting_row(routed: Routed) -> list[Any]:
-    event = None if routed.event is None else routed.event.to_bytes().decode()
-    return [routed.kind.value, routed.journey_id, event, routed.other, routed.watermark]
-
-
-def _from_waiting_row(site_id: str, row: list[Any]) -> Routed:
-    kind, journey_id, event, other, watermark = row
-    return Routed(
-        RoutedKind(kind), site_id, journey_id,
-        event=None if event is None else Event.from_bytes(event.encode()),
-        other=other, watermark=watermark,
-    )  # fmt: skip
 
 
 def upstream_watermarks(
@@ -413,46 +400,3 @@ def idle_markers(upstream: int, downstream: Iterable[int]) -> list[tuple[int, Ro
     watermark until it has."""
     marker = Routed(RoutedKind.WATERMARK, upstream=upstream)
     return [(partition, marker) for partition in downstream]
-
-
-# --- records ---------------------------------------------------------------------------------
-
-
-def routed_headers(routed: Routed) -> list[tuple[str, bytes]]:
-    """A routed record's Kafka headers: everything but the event or the handed-off state."""
-    headers = [("kind", routed.kind.value.encode())]
-    if routed.kind is not RoutedKind.WATERMARK:
-        headers += [("site", routed.site_id.encode()), ("journey", routed.journey_id.encode())]
-    if routed.other is not None:
-        headers.append(("other", routed.other.encode()))
-    if routed.watermark is not None:
-        headers.append(("watermark", b"%d" % routed.watermark))
-    if routed.upstream is not None:
-        headers.append(("upstream", b"%d" % routed.upstream))
-    return headers
-
-
-def routed_value(routed: Routed) -> bytes:
-    if routed.kind is RoutedKind.EVENT:
-        assert routed.event is not None
-        return routed.event.to_bytes()
-    if routed.kind is RoutedKind.HANDOFF:
-        return orjson.dumps(routed.state)
-    return b""
-
-
-def routed_from_record(value: bytes, headers: Iterable[tuple[str, bytes]]) -> Routed:
-    fields = dict(headers)
-    kind = RoutedKind(fields["kind"].decode())
-    other, watermark = fields.get("other"), fields.get("watermark")
-    upstream = fields.get("upstream")
-    return Routed(
-        kind,
-        fields.get("site", b"").decode(),
-        fields.get("journey", b"").decode(),
-        event=Event.from_bytes(value) if kind is RoutedKind.EVENT else None,
-        other=None if other is None else other.decode(),
-        watermark=None if watermark is None else int(watermark),
-        upstream=None if upstream is None else int(upstream),
-        state=orjson.loads(value) if kind is RoutedKind.HANDOFF else None,
-    )
