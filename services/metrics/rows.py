@@ -2,8 +2,8 @@
 the record's JSON, which ClickHouse reads into the same columns (the metrics worker's way).
 
 The tables and columns come from the record catalogue (`contracts/records.py`) and must exist in
-the migrations' DDL (tests/integration checks it against the migrated schema, and that both ways
-store the same); the DDL stays the one definition of each column's type.
+the migrations' DDL (tests/integration/kafka checks it against the migrated schema, and that both
+ways store the same); the DDL stays the one definition of each column's type.
 """
 
 from __future__ import annotations

@@ -252,7 +252,7 @@ class JourneyTracker:
         self, site_id: str, journey_id: str, watermark: datetime | None
     ) -> list[SessionizerOutput]:
         """Fire the journey's timers due by `watermark`, as one stream would have by now."""
-        journey = self.journeys.for_update((site_id, journey_id))
+        journey = self.journeys.get((site_id, journey_id))
         if journey is None or watermark is None:
             return []
         outputs = self._fire_due(journey, EARLIEST_EVENT_TIME, watermark)
@@ -395,7 +395,7 @@ class JourneyTracker:
         """Fire every timer due by `watermark`, except those of the journeys in `held`."""
         outputs: list[SessionizerOutput] = []
         while (timer := self._timers.pop_due(watermark, self._is_current)) is not None:
-            journey = self.journeys.for_update((timer.site_id, timer.journey_id))
+            journey = self.journeys.get((timer.site_id, timer.journey_id))
             assert journey is not None
             outputs.extend(self._fire(journey, timer))
             self._schedule(journey)
@@ -414,7 +414,7 @@ class JourneyTracker:
             self._schedule(journey)
 
     def _fire(self, journey: JourneyState, timer: Timer) -> list[SessionizerOutput]:
-        """A due timer; the caller has the journey `for_update`."""
+        self.journeys.for_update((journey.site_id, journey.journey_id))
         if timer.kind is TimerKind.SESSION_ENDED:
             return [self._close(journey)]
         if timer.kind is TimerKind.CART_ABANDONED:

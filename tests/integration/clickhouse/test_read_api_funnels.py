@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_collector_http import AUTH, embedded
+from tests.support.embedded import AUTH, embedded
 
 FIRST_DAY = datetime.now(UTC).date() - timedelta(days=40)
 LAST_DAY = FIRST_DAY + timedelta(days=20)

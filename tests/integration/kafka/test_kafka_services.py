@@ -11,8 +11,8 @@ import httpx
 
 from contracts.settings import Settings
 from klantreis.local_kafka import free_port
-from tests.integration.conftest import SITE, WRITE_KEY
-from tests.integration.processes import start, wait_for_http
+from tests.support.pipeline import SITE, WRITE_KEY
+from tests.support.processes import start, wait_for_http
 
 
 def test_separate_services_carry_events_from_http_to_the_funnel(

@@ -1,5 +1,5 @@
 """Reads and prepares a chDB warehouse from its own process (chDB opens one path per process, and
-the test process may hold another): `python -m tests.integration.warehouse_probe <dsn> <db>
+the test process may hold another): `python -m tests.support.warehouse_probe <dsn> <db>
 hold-merges|fingerprint`."""
 
 from __future__ import annotations

@@ -28,15 +28,15 @@ from klantreis.local_kafka import free_port
 from klantreis.simulator import collected_events
 from services.sessionizer.engine import JourneyEngine
 from services.sessionizer.rules import JourneyRules
-from tests.integration.conftest import committed as committed_offsets
-from tests.integration.processes import KLANTREIS, Service
+from tests.support.pipeline import committed as committed_offsets
+from tests.support.processes import KLANTREIS, Service
 
 # Recent, not a fixed date: signals keep 400 days and dead letters 30, and a TTL merge that
 # drops expired rows in one database and not yet in another would make the counts differ.
 NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 # Dead letters live 30 days (TTL): these must be recent, and the same in both inputs.
 RECEIVED = datetime.now(UTC).replace(microsecond=0)
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 STARTED: list[Service] = []
 
 
@@ -67,7 +67,7 @@ async def committed(settings: Settings) -> int:
 
 def probe(dsn: str, database: str, action: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "tests.integration.warehouse_probe", dsn, database, action],
+        [sys.executable, "-m", "tests.support.warehouse_probe", dsn, database, action],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -89,7 +89,7 @@ def worker(settings: Settings, dsn: str, database: str, logs: Path, name: str,
     command: Sequence[str] = [KLANTREIS, "metrics"]
     if crash_at is not None:
         env["KLANTREIS_TEST_CRASH_AT_COMMIT"] = str(crash_at)
-        command = [sys.executable, "-m", "tests.integration.crashing_metrics_worker"]
+        command = [sys.executable, "-m", "tests.support.crashing_metrics_worker"]
     log = logs / f"{name}.log"
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=log.open("wb"),
                                stderr=subprocess.STDOUT)  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_collector_http import AUTH, embedded
+from tests.support.embedded import AUTH, embedded
 
 T = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
 MINUTE, DAY = timedelta(minutes=1), timedelta(days=1)

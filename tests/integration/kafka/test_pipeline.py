@@ -23,7 +23,7 @@ from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
 from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import Sessionizer
-from tests.integration.conftest import SITE, WRITE_KEY
+from tests.support.pipeline import SITE, WRITE_KEY
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 60) -> None:

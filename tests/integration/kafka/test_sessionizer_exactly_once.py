@@ -21,9 +21,9 @@ from contracts.events import Event
 from contracts.kafka import read_to_end, write_events
 from contracts.settings import Settings, load_settings
 from klantreis.simulator import collected_events
-from tests.integration.conftest import committed as committed_count
-from tests.integration.conftest import committed_offsets
-from tests.integration.processes import Service, start
+from tests.support.pipeline import committed as committed_count
+from tests.support.pipeline import committed_offsets
+from tests.support.processes import Service, start
 
 PARTITIONS = 6
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

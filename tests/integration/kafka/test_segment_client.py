@@ -7,21 +7,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import msgspec
 from segment.analytics import Client
 
-from contracts.events import Event
 from contracts.settings import Settings
-from tests.integration.conftest import WRITE_KEY, read_events
-from tests.integration.processes import collector
-
-
-def comparable(event: Event) -> dict[str, object]:
-    """What a sender decides about an event (not when the server received it, nor its id)."""
-    fields = ("type", "event", "anonymous_id", "user_id", "properties", "traits", "channel")
-    return {field: getattr(event, field) for field in fields} | {
-        "page": msgspec.structs.asdict(event.context.page)
-    }
+from tests.support.pipeline import WRITE_KEY, comparable, read_events
+from tests.support.processes import collector
 
 
 async def test_segment_library_events_are_the_same_internal_events(

@@ -15,8 +15,8 @@ from contracts.events import Event
 from contracts.kafka import ensure_topics, read_to_end
 from contracts.settings import load_settings
 from klantreis.local_kafka import LocalKafka, free_port
-from tests.integration.conftest import SITE, WRITE_KEY
-from tests.integration.processes import start, wait_for_http
+from tests.support.pipeline import SITE, WRITE_KEY
+from tests.support.processes import start, wait_for_http
 
 Body = list[dict[str, str]]
 

@@ -25,7 +25,7 @@ from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
 from services.metrics.writer import WarehouseWriter
-from tests.unit.factories import make_event
+from tests.support.factories import make_event
 
 
 def test_migrations_are_recorded_and_not_applied_twice(warehouse: Warehouse) -> None:

@@ -17,9 +17,8 @@ from snowplow_tracker.subject import Subject
 from snowplow_tracker.tracker import Tracker
 
 from contracts.settings import Settings
-from tests.integration.conftest import WRITE_KEY, read_events
-from tests.integration.processes import collector
-from tests.integration.test_segment_client import comparable
+from tests.support.pipeline import WRITE_KEY, comparable, read_events
+from tests.support.processes import collector
 
 PAGE = "https://shop.example/tv?utm_source=google&utm_medium=cpc"
 

@@ -19,7 +19,7 @@ from contracts.settings import Settings
 from klantreis.simulator import collected_events
 from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import Sessionizer
-from tests.integration.conftest import committed
+from tests.support.pipeline import committed
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

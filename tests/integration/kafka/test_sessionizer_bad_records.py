@@ -16,8 +16,8 @@ from contracts.kafka import ensure_topics, new_producer, read_to_end
 from contracts.settings import Settings
 from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import Sessionizer
-from tests.integration.conftest import committed
-from tests.unit.factories import make_event
+from tests.support.factories import make_event
+from tests.support.pipeline import committed
 
 
 async def test_garbage_and_a_year_one_event_become_dead_letters_and_the_rest_goes_on(

@@ -17,7 +17,7 @@ from contracts.kafka import key_partition, read_to_end, write_events
 from contracts.settings import Settings, load_settings
 from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import Sessionizer
-from tests.unit.factories import make_event
+from tests.support.factories import make_event
 
 
 def quiet_shop_settings(settings: Settings, tmp_path: Path) -> Settings:

@@ -26,7 +26,7 @@ from services.metrics.warehouse import Warehouse
 from services.metrics.writer import WarehouseWriter
 from services.sessionizer.engine import JourneyEngine
 from services.sessionizer.rules import JourneyRules
-from tests.unit.factories import make_event
+from tests.support.factories import make_event
 
 # Recent: dead letters and signals have a TTL, and a background merge may drop expired rows
 # between an insert and the read that checks it.

@@ -16,7 +16,7 @@ import httpx
 
 from contracts.phases import DEFAULT_PHASE_MODEL
 from klantreis.local_kafka import free_port
-from tests.integration.processes import KLANTREIS, Service, start, wait_for_http
+from tests.support.processes import KLANTREIS, Service, start, wait_for_http
 
 JOURNEY = [
     {"type": "page", "anonymous_id": "visitor-1", "name": "Home"},
@@ -160,7 +160,7 @@ def visits(journey: list[dict[str, Any]]) -> int:
 
 def test_simulated_traffic_gives_the_funnel_its_journeys_define(tmp_path: Path) -> None:
     from klantreis.simulator import generate_journeys
-    from tests.integration.processes import KLANTREIS
+    from tests.support.processes import KLANTREIS
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -22,8 +22,8 @@ from selenium.webdriver.common.by import By
 from contracts.events import Event
 from contracts.settings import Settings
 from klantreis.local_kafka import free_port
-from tests.integration.conftest import SITE, WRITE_KEY, read_events
-from tests.integration.processes import collector as collector_process
+from tests.support.pipeline import SITE, WRITE_KEY, read_events
+from tests.support.processes import collector as collector_process
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 

@@ -19,7 +19,7 @@ from contracts.phases import DEFAULT_PHASE_MODEL
 from contracts.records import SessionizerOutput
 from services.sessionizer.engine import JourneyEngine
 from services.sessionizer.rules import JourneyRules
-from tests.unit.factories import make_event
+from tests.support.factories import make_event
 
 MIN = timedelta(minutes=1)
 HOUR = timedelta(hours=1)

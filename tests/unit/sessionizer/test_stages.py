@@ -32,8 +32,8 @@ from services.sessionizer.stages import (
     idle_markers,
     upstream_watermarks,
 )
-from tests.unit.factories import T0, make_event
-from tests.unit.test_sessionizer_properties import streams
+from tests.support.factories import T0, make_event
+from tests.support.streams import streams
 
 RULES = JourneyRules(DEFAULT_PHASE_MODEL)
 HOUR = timedelta(hours=1)

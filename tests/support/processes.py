@@ -17,7 +17,7 @@ import httpx
 
 from contracts.settings import Settings
 from klantreis.local_kafka import free_port
-from tests.integration.conftest import SITE, WRITE_KEY
+from tests.support.pipeline import SITE, WRITE_KEY
 
 KLANTREIS = str(Path(sys.executable).with_name("klantreis"))
 CLEAN_STOP_LINES = ("Application shutdown complete", "sessionizer stopped cleanly")

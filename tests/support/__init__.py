@@ -1,0 +1,1 @@
+"""What the tests share: the test site, builders of events, processes and probes. No tests."""

@@ -1,0 +1,1 @@
+"""Tests of the composition that need nothing running."""

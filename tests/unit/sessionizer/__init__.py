@@ -1,0 +1,1 @@
+"""Pure tests of the sessionizer's logic."""
