@@ -139,9 +139,10 @@ class Settings(BaseSettings):
 
         return load_phase_model(self.phase_model)
 
-    @cached_property
+    @property
     def topics(self) -> Topics:
-        """This installation's topic names, under `topic_prefix`."""
+        """This installation's topic names, under `topic_prefix`. Not cached: a copy of the
+        settings with another prefix (`model_copy`) must name its own topics."""
         return Topics(prefix=self.topic_prefix)
 
     @property

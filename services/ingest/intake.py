@@ -29,7 +29,7 @@ from contracts.events import (
 )
 from contracts.journeys import derived_id
 from services.ingest import useragents
-from services.ingest.schema import EventProblem, IncomingEvent, checked
+from services.ingest.schema import CheckedEvent, EventProblem, IncomingEvent, checked
 
 # Events claiming to happen further ahead than this, after skew correction, are refused:
 # they would sit in the future of every dashboard.
@@ -123,10 +123,6 @@ def check_batch_size(events: int, max_events: int) -> None:
 _DECODE_INCOMING = msgspec.json.Decoder(IncomingEvent)
 _WHERE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
-# msgspec's words, as the event API has always answered them (docs/event-api.md).
-_PLAIN = {
-    "Expected `datetime` with a timezone component": "Input should have timezone info",
-}
 
 
 def describe(error: msgspec.ValidationError) -> str:
@@ -146,7 +142,6 @@ def describe(error: msgspec.ValidationError) -> str:
         if field.lower() != field:
             snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in field)
             text += f" (did you mean {snake}?)"
-    text = _PLAIN.get(text, text)
     return f"{where}: {text}" if where else text
 
 
@@ -210,11 +205,12 @@ class _Refused(Exception):
 
 
 def enrich(
-    item: dict[str, Any], incoming: IncomingEvent, site_id: str, received_at: datetime
+    item: dict[str, Any], checked: CheckedEvent, site_id: str, received_at: datetime
 ) -> Event:
     """The event as klantreis keeps it; `item` is the same event as the client sent it."""
+    incoming = checked.event
     try:
-        timestamp = correct_clock_skew(incoming.timestamp, incoming.sent_at, received_at)
+        timestamp = correct_clock_skew(checked.timestamp, checked.sent_at, received_at)
     except OverflowError:
         raise _Refused(
             DeadLetterReason.SCHEMA_VIOLATION,
@@ -244,8 +240,8 @@ def enrich(
         user_id=incoming.user_id,
         previous_id=incoming.previous_id,
         timestamp=timestamp,
-        original_timestamp=incoming.timestamp,
-        sent_at=incoming.sent_at,
+        original_timestamp=checked.timestamp,
+        sent_at=checked.sent_at,
         received_at=received_at,
         channel=channel,
         device=agent.device,

@@ -9,7 +9,7 @@ Structs (`api.install`), so the two never disagree.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 
@@ -20,7 +20,6 @@ from contracts.events import (
     Locale,
     PageContext,
     UserAgent,
-    UtcDatetime,
 )
 
 # Placeholders that broken clients send instead of an id; treating them as ids would merge
@@ -35,9 +34,21 @@ EventId = Annotated[
         min_length=1, max_length=128, description="Client-generated UUID used to drop duplicates."
     ),
 ]
-ClientTime = Annotated[
-    UtcDatetime, msgspec.Meta(description="ISO 8601 with a time-zone offset, on the client's clock")
+# A time on the client's clock: ISO 8601 with a time-zone offset, or Unix time (seconds, or
+# milliseconds past 2e10, as JavaScript's Date.now() gives), read by `checked`.
+IsoTime = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=64,
+        description="ISO 8601 with a time-zone offset, on the client's clock",
+        extra_json_schema={"format": "date-time"},
+    ),
 ]
+UnixTime = Annotated[
+    float, msgspec.Meta(description="Unix time: seconds, or milliseconds when above 2e10")
+]
+ClientTime = IsoTime | UnixTime
+_MILLISECONDS_ABOVE = 2e10
 
 
 class IncomingContext(msgspec.Struct, frozen=True):
@@ -85,9 +96,17 @@ class EventProblem(ValueError):
         return f"{self.field}: {self.message}" if self.field else self.message
 
 
-def checked(incoming: IncomingEvent) -> IncomingEvent:
-    """The rules a schema cannot say: real ids, the fields each type needs, times in UTC.
-    Returns the event with its times in UTC; raises EventProblem."""
+class CheckedEvent(NamedTuple):
+    """An incoming event that keeps every rule, with its client times read, in UTC."""
+
+    event: IncomingEvent
+    timestamp: datetime | None
+    sent_at: datetime | None
+
+
+def checked(incoming: IncomingEvent) -> CheckedEvent:
+    """The rules a schema cannot say: real ids, the fields each type needs, the client's times
+    (read into UTC); raises EventProblem."""
     for field in ("anonymous_id", "user_id", "previous_id"):
         value = getattr(incoming, field)
         if value is not None:
@@ -109,19 +128,34 @@ def checked(incoming: IncomingEvent) -> IncomingEvent:
         incoming.previous_id is None or incoming.user_id is None
     ):
         raise EventProblem("", "an alias event needs previous_id and user_id")
-    timestamp, sent_at = (
-        _in_utc("timestamp", incoming.timestamp),
-        _in_utc("sent_at", incoming.sent_at),
+    return CheckedEvent(
+        incoming,
+        _client_time("timestamp", incoming.timestamp),
+        _client_time("sent_at", incoming.sent_at),
     )
-    if timestamp is incoming.timestamp and sent_at is incoming.sent_at:
-        return incoming
-    return msgspec.structs.replace(incoming, timestamp=timestamp, sent_at=sent_at)
 
 
-def _in_utc(field: str, value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is UTC:
-        return value
+def _client_time(field: str, value: str | float | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise EventProblem(
+                field, f"{value!r} is not an ISO 8601 time such as 2026-11-23T10:15:00Z"
+            ) from None
+        if parsed.tzinfo is None:
+            raise EventProblem(field, "Input should have timezone info")
+    else:
+        seconds = value / 1000 if abs(value) > _MILLISECONDS_ABOVE else value
+        try:
+            parsed = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise EventProblem(field, "the time is out of the range of dates") from None
+    if parsed.tzinfo is UTC:
+        return parsed
     try:
-        return value.astimezone(UTC)
+        return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00, before year 1 in UTC
         raise EventProblem(field, "the time is out of the range of dates in UTC") from None

@@ -52,3 +52,12 @@ def test_a_service_without_kafka_says_which_variable_is_missing(
     monkeypatch.delenv("KLANTREIS_KAFKA_BOOTSTRAP_SERVERS", raising=False)
     with pytest.raises(ConfigurationError, match="KLANTREIS_KAFKA_BOOTSTRAP_SERVERS"):
         load_settings().require_kafka()
+
+
+def test_a_copy_of_the_settings_with_another_prefix_names_its_own_topics() -> None:
+    settings = load_settings()
+    other = settings.model_copy(update={"topic_prefix": "other"})
+    assert (settings.topics.events, other.topics.events) == (
+        "klantreis.events.v1",
+        "other.events.v1",
+    )

@@ -207,3 +207,19 @@ def test_unreadable_bodies_are_refused_whole(raw: bytes, status: int, code: str)
 def test_a_single_object_and_an_array_both_decode() -> None:
     assert decode_body(b'{"type": "page"}') == [{"type": "page"}]
     assert len(decode_body(b'[{"type": "page"}, {"type": "page"}]')) == 2
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [1777629600, 1777629600000, "2026-05-01T10:00Z", "2026-05-01 11:00:00+01:00"],
+)
+def test_a_time_in_unix_seconds_or_milliseconds_or_any_iso_form_is_the_same_time(
+    sent: object,
+) -> None:
+    event = {"type": "page", "anonymous_id": "a1", "timestamp": sent}
+    assert accept(event).events[0].original_timestamp == datetime(2026, 5, 1, 10, tzinfo=UTC)
+
+
+def test_a_time_that_is_no_time_is_refused_by_name() -> None:
+    message = only_rejection({"type": "page", "anonymous_id": "a1", "timestamp": "yesterday"})
+    assert message.startswith("timestamp:") and "ISO 8601" in message
