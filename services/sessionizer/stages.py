@@ -28,14 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from contracts.events import Event, EventType
 from contracts.journeys import journey_key
 from contracts.records import SessionizerOutput
-from contracts.timecodec import maybe_from_micros, maybe_micros
+from contracts.timecodec import from_micros, maybe_from_micros, maybe_micros
 from services.sessionizer.clock import EventClock
 from services.sessionizer.identities import IdentityResolver
 from services.sessionizer.journeys import JourneyTracker
@@ -195,7 +195,6 @@ class JourneyStage:
         self.journeys = JourneyTracker(rules)
         self._upstream_partitions = upstream_partitions
         self._lateness = rules.allowed_lateness
-        self._lateness_micros = rules.allowed_lateness // timedelta(microseconds=1)
         # events partition -> its clock, as heard here; no time: caught up, never had an event
         self._upstream: TrackedState[int, EventClock] = TrackedState()
         # journeys whose next records wait for a hand-off, with those records in order
@@ -230,7 +229,7 @@ class JourneyStage:
             if routed.watermark is None:
                 self._idle_without_events(routed.upstream)
             else:
-                self._progress(routed.upstream, routed.watermark)
+                self._progress(routed.upstream, from_micros(routed.watermark))
             watermark = self.watermark
             return ([] if watermark is None else self.journeys.fire_until(watermark)), []
         if routed.kind is RoutedKind.HANDOFF:
@@ -262,25 +261,20 @@ class JourneyStage:
         partition had not yet been heard of, before that journey's next event."""
         if routed.upstream is None:
             return
-        newest = None if routed.watermark is None else routed.watermark + self._lateness_micros
+        watermark = maybe_from_micros(routed.watermark)
+        newest = None if watermark is None else watermark + self._lateness
         event = routed.event
         if event is not None and event.type is not EventType.ALIAS:
-            at = maybe_micros(event.timestamp)
-            assert at is not None
-            newest = at if newest is None else max(newest, at)
+            newest = event.timestamp if newest is None else max(newest, event.timestamp)
         if newest is not None:
             self._progress(routed.upstream, newest)
 
-    def _progress(self, upstream: int, newest: int) -> None:
+    def _progress(self, upstream: int, newest: datetime) -> None:
         clock = self._upstream.get(upstream)
         if clock is None:
-            clock = EventClock(self._lateness)
-            self._upstream.put(upstream, clock)
-        elif clock.micros is not None and newest <= clock.micros:
-            return
-        else:
+            self._upstream.put(upstream, EventClock(self._lateness, newest))
+        elif clock.observe(newest):
             self._upstream.for_update(upstream)
-        clock.set_micros(newest)
 
     def _idle_without_events(self, upstream: int) -> None:
         if upstream not in self._upstream:
@@ -367,10 +361,7 @@ class JourneyStage:
         kind, key, value = change.kind, change.key, change.value
         if kind is StateKind.UPSTREAM:
             (partition,) = key
-            self._upstream.load(partition, EventClock(self._lateness))
-            clock = self._upstream.get(partition)
-            assert clock is not None
-            clock.set_micros(value)
+            self._upstream.load(partition, EventClock(self._lateness, maybe_from_micros(value)))
         elif kind is StateKind.JOURNEY:
             self.journeys.apply_row(key, value)
         elif kind is StateKind.WAITING:
