@@ -37,10 +37,9 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter
 
-from contracts.events import Event
 from contracts.kafka import write_records
 from contracts.phases import load_phase_model
-from contracts.records import SessionizerOutput
+from contracts.records import StoredRecord
 from contracts.settings import Settings, load_settings
 from klantreis.local_kafka import LocalKafka
 from klantreis.runtime import tune_garbage_collection
@@ -55,14 +54,13 @@ from services.sessionizer.rules import JourneyRules
 # Recent, not a fixed date: signals keep 400 days and dead letters 30, and a TTL merge that
 # drops expired rows in one database and not yet in another would make the counts differ.
 NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-Record = Event | SessionizerOutput
 
 
-def simulated(visitors: int) -> list[Record]:
+def simulated(visitors: int) -> list[StoredRecord]:
     """Simulated traffic and what the sessionizer makes of it."""
     events = collected_events(seed=21, visitors=visitors, days=30, now=NOW)
     engine = JourneyEngine(JourneyRules(load_phase_model("default")))
-    records: list[Record] = list(events)
+    records: list[StoredRecord] = list(events)
     for event in events:
         records += engine.process(event)
     return records
@@ -71,7 +69,7 @@ def simulated(visitors: int) -> list[Record]:
 Inserts = list[tuple[str, tuple[str, ...], list[Row]]]  # table, columns, rows
 
 
-def as_the_worker_inserts(records: list[Record], batch: int) -> Inserts:
+def as_the_worker_inserts(records: list[StoredRecord], batch: int) -> Inserts:
     """The inserts the worker makes of `records`: a batch each time one table has `batch` rows,
     one insert per table of its share of the batch (the worker reads all topics at once, so
     each of its batches holds every table's share)."""
@@ -86,7 +84,7 @@ def as_the_worker_inserts(records: list[Record], batch: int) -> Inserts:
     return inserts
 
 
-def per_table(records: list[Record], batch: int) -> Inserts:
+def per_table(records: list[StoredRecord], batch: int) -> Inserts:
     """Each table's rows in inserts of `batch` rows: fewer, larger inserts than the worker
     makes with the same `batch`."""
     return [
@@ -96,7 +94,7 @@ def per_table(records: list[Record], batch: int) -> Inserts:
     ]
 
 
-def prepared_rows(records: list[Record]) -> dict[str, tuple[tuple[str, ...], list[Row]]]:
+def prepared_rows(records: list[StoredRecord]) -> dict[str, tuple[tuple[str, ...], list[Row]]]:
     by_table: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
     for record in records:
         mapping = mapping_for(record)

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from contracts.events import DeadLetter, Event
+from contracts.records import StoredRecord
 from contracts.settings import Settings
 from services.ingest import api as ingest_api
 from services.ingest.app import add_probes
@@ -29,7 +30,6 @@ from services.ingest.sink import SinkUnavailable
 from services.ingest.telemetry import IngestMetrics
 from services.metrics import api as read_api
 from services.metrics.app import open_warehouse
-from services.metrics.rows import Record
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import WarehouseWriter
@@ -101,7 +101,7 @@ class EmbeddedPipeline:
 
     async def publish(self, events: Sequence[Event]) -> None:
         self._last_event = time.monotonic()
-        records: list[Record] = []
+        records: list[StoredRecord] = []
         for event in events:
             records.append(event)
             duplicates = self._engine.identities.duplicates
@@ -116,7 +116,7 @@ class EmbeddedPipeline:
     async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
         await self._commit(letters)
 
-    async def _commit(self, records: Sequence[Record]) -> None:
+    async def _commit(self, records: Sequence[StoredRecord]) -> None:
         if self._flusher is None:
             raise SinkUnavailable("the pipeline is not running")
         self._writer.add(records)

@@ -20,7 +20,6 @@ from contracts.records import CATALOGUE, RecordKind, StoredRecord
 from contracts.timecodec import maybe_millis, to_millis
 
 Row = tuple[Any, ...]
-Record = StoredRecord
 
 
 @dataclass(frozen=True)
@@ -175,5 +174,5 @@ _MAPPINGS = tuple(TableMapping(kind, _ROW_BUILDERS[kind.record_type]) for kind i
 MAPPINGS: dict[type[Any], TableMapping] = {m.record_type: m for m in _MAPPINGS}
 
 
-def mapping_for(record: Record) -> TableMapping:
+def mapping_for(record: StoredRecord) -> TableMapping:
     return MAPPINGS[type(record)]

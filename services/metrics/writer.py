@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from contracts.events import DeadLetter, DeadLetterReason, RecordError
-from services.metrics.rows import MAPPINGS, Record, Row, TableMapping, mapping_for
+from contracts.records import StoredRecord
+from services.metrics.rows import MAPPINGS, Row, TableMapping, mapping_for
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 
@@ -57,7 +58,7 @@ class WarehouseWriter:
         entry.documents.extend(documents)
         entry.source = topic
 
-    def add(self, records: Iterable[Record]) -> None:
+    def add(self, records: Iterable[StoredRecord]) -> None:
         for record in records:
             mapping = mapping_for(record)
             self._entry(mapping).rows.append(mapping.to_row(record))

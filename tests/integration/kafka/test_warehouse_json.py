@@ -18,9 +18,10 @@ from contracts.events import (
 )
 from contracts.journeys import IdentityLink
 from contracts.phases import load_phase_model
+from contracts.records import StoredRecord
 from contracts.settings import Settings
 from klantreis.simulator import collected_events
-from services.metrics.rows import MAPPINGS, Record, TableMapping, mapping_for
+from services.metrics.rows import MAPPINGS, TableMapping, mapping_for
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import WarehouseWriter
@@ -33,12 +34,12 @@ from tests.support.factories import make_event
 NOW = datetime.now(UTC).replace(microsecond=123_456)
 
 
-def records() -> list[Record]:
+def records() -> list[StoredRecord]:
     """Simulated traffic and what the sessionizer makes of it, and records with every optional
     field set or left out."""
     events = collected_events(seed=3, visitors=150, days=20, now=NOW)
     engine = JourneyEngine(JourneyRules(load_phase_model("default")))
-    found: list[Record] = list(events)
+    found: list[StoredRecord] = list(events)
     for event in events:
         found += engine.process(event)
     full = make_event("track", "Order Completed", user_id="c1", revenue=12.5, items=[1, "é"])
