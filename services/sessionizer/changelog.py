@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts.phases import PhaseModel
-from contracts.timecodec import from_micros, maybe_micros
+from contracts.timecodec import from_micros, maybe_micros, to_micros
 from services.sessionizer.model import IdentityState, JourneyState, SessionState
 
 # A device's identity: [customer or null, its recent event-id hashes in base64].
@@ -49,8 +49,7 @@ def journey_row(j: JourneyState, model: PhaseModel) -> list[Any]:
     that is the journey id).
     """
     s = j.session
-    t0 = maybe_micros(j.first_seen)
-    assert t0 is not None
+    t0 = to_micros(j.first_seen)
 
     def rel(value: datetime | None) -> int | None:
         micros = maybe_micros(value)
