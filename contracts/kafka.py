@@ -95,7 +95,7 @@ async def ensure_topics(settings: Settings) -> None:
         missing = [
             NewTopic(
                 name,
-                num_partitions=settings.topic_partitions,
+                num_partitions=topics.partitions_of(name, settings.topic_partitions),
                 replication_factor=settings.topic_replication_factor,
                 topic_configs=configs.get(name, {}),
             )

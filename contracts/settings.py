@@ -10,7 +10,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import Topics
@@ -69,6 +76,15 @@ class Settings(BaseSettings):
         "a site without an entry accepts every host.",
     )
 
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Manages sites, tokens and erasure, and reads every site. Required outside "
+        "embedded mode; embedded without one, a random token is kept in `data_dir/admin-token`.",
+    )
+    admin_token_file: Path | None = Field(
+        default=None, description="A file holding the admin token (a mounted secret)."
+    )
+
     rate_limit_per_ip: Annotated[float, Field(ge=0)] = Field(
         default=50.0, description="Requests a second per client IP (twice that in a burst); 0: off."
     )
@@ -124,6 +140,19 @@ class Settings(BaseSettings):
         load_phase_model(value)
         return value
 
+    @field_validator("admin_token")
+    @classmethod
+    def _not_a_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            refuse_placeholder(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _one_admin_token(self) -> Settings:
+        if self.admin_token is not None and self.admin_token_file is not None:
+            raise ValueError("set admin_token or admin_token_file, not both")
+        return self
+
     @model_validator(mode="after")
     def _lateness_within_a_session(self) -> Settings:
         if self.allowed_lateness_minutes > self.session_timeout_minutes:
@@ -166,6 +195,36 @@ class Settings(BaseSettings):
     def site_ids(self) -> frozenset[str]:
         return frozenset(self.write_keys.values())
 
+    def configured_admin_token(self) -> str | None:
+        """The admin token from the environment or its file, if one is set; never logged."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        if self.admin_token_file is None:
+            return None
+        try:
+            token = self.admin_token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}ADMIN_TOKEN_FILE: cannot read {self.admin_token_file}: {exc.strerror}"
+            ) from None
+        try:
+            refuse_placeholder(token)
+        except ValueError as exc:
+            raise ConfigurationError(f"{ENV_PREFIX}ADMIN_TOKEN_FILE: {exc}") from None
+        return token
+
+    def require_admin_token(self) -> str:
+        """The admin token a process that serves the read API needs outside embedded mode."""
+        token = self.configured_admin_token()
+        if token is None:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}ADMIN_TOKEN is not set. The read API needs an admin token outside "
+                f"embedded mode: set {ENV_PREFIX}ADMIN_TOKEN to a random secret, e.g. "
+                f"`export {ENV_PREFIX}ADMIN_TOKEN=$(openssl rand -hex 32)`, or name a file "
+                f"holding one in {ENV_PREFIX}ADMIN_TOKEN_FILE"
+            )
+        return token
+
     def require_kafka(self) -> str:
         if self.kafka_bootstrap_servers is None:
             raise ConfigurationError(
@@ -173,6 +232,31 @@ class Settings(BaseSettings):
                 "broker (`klantreis up` runs without one)"
             )
         return self.kafka_bootstrap_servers
+
+
+PLACEHOLDERS = frozenset(
+    {"changeme", "change-me", "change_me", "admin", "password", "secret", "token", "example",
+     "placeholder", "replace-me", "todo", "xxx", "test", "klantreis"}
+)  # fmt: skip
+MIN_ADMIN_TOKEN_LENGTH = 24
+
+
+def refuse_placeholder(token: str) -> None:
+    """An admin token must be a real secret, not an example value left in place."""
+    lowered = token.strip().lower()
+    if (
+        not lowered
+        or lowered in PLACEHOLDERS
+        or any(word in lowered for word in ("change", "replace"))
+    ):
+        raise ValueError(
+            "the admin token is a placeholder; set a random secret, e.g. `openssl rand -hex 32`"
+        )
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"the admin token is {len(token)} characters; use at least "
+            f"{MIN_ADMIN_TOKEN_LENGTH} random ones, e.g. `openssl rand -hex 32`"
+        )
 
 
 def load_settings(**overrides: object) -> Settings:

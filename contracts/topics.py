@@ -67,12 +67,24 @@ class Topics:
         compacted."""
         return f"{self.prefix}.sessionizer-journeys-changelog.v1"
 
+    @property
+    def sites(self) -> str:
+        """The installation's sites (`contracts/sites.py`), keyed by site id; compacted, with
+        one partition: every collector and read API reads it whole at start and follows it."""
+        return f"{self.prefix}.sites.v1"
+
     def configs(self) -> dict[str, dict[str, str]]:
         """Per-topic configuration for the topics that need more than the broker's defaults."""
         return {
             self.identities_changelog: {"cleanup.policy": "compact"},
             self.journeys_changelog: {"cleanup.policy": "compact"},
+            self.sites: {"cleanup.policy": "compact"},
         }
+
+    def partitions_of(self, topic: str, default: int) -> int:
+        """A topic's partition count: the configured one, but one for the sites, which are
+        few and whose readers want every update in order."""
+        return 1 if topic == self.sites else default
 
     def internal(self) -> tuple[str, ...]:
         """The sessionizer's own topics: no records for anyone else."""
@@ -87,6 +99,7 @@ class Topics:
             self.signals,
             self.identities,
             *self.internal(),
+            self.sites,
         )
 
     def topic_of(self, record: KafkaRecord) -> str:
@@ -101,7 +114,8 @@ class Topics:
 
     def outputs(self) -> tuple[str, ...]:
         """The topics the metrics worker writes to the warehouse."""
-        return tuple(topic for topic in self.all() if topic not in self.internal())
+        kept = set(self.internal()) | {self.sites}
+        return tuple(topic for topic in self.all() if topic not in kept)
 
     @property
     def identities_group(self) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from contracts.settings import load_settings
 from klantreis.local_kafka import LocalKafka
+from klantreis.quickstart import ADMIN_TOKEN_FILE, admin_token
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,10 @@ def main() -> None:
         "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "KLANTREIS_DATA_DIR": str(data_dir),
         "KLANTREIS_SITES": os.environ.get("KLANTREIS_SITES", json.dumps({"demo": "demo"})),
+        # On one machine, as `make run`: the admin token is made once and kept in var/.
+        "KLANTREIS_ADMIN_TOKEN": admin_token(settings),
     }
+    env.pop("KLANTREIS_ADMIN_TOKEN_FILE", None)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -48,7 +52,9 @@ def main() -> None:
         ]
         print(
             f"collector: http://{settings.host}:{settings.port}  "
-            f"read API: http://{settings.host}:{settings.api_port}/api/v1/funnel?site=demo",
+            f"read API: http://{settings.host}:{settings.api_port}/api/v1/funnel?site=demo "
+            f"(admin token in {data_dir / ADMIN_TOKEN_FILE}, or KLANTREIS_ADMIN_TOKEN; "
+            "`klantreis sites add-token demo` issues a read token)",
             flush=True,
         )
         try:

@@ -40,15 +40,11 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> None:
             "`klantreis up` runs the embedded pipeline; with KLANTREIS_KAFKA_BOOTSTRAP_SERVERS "
             "set, run `klantreis ingest`, `klantreis sessionizer` and `klantreis metrics` instead"
         )
+    from functools import partial
+
     from klantreis.embedded import create_app
 
-    log.info(
-        "klantreis embedded: http://%s:%d (data in %s)",
-        settings.host,
-        settings.port,
-        settings.data_dir,
-    )
-    _serve(create_app, settings, settings.port)
+    _serve(partial(create_app, announce=True), settings, settings.port)
 
 
 REPORTS = (
@@ -71,7 +67,8 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
     from pydantic import TypeAdapter
 
     from services.metrics import queries
-    from services.metrics.api import DEFAULT_DAYS, ReadRefused, date_range
+    from services.metrics.access import ReadRefused
+    from services.metrics.api import DEFAULT_DAYS, date_range
     from services.metrics.app import open_warehouse
 
     model = settings.phase_model_loaded
@@ -178,6 +175,51 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
     print(json.dumps({"visitors": len(journeys), **report.as_dict()}))
 
 
+def _admin_url(settings: Settings, url: str | None) -> str:
+    """The admin API: the embedded app's port, or the read API's beside Kafka."""
+    if url:
+        return url.rstrip("/")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return f"http://{host}:{settings.port if settings.embedded else settings.api_port}"
+
+
+def cmd_sites(settings: Settings, args: argparse.Namespace) -> None:
+    """`klantreis sites ...`: the admin API (`/api/v1/admin/sites`) on the command line."""
+    import httpx
+
+    from klantreis.quickstart import admin_token
+
+    token = admin_token(settings) if settings.embedded else settings.require_admin_token()
+    base = f"{_admin_url(settings, args.url)}/api/v1/admin/sites"
+    calls: dict[str, tuple[str, str, Any]] = {
+        "list": ("GET", base, None),
+        "add": ("POST", base, {"site_id": args.site, "hosts": args.host or []}),
+        "hosts": ("PUT", f"{base}/{args.site}/hosts", args.host or []),
+        "rotate-key": ("POST", f"{base}/{args.site}/write-key", None),
+        "add-token": ("POST", f"{base}/{args.site}/tokens", {"name": args.name or ""}),
+        "revoke": ("DELETE", f"{base}/{args.site}/tokens/{args.token_id}", None),
+    }
+    method, url, body = calls[args.action]
+    try:
+        response = httpx.request(
+            method, url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        print(f"klantreis: cannot reach the admin API at {url}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("message") or response.text
+        except ValueError:
+            message = response.text
+        print(f"klantreis: {response.status_code}: {message}", file=sys.stderr)
+        raise SystemExit(1)
+    if response.status_code == 204:
+        print(f"revoked {args.token_id}")
+    else:
+        print(json.dumps(response.json(), indent=2))
+
+
 def cmd_kafka(settings: Settings, args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -222,6 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--visitors", type=int, default=200)
     simulate.add_argument("--days", type=float, default=30.0, help="history to spread over")
     simulate.add_argument("--seed", type=int, default=1)
+    sites = commands.add_parser("sites", help="manage sites, write keys and read tokens")
+    sites.add_argument("--url", help="the admin API (default: this installation's)")
+    site_actions = sites.add_subparsers(dest="action", required=True)
+    site_actions.add_parser("list", help="every site, its write keys, hosts and tokens")
+    for action, text in (
+        ("add", "add a site with a new write key"),
+        ("hosts", "replace the page hosts a site accepts (none: every host)"),
+        ("rotate-key", "replace the site's write key with a new one"),
+        ("add-token", "issue a read token (printed once)"),
+        ("revoke", "revoke a read token"),
+    ):
+        command = site_actions.add_parser(action, help=text)
+        command.add_argument("site")
+        if action in ("add", "hosts"):
+            command.add_argument("--host", action="append", help="a page host; repeat for more")
+        if action == "add-token":
+            command.add_argument("--name", help="who or what the token is for")
+        if action == "revoke":
+            command.add_argument("token_id")
     kafka = commands.add_parser("kafka", help="a local single-node Kafka broker for development")
     kafka.add_argument("action", choices=("fetch", "run"))
     kafka.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
@@ -238,6 +299,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], None]] = {
     "topics": cmd_topics,
     "report": cmd_report,
     "simulate": cmd_simulate,
+    "sites": cmd_sites,
     "kafka": cmd_kafka,
 }
 

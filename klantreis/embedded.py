@@ -24,11 +24,15 @@ from prometheus_client import CollectorRegistry
 from contracts.events import DeadLetter, Event
 from contracts.records import StoredRecord
 from contracts.settings import Settings
+from contracts.sites import digest
+from contracts.sitestore import FileSiteStore, seed_of
+from klantreis import quickstart
 from services.ingest import api as ingest_api
 from services.ingest.app import add_probes
 from services.ingest.sink import SinkUnavailable
 from services.ingest.telemetry import IngestMetrics
 from services.metrics import api as read_api
+from services.metrics import routes as read_routes
 from services.metrics.app import open_warehouse
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
@@ -178,26 +182,37 @@ class EmbeddedPipeline:
         temporary.replace(self._state_path)
 
 
-def create_app(settings: Settings) -> FastAPI:
+SITES_FILE = "sites.json"
+
+
+def create_app(settings: Settings, announce: bool = False) -> FastAPI:
+    """The whole pipeline as one app; `announce` prints where it serves and the demo link."""
     registry = CollectorRegistry()
     ingest_metrics = IngestMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        admin_digest = digest(quickstart.admin_token(settings))
+        sites = FileSiteStore(Path(settings.data_dir) / SITES_FILE, seed_of(settings))
+        read_token = await quickstart.demo_read_token(settings, sites)
         warehouse = await asyncio.to_thread(open_warehouse, settings)
         try:
             async with EmbeddedPipeline(settings, warehouse, registry) as pipeline:
-                app.state.ingest = ingest_api.IngestContext(settings, pipeline, ingest_metrics)
-                app.state.read = read_api.ReadContext(
-                    settings, warehouse, settings.phase_model_loaded
+                app.state.ingest = ingest_api.IngestContext(
+                    settings, pipeline, ingest_metrics, sites
                 )
+                app.state.read = read_api.ReadContext(
+                    settings, warehouse, settings.phase_model_loaded, sites, admin_digest
+                )
+                if announce:
+                    print(quickstart.welcome(settings, read_token), flush=True)
                 yield
         finally:
             warehouse.close()
 
     app = FastAPI(title="klantreis", version="1", lifespan=lifespan)
     ingest_api.install(app)
-    read_api.install(app)
+    read_routes.install(app)
     add_probes(app, registry)
     return app

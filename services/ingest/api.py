@@ -32,6 +32,8 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from contracts.settings import Settings
+from contracts.sites import SiteDirectory
+from contracts.sitestore import SiteStore
 from services.ingest import pixels, segment
 from services.ingest.access import origin_allowed, request_write_key, site_of
 from services.ingest.intake import (
@@ -65,6 +67,7 @@ class IngestContext:
     settings: Settings
     sink: EventSink
     metrics: IngestMetrics
+    sites: SiteStore
     per_ip: TokenBuckets = field(init=False)
     per_site: TokenBuckets = field(init=False)
 
@@ -304,6 +307,7 @@ async def _admit(
     settings = context.settings
     context.metrics.in_flight.inc()
     site_id: str | None = None
+    directory = context.sites.directory
     try:
         wait = context.per_ip.take(client_ip(request, settings))
         if wait:
@@ -312,9 +316,9 @@ async def _admit(
             try:
                 submission = await translate(request, context)
                 key = request_write_key(request.headers, request.query_params)
-                site_id = site_of(key or submission.body_key, settings.write_keys)
+                site_id = site_of(key or submission.body_key, directory.write_keys)
                 origin = request.headers.get("origin")
-                if origin and not origin_allowed(settings.site_hosts, site_id, origin):
+                if origin and not origin_allowed(directory.site_hosts, site_id, origin):
                     raise RequestRefused(
                         403,
                         "origin_not_allowed",
@@ -330,12 +334,12 @@ async def _admit(
     finally:
         context.metrics.in_flight.dec()
     context.metrics.requests.labels(route, str(response.status_code)).inc()
-    _allow_origin(request, settings, response, site_id)
+    _allow_origin(request, directory, response, site_id)
     return response
 
 
 def _allow_origin(
-    request: Request, settings: Settings, response: Response, site_id: str | None = None
+    request: Request, directory: SiteDirectory, response: Response, site_id: str | None = None
 ) -> None:
     """Reflect the page's origin when its site allows it, so the tracker can read the status
     (and retry a 503); a site's other hosts get no CORS headers. The site is the request's, once
@@ -345,8 +349,8 @@ def _allow_origin(
     if not origin:
         return
     if site_id is None:
-        site_id = settings.write_keys.get(request.query_params.get("key") or "")
-    if site_id is None or origin_allowed(settings.site_hosts, site_id, origin):
+        site_id = directory.write_keys.get(request.query_params.get("key") or "")
+    if site_id is None or origin_allowed(directory.site_hosts, site_id, origin):
         response.headers["Access-Control-Allow-Origin"] = origin
 
 
@@ -355,7 +359,7 @@ async def preflight(request: Request, path: str) -> Response:
     """CORS preflight for browsers that send JSON or an Authorization header."""
     context: IngestContext = request.app.state.ingest
     response = Response(status_code=204)
-    _allow_origin(request, context.settings, response)
+    _allow_origin(request, context.sites.directory, response)
     response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = (
         "Content-Type, Authorization, Content-Encoding"

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from contracts.kafka import ensure_topics, new_producer
 from contracts.observability import metrics_response
 from contracts.settings import Settings
+from contracts.sitestore import KafkaSiteStore, seed_of
 from services.ingest import api
 from services.ingest.sink import KafkaEventSink
 from services.ingest.telemetry import IngestMetrics
@@ -49,9 +50,10 @@ def create_app(settings: Settings) -> FastAPI:
         producer = new_producer(settings, request_timeout_ms=timeout_ms)
         await producer.start()
         try:
-            sink = KafkaEventSink(producer, settings.topics, settings.produce_timeout_seconds)
-            app.state.ingest = api.IngestContext(settings, sink, metrics)
-            yield
+            async with KafkaSiteStore(settings, seed_of(settings)) as sites:
+                sink = KafkaEventSink(producer, settings.topics, settings.produce_timeout_seconds)
+                app.state.ingest = api.IngestContext(settings, sink, metrics, sites)
+                yield
         finally:
             await producer.stop()
 

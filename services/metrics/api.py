@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from contracts.phases import PhaseModel, parse_duration
 from contracts.settings import Settings
+from contracts.sitestore import SiteStore
 from services.metrics import queries
+from services.metrics.access import Caller, ReadRefused, authorize_read, identify, presented_token
 from services.metrics.funnel import FunnelOrder, FunnelStep, PhaseReach, StepReach
 from services.metrics.queries import (
     BreakdownRow,
@@ -37,35 +39,44 @@ MAX_DAYS = 3 * 366
 
 @dataclass(frozen=True)
 class ReadContext:
+    """What the read API reads with: the warehouse, the sites (for their tokens) and the
+    digest of the admin token."""
+
     settings: Settings
     warehouse: Warehouse
     model: PhaseModel
+    sites: SiteStore
+    admin_digest: str
 
 
-router = APIRouter(prefix="/api/v1")
-UNKNOWN_SITE: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown site"}}
+_BEARER = HTTPBearer(
+    auto_error=False,
+    description="A read token of the site (`kr_read_…`), or the admin token. A browser link "
+    "may carry it as the `token` query parameter instead.",
+)
 _T = TypeVar("_T")
 
 
-class ReadRefused(Exception):
-    """A read request refused whole: 404 unknown site or customer, 422 bad range or funnel."""
+def caller(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+    token: Annotated[
+        str | None, Query(max_length=512, description="The token, for links a browser opens")
+    ] = None,
+) -> Caller:
+    """The caller the request's token names (401 without a valid one)."""
+    context: ReadContext = request.app.state.read
+    presented = presented_token(request.headers.get("authorization"), token)
+    return identify(presented, context.sites.directory, context.admin_digest)
 
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
 
-
-def install(app: FastAPI) -> None:
-    """Mount the read API: its routes, and refusals answered as `{"error", "message"}`."""
-
-    async def refused(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ReadRefused)
-        return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status)
-
-    app.add_exception_handler(ReadRefused, refused)
-    app.include_router(router)
+Caller_ = Annotated[Caller, Depends(caller)]
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(caller)])
+UNKNOWN_SITE: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No token, or one that is not valid"},
+    403: {"description": "A token of another site, or a write key"},
+    404: {"description": "Unknown site"},
+}
 
 
 def date_range(
@@ -87,11 +98,10 @@ def date_range(
 Site = Annotated[str, Query(min_length=1, max_length=200, description="The site's id")]
 
 
-def _read_context(request: Request, site: Site) -> ReadContext:
-    """The read side of this process, once `site` is known to be one of its sites."""
+def _read_context(request: Request, site: Site, reader: Caller_) -> ReadContext:
+    """The read side of this process, once the caller may read `site` and it exists."""
     context: ReadContext = request.app.state.read
-    if site not in context.settings.site_ids:
-        raise ReadRefused(404, "unknown_site", f"no site {site!r} is configured")
+    authorize_read(reader, site, context.sites.directory)
     return context
 
 

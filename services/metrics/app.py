@@ -19,7 +19,9 @@ from prometheus_client import CollectorRegistry
 
 from contracts.observability import metrics_response
 from contracts.settings import Settings
-from services.metrics import api
+from contracts.sites import digest
+from contracts.sitestore import KafkaSiteStore, seed_of
+from services.metrics import api, routes
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
@@ -49,6 +51,7 @@ def _stop_process_if_failed(task: asyncio.Task[None]) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    admin_digest = digest(settings.require_admin_token())
     registry = CollectorRegistry()
     metrics = WarehouseMetrics(registry)
 
@@ -57,8 +60,13 @@ def create_app(settings: Settings) -> FastAPI:
         warehouse = await asyncio.to_thread(open_warehouse, settings)
         stop = asyncio.Event()
         try:
-            app.state.read = api.ReadContext(settings, warehouse, settings.phase_model_loaded)
-            async with MetricsWorker(settings, warehouse, metrics) as worker:
+            async with (
+                KafkaSiteStore(settings, seed_of(settings)) as sites,
+                MetricsWorker(settings, warehouse, metrics) as worker,
+            ):
+                app.state.read = api.ReadContext(
+                    settings, warehouse, settings.phase_model_loaded, sites, admin_digest
+                )
                 task = asyncio.create_task(worker.run(stop), name="metrics-worker")
                 task.add_done_callback(_stop_process_if_failed)
                 try:
@@ -70,7 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
             warehouse.close()
 
     app = FastAPI(title="klantreis read API", version="1", lifespan=lifespan)
-    api.install(app)
+    routes.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -17,7 +17,7 @@ from contracts.settings import Settings, load_settings
 from klantreis.local_kafka import LocalKafka, kafka_version
 from services.metrics.app import open_warehouse
 from services.metrics.warehouse import Warehouse
-from tests.support.pipeline import SITE, WRITE_KEY
+from tests.support.pipeline import ADMIN_TOKEN, SITE, WRITE_KEY
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,6 +67,7 @@ def settings(kafka_bootstrap: str, chdb_dsn: str, tmp_path: Path) -> Settings:
         clickhouse_database=f"test_{unique}",
         data_dir=tmp_path,
         sites={WRITE_KEY: SITE},
+        admin_token=ADMIN_TOKEN,
         flush_interval_seconds=0.2,
         # Test events are dated in the past: a clock that followed the wall clock would fire
         # every timer at a moment that depends on the test's pace.

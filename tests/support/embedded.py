@@ -14,6 +14,16 @@ from klantreis.embedded import create_app
 
 AUTH = ("demo", "")
 PAGE = {"type": "page", "anonymous_id": "visitor-1"}
+ADMIN_TOKEN = "adm-embedded-5c1e9b27d4a8f036"
+ANONYMOUS = {"anonymous": True}
+
+
+async def _read_as_admin(request: httpx.Request) -> None:
+    """Reads without a token of their own go as the admin: most tests are about the figures,
+    the access tests send their own token, or none with `extensions=ANONYMOUS`."""
+    if request.url.path.startswith("/api/") and "authorization" not in request.headers:
+        if not request.extensions.get("anonymous"):
+            request.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
 
 
 @asynccontextmanager
@@ -26,11 +36,15 @@ async def embedded(
         clickhouse_database=f"http_{uuid.uuid4().hex[:10]}",
         data_dir=tmp_path,
         flush_interval_seconds=0.05,
-        **overrides,
+        **({"admin_token": ADMIN_TOKEN} | overrides),
     )
     app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://c",
+            event_hooks={"request": [_read_as_admin]},
+        ) as http,
     ):
         yield http

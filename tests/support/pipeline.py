@@ -12,6 +12,8 @@ from contracts.settings import Settings
 
 WRITE_KEY = "wk_test"
 SITE = "shop"
+ADMIN_TOKEN = "adm-9f3c2a7e5b1d4c8a6e0f2b4d"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 async def read_events(settings: Settings) -> list[Event]:

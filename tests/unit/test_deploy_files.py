@@ -3,6 +3,8 @@ is one the settings read, every port it publishes or scrapes is the one the serv
 
 from __future__ import annotations
 
+import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,25 @@ PROMETHEUS = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
 KNOWN = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields} | {"PORT"}
 
 
+REQUIRED = re.compile(r"^\$\{(?P<name>[A-Z_]+):\?(?P<message>.+)\}$")
+
+
 def service_settings(name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The service's settings from its compose environment; a variable compose requires from
+    the shell (`${NAME:?message}`) gets a random value, as a user following the message sets."""
     for variable in list(KNOWN):
         monkeypatch.delenv(variable, raising=False)
     for variable, value in COMPOSE["services"][name]["environment"].items():
-        monkeypatch.setenv(variable, str(value))
+        required = REQUIRED.match(str(value))
+        monkeypatch.setenv(variable, secrets.token_hex(32) if required else str(value))
     return load_settings()
+
+
+def test_the_read_api_will_not_start_without_an_admin_token_from_the_shell() -> None:
+    value = COMPOSE["services"]["metrics"]["environment"]["KLANTREIS_ADMIN_TOKEN"]
+    required = REQUIRED.match(value)
+    assert required and required["name"] == "KLANTREIS_ADMIN_TOKEN"
+    assert "openssl rand" in required["message"]
 
 
 def listening_port(name: str, settings: Settings) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from datetime import datetime, timedelta
@@ -11,6 +12,7 @@ from importlib import resources
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -36,9 +38,40 @@ def up(tmp_path: Path, port: int, **env: str) -> Service:
     return service
 
 
-def funnel(base: str) -> dict[str, int]:
-    body = httpx.get(f"{base}/api/v1/funnel", params={"site": "demo"}).json()
+def demo_link(service: Service) -> str:
+    """The link `klantreis up` prints for the demo site's figures."""
+    found = re.search(r"demo figures:\s+(\S+)", service.output())
+    assert found, service.output()
+    return found.group(1)
+
+
+def read(base: str, service: Service, path: str) -> Any:
+    """A figure of the demo site, read with the token of the printed link."""
+    token = parse_qs(urlsplit(demo_link(service)).query)["token"][0]
+    return httpx.get(f"{base}{path}", params={"site": "demo", "token": token}).json()
+
+
+def funnel(base: str, service: Service) -> dict[str, int]:
+    body = read(base, service, "/api/v1/funnel")
     return {phase["phase"]: phase["journeys"] for phase in body["phases"]}
+
+
+def test_the_printed_link_opens_the_demo_figures_and_nothing_opens_without_it(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    service = up(tmp_path, port)
+    try:
+        link = demo_link(service)
+        assert link.startswith(f"http://127.0.0.1:{port}/")
+        figures = httpx.get(link)
+        assert figures.status_code == 200 and figures.json()["site"] == "demo", figures.text
+        bare = httpx.get(link.split("&token=")[0])
+        assert bare.status_code == 401
+    finally:
+        assert service.stop(), service.output()
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    assert token not in (tmp_path / "var" / "sites.json").read_text()  # kept as a digest
 
 
 def test_a_journey_posted_to_the_demo_site_shows_in_the_funnel_within_5_seconds(
@@ -53,8 +86,8 @@ def test_a_journey_posted_to_the_demo_site_shows_in_the_funnel_within_5_seconds(
             assert response.status_code == 200, response.text
         posted = time.monotonic()
         expected = {"awareness": 1, "consideration": 1, "purchase": 1}
-        while {k: v for k, v in funnel(base).items() if k in expected} != expected:
-            assert time.monotonic() - posted < 5, funnel(base)
+        while {k: v for k, v in funnel(base, service).items() if k in expected} != expected:
+            assert time.monotonic() - posted < 5, funnel(base, service)
             time.sleep(0.1)
     finally:
         assert service.stop(), service.output()
@@ -63,11 +96,11 @@ def test_a_journey_posted_to_the_demo_site_shows_in_the_funnel_within_5_seconds(
     # event continues the same journey instead of starting a new one.
     service = up(tmp_path, port)
     try:
-        assert funnel(base)["purchase"] == 1
+        assert funnel(base, service)["purchase"] == 1
         again = {"type": "track", "event": "Order Completed", "anonymous_id": "visitor-1"}
         assert httpx.post(f"{base}/v1/events", json=again, auth=("demo", "")).status_code == 200
-        assert funnel(base)["retention"] == 1  # the second order of the same customer
-        assert funnel(base)["awareness"] == 1
+        assert funnel(base, service)["retention"] == 1  # the second order of the same customer
+        assert funnel(base, service)["awareness"] == 1
     finally:
         assert service.stop(), service.output()
 
@@ -176,10 +209,10 @@ def test_simulated_traffic_gives_the_funnel_its_journeys_define(tmp_path: Path) 
         journeys = generate_journeys(11, 150, 30)
         assert report["accepted"] == report["events"] == sum(len(j) for j in journeys)
         assert report["rejected"] == 0
-        assert funnel(base) == expected_reach(journeys)
+        assert funnel(base, service) == expected_reach(journeys)
         # A session per visit, not per event: history sent in time order lands in a clock
         # that follows it, so no visit's session ends before its next event comes.
-        metrics = httpx.get(f"{base}/api/v1/metrics", params={"site": "demo"}).json()
+        metrics = read(base, service, "/api/v1/metrics")
         assert metrics["sessions"] == sum(visits(journey) for journey in journeys)
     finally:
         assert service.stop(), service.output()
@@ -204,7 +237,7 @@ def test_a_lone_visitors_cart_is_counted_abandoned_without_more_traffic(tmp_path
             assert response.status_code == 200, response.text
         posted = time.monotonic()
         while True:
-            metrics = httpx.get(f"{base}/api/v1/metrics", params={"site": "demo"}).json()
+            metrics = read(base, service, "/api/v1/metrics")
             if metrics["carts_abandoned"] == 1:
                 break
             assert time.monotonic() - posted < 30, metrics

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from contracts.settings import Settings
 from klantreis.local_kafka import free_port
-from tests.support.pipeline import SITE, WRITE_KEY
+from tests.support.pipeline import ADMIN, ADMIN_TOKEN, SITE, WRITE_KEY
 from tests.support.processes import start, wait_for_http
 
 
@@ -29,6 +30,7 @@ def test_separate_services_carry_events_from_http_to_the_funnel(
         "KLANTREIS_FLUSH_INTERVAL_SECONDS": "0.2",
         "PORT": str(ingest_port),
         "KLANTREIS_API_PORT": str(api_port),
+        "KLANTREIS_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     services = [
         start("metrics", ["metrics"], env, tmp_path),
@@ -55,7 +57,7 @@ def test_separate_services_carry_events_from_http_to_the_funnel(
         deadline = time.monotonic() + 60
         while True:
             body = httpx.get(
-                f"http://127.0.0.1:{api_port}/api/v1/funnel", params={"site": SITE}
+                f"http://127.0.0.1:{api_port}/api/v1/funnel", params={"site": SITE}, headers=ADMIN
             ).json()
             reach = {p["phase"]: p["journeys"] for p in body["phases"]}
             if {k: reach[k] for k in expected} == expected:
@@ -64,8 +66,54 @@ def test_separate_services_carry_events_from_http_to_the_funnel(
             time.sleep(0.25)
         exposed = httpx.get(f"http://127.0.0.1:{api_port}/metrics").text
         assert 'klantreis_warehouse_rows_written_total{table="events"} 5.0' in exposed
+        check_access(f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{api_port}")
     finally:
         codes = {service.name: service.stop() for service in reversed(services)}
     assert codes == {"ingest": True, "sessionizer": True, "metrics": True}, {
         s.name: s.output()[-2000:] for s in services
     }
+
+
+PICKUP_SECONDS = 30  # the longest a collector may take to follow a change of the sites
+
+
+def until_status(send: Callable[[], httpx.Response], status: int) -> None:
+    deadline = time.monotonic() + PICKUP_SECONDS
+    while (response := send()).status_code != status:
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.25)
+
+
+def check_access(collector: str, api: str) -> None:
+    """Sites and tokens made on the read API's admin routes reach the collector (a separate
+    process) through the sites topic, and every read is checked against them."""
+    admin = f"{api}/api/v1/admin/sites"
+    made = httpx.post(admin, json={"site_id": "second"}, headers=ADMIN)
+    assert made.status_code == 201, made.text
+    (second_key,) = made.json()["write_keys"]
+    page = {"type": "page", "anonymous_id": "z"}
+    until_status(
+        lambda: httpx.post(f"{collector}/v1/events", json=page, auth=(second_key, "")), 200
+    )
+
+    shop_token = httpx.post(f"{admin}/{SITE}/tokens", json={"name": "a"}, headers=ADMIN).json()
+    second_token = httpx.post(f"{admin}/second/tokens", headers=ADMIN).json()
+    funnel = f"{api}/api/v1/funnel"
+
+    def read(headers: dict[str, str] | None) -> httpx.Response:
+        return httpx.get(funnel, params={"site": SITE}, headers=headers)
+
+    assert read(None).status_code == 401
+    assert read({"Authorization": f"Bearer {second_token['token']}"}).status_code == 403
+    assert read({"Authorization": f"Bearer {WRITE_KEY}"}).status_code == 403
+    assert read({"Authorization": f"Bearer {shop_token['token']}"}).status_code == 200
+    assert read(ADMIN).status_code == 200
+    refused = httpx.get(admin, headers={"Authorization": f"Bearer {shop_token['token']}"})
+    assert refused.status_code == 403
+
+    rotated = httpx.post(f"{admin}/second/write-key", headers=ADMIN).json()["write_keys"][0]
+    until_status(
+        lambda: httpx.post(f"{collector}/v1/events", json=page, auth=(second_key, "")), 401
+    )
+    sent = httpx.post(f"{collector}/v1/events", json=page, auth=(rotated, ""))
+    assert sent.status_code == 200, sent.text

@@ -16,14 +16,16 @@ from prometheus_client import CollectorRegistry
 
 from contracts.phases import DEFAULT_PHASE_MODEL
 from contracts.settings import Settings
+from contracts.sites import digest
 from services.ingest.app import create_app as create_ingest_app
 from services.metrics import api as read_api
+from services.metrics import routes
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
 from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import Sessionizer
-from tests.support.pipeline import SITE, WRITE_KEY
+from tests.support.pipeline import ADMIN, ADMIN_TOKEN, SITE, WRITE_KEY
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 60) -> None:
@@ -47,15 +49,20 @@ async def pipeline(
     registry = CollectorRegistry()
     collector = create_ingest_app(settings)
     reader = FastAPI()
-    reader.include_router(read_api.router)
-    reader.state.read = read_api.ReadContext(settings, warehouse, DEFAULT_PHASE_MODEL)
+    routes.install(reader)
     stop = asyncio.Event()
     async with (
         collector.router.lifespan_context(collector),
         MetricsWorker(settings, warehouse, WarehouseMetrics(registry)) as writer,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=collector), base_url="http://c") as c,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=reader), base_url="http://r") as r,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=reader), base_url="http://r", headers=ADMIN
+        ) as r,
     ):
+        sites = collector.state.ingest.sites  # the collector's view of the sites topic
+        reader.state.read = read_api.ReadContext(
+            settings, warehouse, DEFAULT_PHASE_MODEL, sites, digest(ADMIN_TOKEN)
+        )
         sessions = Sessionizer(settings, SessionizerMetrics(registry))
         tasks = [asyncio.create_task(sessions.run(stop)), asyncio.create_task(writer.run(stop))]
         try:

@@ -61,3 +61,38 @@ def test_a_copy_of_the_settings_with_another_prefix_names_its_own_topics() -> No
         "klantreis.events.v1",
         "other.events.v1",
     )
+
+
+def test_outside_embedded_mode_the_read_api_needs_an_admin_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KLANTREIS_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("KLANTREIS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings().require_admin_token()
+    assert "KLANTREIS_ADMIN_TOKEN" in str(caught.value) and "openssl rand" in str(caught.value)
+
+
+@pytest.mark.parametrize("token", ["changeme", "CHANGE-ME-PLEASE-0123456789", "password", "short"])
+def test_a_placeholder_admin_token_is_refused(token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KLANTREIS_ADMIN_TOKEN", token)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "KLANTREIS_ADMIN_TOKEN:" in str(caught.value)
+    assert token not in str(caught.value)  # a secret is never echoed
+
+
+def test_the_admin_token_may_come_from_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "admin"
+    secret.write_text("adm-7d1f0c9e2b6a4d83a5c7e1f0b2d4\n")
+    monkeypatch.delenv("KLANTREIS_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("KLANTREIS_ADMIN_TOKEN_FILE", str(secret))
+    assert load_settings().require_admin_token() == "adm-7d1f0c9e2b6a4d83a5c7e1f0b2d4"
+    secret.write_text("changeme\n")
+    with pytest.raises(ConfigurationError, match="ADMIN_TOKEN_FILE"):
+        load_settings().require_admin_token()
+    monkeypatch.setenv("KLANTREIS_ADMIN_TOKEN", "adm-7d1f0c9e2b6a4d83a5c7e1f0b2d4")
+    with pytest.raises(ConfigurationError, match="not both"):
+        load_settings()
