@@ -20,12 +20,20 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.records import CATALOGUE
 from contracts.topics import Topics
 
 if TYPE_CHECKING:
     from contracts.phases import PhaseModel
 
 ENV_PREFIX = "KLANTREIS_"
+
+# Days a row of each table is kept after it was stored. Raw rows describe people, so they do
+# not stay for ever by default: 400 days covers a year-on-year comparison; dead letters are for
+# debugging a tracking setup. The daily aggregates hold counts, not people, and have no TTL.
+DEFAULT_RETENTION_DAYS: dict[str, int] = {kind.table: 400 for kind in CATALOGUE} | {
+    "dead_letters": 30
+}
 
 
 class ConfigurationError(Exception):
@@ -123,6 +131,13 @@ class Settings(BaseSettings):
         "fire without new traffic; 0: only events move it.",
     )
 
+    # --- retention
+    retention_days: dict[str, Annotated[int, Field(ge=0, le=100 * 366)]] = Field(
+        default_factory=dict,
+        description="JSON object of table -> days a row is kept after it was stored (0: for "
+        "ever); tables left out keep their default (DEFAULT_RETENTION_DAYS).",
+    )
+
     # --- warehouse writes
     flush_rows: Annotated[int, Field(ge=1)] = 20000
     flush_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
@@ -139,6 +154,17 @@ class Settings(BaseSettings):
 
         load_phase_model(value)
         return value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _retention_of_known_tables(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(DEFAULT_RETENTION_DAYS))
+        if unknown:
+            raise ValueError(
+                f"no table {', '.join(unknown)}; retention applies to "
+                f"{', '.join(sorted(DEFAULT_RETENTION_DAYS))}"
+            )
+        return DEFAULT_RETENTION_DAYS | value
 
     @field_validator("admin_token")
     @classmethod

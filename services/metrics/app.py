@@ -36,6 +36,7 @@ def open_warehouse(settings: Settings) -> Warehouse:
     )
     try:
         warehouse.migrate()
+        warehouse.apply_retention(settings.retention_days)
     except BaseException:
         warehouse.close()
         raise

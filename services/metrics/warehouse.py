@@ -9,8 +9,9 @@ keeps one call at a time on the client.
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ from services.metrics import cluster as cluster_ddl
 from services.metrics.migrations import load_migrations
 
 log = logging.getLogger(__name__)
+# The table TTL in `system.tables.create_table_query` (one line, SETTINGS last).
+_TTL = re.compile(r"\sTTL (?P<expression>.+?)(?= SETTINGS |$)")
 
 
 class Warehouse:
@@ -82,6 +85,42 @@ class Warehouse:
                 log.info("applied migration %s", migration.name)
                 applied.append(migration.name)
             return applied
+
+    def apply_retention(self, days_by_table: Mapping[str, int]) -> list[str]:
+        """Make each table's TTL `stored_at + days` (none for 0); return the tables changed.
+
+        A table whose TTL is already the one asked for is left alone: changing a TTL rewrites
+        every part of the table. With a cluster, the TTL is the local tables', on every shard.
+        """
+        changed = []
+        suffix = cluster_ddl.LOCAL_SUFFIX if self.cluster else ""
+        on_cluster = f" ON CLUSTER '{self.cluster}'" if self.cluster else ""
+        with self._lock:
+            for table, days in sorted(days_by_table.items()):
+                name = f"{self.database}.{table}{suffix}"
+                current = self._client.query(
+                    "SELECT create_table_query FROM system.tables "
+                    "WHERE database = {db:String} AND name = {table:String}",
+                    parameters={"db": self.database, "table": table + suffix},
+                ).result_rows[0][0]
+                found = _TTL.search(current)
+                if found is None and days == 0:
+                    continue
+                if (
+                    found is not None
+                    and found["expression"] == f"stored_at + toIntervalDay({days})"
+                ):
+                    continue
+                if days == 0:
+                    self._client.command(f"ALTER TABLE {name}{on_cluster} REMOVE TTL")
+                else:
+                    self._client.command(
+                        f"ALTER TABLE {name}{on_cluster} MODIFY TTL stored_at + INTERVAL {days} DAY"
+                    )
+                changed.append(table)
+        if changed:
+            log.info("retention set for %s", ", ".join(changed))
+        return changed
 
     def insert(
         self,

@@ -2,7 +2,9 @@
 --
 -- Engine: MergeTree: dead letters have no identity to replace on; insert tokens drop replays.
 -- ORDER BY (site_id, received_at): read per site, newest first.
--- TTL 30 days: a dead letter is for debugging a tracking setup, not for analysis.
+-- TTL: a dead letter is for debugging a tracking setup, not for analysis; the one below is
+-- replaced at start by the retention the settings ask for (30 days by default), counted from
+-- `stored_at` (0012).
 CREATE TABLE IF NOT EXISTS {database}.dead_letters
 (
     site_id     LowCardinality(String),

@@ -26,7 +26,8 @@ ALTER TABLE {database}.phase_transitions
 -- replayed signal is the same row.
 -- ORDER BY (site_id, kind, toDate(at), signal_id): read per site and kind over a date range
 -- ("abandoned carts this week"); the id last makes the sort key the de-duplication key.
--- PARTITION BY month; TTL 400 days: signals are for acting and for a year-on-year look back.
+-- PARTITION BY month. The TTL below is replaced at start by the retention the settings ask
+-- for, counted from `stored_at` (0012).
 -- shard by: sipHash64(site_id, journey_id)
 CREATE TABLE IF NOT EXISTS {database}.signals
 (
