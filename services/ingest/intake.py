@@ -5,6 +5,7 @@ The HTTP layer decides status codes; this module decides, per event, accepted or
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 from collections.abc import Sequence
@@ -192,9 +193,37 @@ def _refuse(
     received_at: datetime,
 ) -> None:
     result.rejections.append(Rejection(index, refused.reason, refused.message))
+    payload = without_addresses(encoded)
     result.dead_letters.append(
-        DeadLetter.of(encoded, refused.reason, refused.message, "ingest", site_id, received_at)
+        DeadLetter.of(payload, refused.reason, refused.message, "ingest", site_id, received_at)
     )
+
+
+# Candidates for IP addresses in text: dotted quads, and runs of hex digits and colons with at
+# least two colons (IPv6, IPv4-mapped included); `ipaddress` decides which are addresses.
+_ADDRESS_CANDIDATE = re.compile(
+    r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
+    r"(?::\d{1,3}(?:\.\d{1,3}){3})?)(?![\w.:])"
+)
+REDACTED_ADDRESS = "[ip]"
+
+
+def without_addresses(payload: bytes) -> bytes:
+    """A refused event as it may be kept: every IP address in it replaced by `[ip]`.
+
+    Accepted events never hold one (the stored event has no field for it); a refused event is
+    kept as it was sent, and a sender may have put the visitor's address anywhere in it
+    (`context.ip`, most often)."""
+    text = payload.decode(errors="replace")
+
+    def redact(match: re.Match[str]) -> str:
+        try:
+            ipaddress.ip_address(match.group(0))
+        except ValueError:
+            return match.group(0)
+        return REDACTED_ADDRESS
+
+    return _ADDRESS_CANDIDATE.sub(redact, text).encode()
 
 
 class _Refused(Exception):

@@ -7,7 +7,14 @@ import orjson
 import pytest
 
 from contracts.events import DeadLetterReason, correct_clock_skew
-from services.ingest.intake import Intake, RequestRefused, check_batch_size, decode_body, intake
+from services.ingest.intake import (
+    Intake,
+    RequestRefused,
+    check_batch_size,
+    decode_body,
+    intake,
+    without_addresses,
+)
 
 RECEIVED = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
@@ -223,3 +230,24 @@ def test_a_time_in_unix_seconds_or_milliseconds_or_any_iso_form_is_the_same_time
 def test_a_time_that_is_no_time_is_refused_by_name() -> None:
     message = only_rejection({"type": "page", "anonymous_id": "a1", "timestamp": "yesterday"})
     assert message.startswith("timestamp:") and "ISO 8601" in message
+
+
+def test_a_refused_event_is_kept_without_the_addresses_in_it() -> None:
+    refused = {
+        "type": "page",  # no id: refused
+        "context": {"ip": "203.0.113.77", "page": {"title": "from 2001:db8::77"}},
+        "properties": {"forwarded": "198.51.100.9, ::ffff:192.0.2.1", "at": "10:00:00"},
+    }
+    (letter,) = accept(refused).dead_letters
+    assert orjson.loads(letter.payload) == {
+        "type": "page",
+        "context": {"ip": "[ip]", "page": {"title": "from [ip]"}},
+        "properties": {"forwarded": "[ip], [ip]", "at": "10:00:00"},
+    }
+
+
+@pytest.mark.parametrize(
+    "text", ["v1.2.3", "1.2.3.4.5", "999.1.1.1", "12:34:56", "2026-12-01T10:00:00Z", "dead:beef"]
+)
+def test_what_only_looks_like_an_address_is_kept(text: str) -> None:
+    assert without_addresses(text.encode()) == text.encode()
