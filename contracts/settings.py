@@ -93,6 +93,18 @@ class Settings(BaseSettings):
         default=None, description="A file holding the admin token (a mounted secret)."
     )
 
+    pseudonymize_user_ids: bool = Field(
+        default=False,
+        description="Replace user ids (and e-mail-looking trait values) by a keyed hash per site "
+        "in the collector, before Kafka: no topic, state or table holds the original.",
+    )
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="The key of that hash, the same for every collector and read API. Required "
+        "with pseudonymize_user_ids outside embedded mode; embedded without one, a random key is "
+        "kept in `data_dir/pseudonym-key`. Changing it gives every customer a new id.",
+    )
+
     rate_limit_per_ip: Annotated[float, Field(ge=0)] = Field(
         default=50.0, description="Requests a second per client IP (twice that in a burst); 0: off."
     )
@@ -250,6 +262,24 @@ class Settings(BaseSettings):
                 f"holding one in {ENV_PREFIX}ADMIN_TOKEN_FILE"
             )
         return token
+
+    def require_pseudonym_key(self) -> str | None:
+        """The pseudonym key when user ids are pseudonymized (None when they are not)."""
+        if not self.pseudonymize_user_ids:
+            return None
+        if self.pseudonym_key is None:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}PSEUDONYMIZE_USER_IDS is on but {ENV_PREFIX}PSEUDONYM_KEY is not "
+                "set: set it to a random secret shared by every collector and read API, e.g. "
+                f"`export {ENV_PREFIX}PSEUDONYM_KEY=$(openssl rand -hex 32)`"
+            )
+        key = self.pseudonym_key.get_secret_value()
+        if len(key) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}PSEUDONYM_KEY: use at least {MIN_ADMIN_TOKEN_LENGTH} random "
+                "characters, e.g. `openssl rand -hex 32`"
+            )
+        return key
 
     def require_kafka(self) -> str:
         if self.kafka_bootstrap_servers is None:

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from contracts.events import DeadLetter, Event
+from contracts.pseudonyms import Pseudonyms
 from contracts.records import StoredRecord
 from contracts.settings import Settings
 from contracts.sites import digest
@@ -194,16 +195,23 @@ def create_app(settings: Settings, announce: bool = False) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         admin_digest = digest(quickstart.admin_token(settings))
+        key = quickstart.pseudonym_key(settings)
+        pseudonyms = Pseudonyms(key) if key else None
         sites = FileSiteStore(Path(settings.data_dir) / SITES_FILE, seed_of(settings))
         read_token = await quickstart.demo_read_token(settings, sites)
         warehouse = await asyncio.to_thread(open_warehouse, settings)
         try:
             async with EmbeddedPipeline(settings, warehouse, registry) as pipeline:
                 app.state.ingest = ingest_api.IngestContext(
-                    settings, pipeline, ingest_metrics, sites
+                    settings, pipeline, ingest_metrics, sites, pseudonyms
                 )
                 app.state.read = read_api.ReadContext(
-                    settings, warehouse, settings.phase_model_loaded, sites, admin_digest
+                    settings,
+                    warehouse,
+                    settings.phase_model_loaded,
+                    sites,
+                    admin_digest,
+                    pseudonyms,
                 )
                 if announce:
                     print(quickstart.welcome(settings, read_token), flush=True)

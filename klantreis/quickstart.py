@@ -43,6 +43,24 @@ def admin_token(settings: Settings) -> str:
     return token
 
 
+PSEUDONYM_KEY_FILE = "pseudonym-key"
+
+
+def pseudonym_key(settings: Settings) -> str | None:
+    """With pseudonymous user ids: the configured key, else the one kept in the data directory
+    (made if absent). It must outlive every restart: a new key gives every customer a new id."""
+    if not settings.pseudonymize_user_ids:
+        return None
+    if settings.pseudonym_key is not None:
+        return settings.require_pseudonym_key()
+    path = Path(settings.data_dir) / PSEUDONYM_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(32)
+    _write_secret(path, key)
+    return key
+
+
 async def demo_read_token(settings: Settings, sites: SiteStore) -> str | None:
     """The demo site's read token: the one kept in the data directory while it still reads the
     demo site, else a new one. None when there is no demo site (sites were configured)."""

@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
+from contracts.pseudonyms import Pseudonyms
 from contracts.settings import Settings
 from contracts.sites import SiteDirectory
 from contracts.sitestore import SiteStore
@@ -68,6 +69,7 @@ class IngestContext:
     sink: EventSink
     metrics: IngestMetrics
     sites: SiteStore
+    pseudonyms: Pseudonyms | None = None
     per_ip: TokenBuckets = field(init=False)
     per_site: TokenBuckets = field(init=False)
 
@@ -394,7 +396,9 @@ async def _publish(
     wait = context.per_site.take(site_id, cost=len(items))
     if wait:
         return _rate_limited(wait, "this site")
-    result = intake(items, site_id, datetime.now(UTC), context.settings.max_event_bytes)
+    result = intake(
+        items, site_id, datetime.now(UTC), context.settings.max_event_bytes, context.pseudonyms
+    )
     started = time.perf_counter()
     try:
         if result.dead_letters:

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from contracts.kafka import ensure_topics, new_producer
 from contracts.observability import metrics_response
+from contracts.pseudonyms import Pseudonyms
 from contracts.settings import Settings
 from contracts.sitestore import KafkaSiteStore, seed_of
 from services.ingest import api
@@ -39,6 +40,8 @@ def add_probes(app: FastAPI, registry: CollectorRegistry) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    key = settings.require_pseudonym_key()
+    pseudonyms = Pseudonyms(key) if key else None
     registry = CollectorRegistry()
     metrics = IngestMetrics(registry)
 
@@ -52,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             async with KafkaSiteStore(settings, seed_of(settings)) as sites:
                 sink = KafkaEventSink(producer, settings.topics, settings.produce_timeout_seconds)
-                app.state.ingest = api.IngestContext(settings, sink, metrics, sites)
+                app.state.ingest = api.IngestContext(settings, sink, metrics, sites, pseudonyms)
                 yield
         finally:
             await producer.stop()

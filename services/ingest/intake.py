@@ -29,6 +29,7 @@ from contracts.events import (
     correct_clock_skew,
 )
 from contracts.journeys import derived_id
+from contracts.pseudonyms import PSEUDONYM_PREFIX, Pseudonyms, looks_like_email
 from services.ingest import useragents
 from services.ingest.schema import CheckedEvent, EventProblem, IncomingEvent, checked
 
@@ -151,7 +152,10 @@ def intake(
     site_id: str,
     received_at: datetime,
     max_event_bytes: int,
+    pseudonyms: Pseudonyms | None = None,
 ) -> Intake:
+    """Each item accepted as an event or refused with a reason; with `pseudonyms`, customer ids
+    and e-mail addresses are replaced by their pseudonyms in both."""
     result = Intake()
     for index, item in enumerate(items):
         try:
@@ -159,7 +163,7 @@ def intake(
         except orjson.JSONEncodeError as exc:  # only from callers passing Python objects
             encoded = repr(item).encode()
             refusal = _Refused(DeadLetterReason.SCHEMA_VIOLATION, f"not valid JSON: {exc}")
-            _refuse(result, index, refusal, encoded, site_id, received_at)
+            _refuse(result, index, refusal, encoded, site_id, received_at, pseudonyms)
             continue
         try:
             if len(encoded) > max_event_bytes:
@@ -178,9 +182,9 @@ def intake(
                 raise _Refused(DeadLetterReason.SCHEMA_VIOLATION, describe(exc)) from None
             except EventProblem as exc:
                 raise _Refused(DeadLetterReason.SCHEMA_VIOLATION, str(exc)) from None
-            result.events.append(enrich(item, incoming, site_id, received_at))
+            result.events.append(enrich(item, incoming, site_id, received_at, pseudonyms))
         except _Refused as refused:
-            _refuse(result, index, refused, encoded, site_id, received_at)
+            _refuse(result, index, refused, encoded, site_id, received_at, pseudonyms)
     return result
 
 
@@ -191,9 +195,12 @@ def _refuse(
     encoded: bytes,
     site_id: str,
     received_at: datetime,
+    pseudonyms: Pseudonyms | None,
 ) -> None:
     result.rejections.append(Rejection(index, refused.reason, refused.message))
     payload = without_addresses(encoded)
+    if pseudonyms is not None:
+        payload = _pseudonymous_payload(payload, site_id, pseudonyms)
     result.dead_letters.append(
         DeadLetter.of(payload, refused.reason, refused.message, "ingest", site_id, received_at)
     )
@@ -206,6 +213,21 @@ _ADDRESS_CANDIDATE = re.compile(
     r"(?::\d{1,3}(?:\.\d{1,3}){3})?)(?![\w.:])"
 )
 REDACTED_ADDRESS = "[ip]"
+_EMAIL_IN_TEXT = re.compile(r"[^\s\"'@,;:<>()\[\]\\]+@[^\s\"'@,;:<>()\[\]\\]+\.[A-Za-z]{2,63}")
+
+
+def _pseudonymous_payload(payload: bytes, site_id: str, pseudonyms: Pseudonyms) -> bytes:
+    """A refused event as it may be kept when ids are pseudonymous: its `user_id` (when it can
+    be read) and every e-mail address in it replaced by their pseudonyms."""
+    text = _EMAIL_IN_TEXT.sub(lambda m: pseudonyms.of(site_id, m.group(0)), payload.decode())
+    try:
+        item = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text.encode()
+    user_id = item.get("user_id") if isinstance(item, dict) else None
+    if isinstance(user_id, str) and not user_id.startswith(PSEUDONYM_PREFIX):
+        item["user_id"] = pseudonyms.of(site_id, user_id)
+    return orjson.dumps(item)
 
 
 def without_addresses(payload: bytes) -> bytes:
@@ -234,10 +256,25 @@ class _Refused(Exception):
 
 
 def enrich(
-    item: dict[str, Any], checked: CheckedEvent, site_id: str, received_at: datetime
+    item: dict[str, Any],
+    checked: CheckedEvent,
+    site_id: str,
+    received_at: datetime,
+    pseudonyms: Pseudonyms | None = None,
 ) -> Event:
     """The event as klantreis keeps it; `item` is the same event as the client sent it."""
     incoming = checked.event
+    anonymous_id, user_id = incoming.anonymous_id, incoming.user_id
+    previous_id, traits = incoming.previous_id, incoming.traits
+    if pseudonyms is not None:
+        # The user id always; an anonymous or previous id only when it is an address (an
+        # anonymous id is random, and an alias links it to the customer as it was sent).
+        user_id = pseudonyms.of(site_id, user_id) if user_id else None
+        if looks_like_email(anonymous_id):
+            anonymous_id = pseudonyms.of(site_id, str(anonymous_id))
+        if looks_like_email(previous_id):
+            previous_id = pseudonyms.of(site_id, str(previous_id))
+        traits = pseudonyms.traits(site_id, traits)
     try:
         timestamp = correct_clock_skew(checked.timestamp, checked.sent_at, received_at)
     except OverflowError:
@@ -265,9 +302,9 @@ def enrich(
         site_id=site_id,
         type=incoming.type,
         event=incoming.event or incoming.name,
-        anonymous_id=incoming.anonymous_id,
-        user_id=incoming.user_id,
-        previous_id=incoming.previous_id,
+        anonymous_id=anonymous_id,
+        user_id=user_id,
+        previous_id=previous_id,
         timestamp=timestamp,
         original_timestamp=checked.timestamp,
         sent_at=checked.sent_at,
@@ -277,7 +314,7 @@ def enrich(
         browser=agent.browser,
         is_bot=agent.is_bot,
         properties=incoming.properties,
-        traits=incoming.traits,
+        traits=traits,
         context=EventContext(
             page=context.page,
             campaign=campaign,

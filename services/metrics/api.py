@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from contracts.phases import PhaseModel, parse_duration
+from contracts.pseudonyms import Pseudonyms
 from contracts.settings import Settings
 from contracts.sitestore import SiteStore
 from services.metrics import queries
@@ -47,6 +48,14 @@ class ReadContext:
     model: PhaseModel
     sites: SiteStore
     admin_digest: str
+    pseudonyms: Pseudonyms | None = None
+
+    def customer_key(self, site_id: str, customer_id: str) -> str:
+        """The id a customer's rows carry: theirs, or its pseudonym when ids are pseudonymous
+        (the caller asks by the id they know)."""
+        if self.pseudonyms is None:
+            return customer_id
+        return self.pseudonyms.of(site_id, customer_id)
 
 
 _BEARER = HTTPBearer(
@@ -248,7 +257,8 @@ async def customer_journey(
     site: Site,
     customer_id: Annotated[str, Path(min_length=1, max_length=200)],
 ) -> CustomerJourneyResponse:
-    journey = await _ask(queries.customer_journey, context.warehouse, site, customer_id)
+    key = context.customer_key(site, customer_id)
+    journey = await _ask(queries.customer_journey, context.warehouse, site, key)
     if not journey.steps:
         raise ReadRefused(404, "unknown_customer", f"no journey for {customer_id!r}")
     steps = journey.steps

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CollectorRegistry
 
 from contracts.observability import metrics_response
+from contracts.pseudonyms import Pseudonyms
 from contracts.settings import Settings
 from contracts.sites import digest
 from contracts.sitestore import KafkaSiteStore, seed_of
@@ -53,6 +54,8 @@ def _stop_process_if_failed(task: asyncio.Task[None]) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     admin_digest = digest(settings.require_admin_token())
+    key = settings.require_pseudonym_key()
+    pseudonyms = Pseudonyms(key) if key else None
     registry = CollectorRegistry()
     metrics = WarehouseMetrics(registry)
 
@@ -66,7 +69,12 @@ def create_app(settings: Settings) -> FastAPI:
                 MetricsWorker(settings, warehouse, metrics) as worker,
             ):
                 app.state.read = api.ReadContext(
-                    settings, warehouse, settings.phase_model_loaded, sites, admin_digest
+                    settings,
+                    warehouse,
+                    settings.phase_model_loaded,
+                    sites,
+                    admin_digest,
+                    pseudonyms,
                 )
                 task = asyncio.create_task(worker.run(stop), name="metrics-worker")
                 task.add_done_callback(_stop_process_if_failed)

@@ -11,6 +11,7 @@ import httpx
 
 from contracts.settings import load_settings
 from klantreis.embedded import create_app
+from services.metrics.warehouse import Warehouse
 
 AUTH = ("demo", "")
 PAGE = {"type": "page", "anonymous_id": "visitor-1"}
@@ -30,6 +31,16 @@ async def _read_as_admin(request: httpx.Request) -> None:
 async def embedded(
     chdb_dsn: str, tmp_path: Path, **overrides: object
 ) -> AsyncIterator[httpx.AsyncClient]:
+    async with embedded_app(chdb_dsn, tmp_path, **overrides) as (http, _):
+        yield http
+
+
+@asynccontextmanager
+async def embedded_app(
+    chdb_dsn: str, tmp_path: Path, **overrides: object
+) -> AsyncIterator[tuple[httpx.AsyncClient, Warehouse]]:
+    """The embedded app and a client, with the warehouse it writes (for tests that look at
+    the rows themselves)."""
     settings = load_settings(
         kafka_bootstrap_servers="",
         clickhouse_dsn=chdb_dsn,
@@ -47,4 +58,4 @@ async def embedded(
             event_hooks={"request": [_read_as_admin]},
         ) as http,
     ):
-        yield http
+        yield http, app.state.read.warehouse

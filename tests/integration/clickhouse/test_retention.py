@@ -3,43 +3,16 @@ original timestamps, stays whole; rows stored longer ago than their table's rete
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from contracts.settings import DEFAULT_RETENTION_DAYS, Settings, load_settings
-from klantreis.embedded import create_app
+from contracts.settings import DEFAULT_RETENTION_DAYS
 from services.metrics.warehouse import Warehouse
-from tests.support.embedded import ADMIN_TOKEN, AUTH
+from tests.support.embedded import ADMIN_TOKEN, AUTH, embedded_app
 
 RAW_TABLES = sorted(DEFAULT_RETENTION_DAYS)
 LONG_AGO = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3 * 365)
-
-
-@asynccontextmanager
-async def shop(
-    chdb_dsn: str, tmp_path: Path, **overrides: Any
-) -> AsyncIterator[tuple[httpx.AsyncClient, Warehouse, Settings]]:
-    settings = load_settings(
-        kafka_bootstrap_servers="",
-        clickhouse_dsn=chdb_dsn,
-        clickhouse_database=f"ttl_{uuid.uuid4().hex[:10]}",
-        data_dir=tmp_path,
-        flush_interval_seconds=0.05,
-        admin_token=ADMIN_TOKEN,
-        **overrides,
-    )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c") as http,
-    ):
-        yield http, app.state.read.warehouse, settings
 
 
 def event(visitor: str, minutes: float, name: str | None = None) -> dict[str, Any]:
@@ -62,7 +35,7 @@ async def test_history_older_than_every_ttl_stays_queryable(chdb_dsn: str, tmp_p
         event("buyer", 0), event("buyer", 2, "Product Added"), event("buyer", 4, "Order Completed"),
         event("late", 3 * 24 * 60),  # two days on: every timer of the others has fired
     ]  # fmt: skip
-    async with shop(chdb_dsn, tmp_path) as (http, warehouse, _):
+    async with embedded_app(chdb_dsn, tmp_path) as (http, warehouse):
         for body in history:
             assert (await http.post("/v1/events", json=body, auth=AUTH)).status_code == 200
         bad = await http.post("/v1/events", json={"type": "page"}, auth=AUTH)  # a dead letter
@@ -84,7 +57,7 @@ async def test_a_row_goes_when_it_was_stored_longer_ago_than_its_retention(
     chdb_dsn: str, tmp_path: Path
 ) -> None:
     retention = {"dead_letters": 1, "events": 0}
-    async with shop(chdb_dsn, tmp_path, retention_days=retention) as (http, warehouse, _):
+    async with embedded_app(chdb_dsn, tmp_path, retention_days=retention) as (http, warehouse):
         assert (await http.post("/v1/events", json={"type": "page"}, auth=AUTH)).status_code == 400
         page = {"type": "page", "anonymous_id": "v", "timestamp": LONG_AGO.isoformat()}
         assert (await http.post("/v1/events", json=page, auth=AUTH)).status_code == 200
@@ -104,9 +77,9 @@ async def test_a_row_goes_when_it_was_stored_longer_ago_than_its_retention(
 async def test_retention_is_configuration_applied_on_every_start(
     chdb_dsn: str, tmp_path: Path
 ) -> None:
-    async with shop(chdb_dsn, tmp_path) as (_, warehouse, settings):
-        assert warehouse.apply_retention(settings.retention_days) == []  # already as asked
-        assert warehouse.apply_retention(settings.retention_days | {"signals": 90}) == ["signals"]
+    async with embedded_app(chdb_dsn, tmp_path) as (_, warehouse):
+        assert warehouse.apply_retention(DEFAULT_RETENTION_DAYS) == []  # already as asked
+        assert warehouse.apply_retention(DEFAULT_RETENTION_DAYS | {"signals": 90}) == ["signals"]
         query = (
             "SELECT create_table_query FROM system.tables "
             "WHERE database = '{database}' AND name = 'signals'"
