@@ -74,10 +74,22 @@ class Topics:
         return f"{self.prefix}.sites.v1"
 
     def configs(self) -> dict[str, dict[str, str]]:
-        """Per-topic configuration for the topics that need more than the broker's defaults."""
+        """Per-topic configuration for the topics that need more than the broker's defaults.
+
+        The changelogs are compacted within a bounded time, not only when enough of them is
+        stale: an erased customer's state must leave the disk, not only the live keys. A
+        segment rolls after a day and is compacted within a day after that; the tombstones
+        stay a day more, for restores that are reading at that moment."""
+        day = str(24 * 3600 * 1000)
+        bounded = {
+            "cleanup.policy": "compact",
+            "segment.ms": day,
+            "max.compaction.lag.ms": day,
+            "delete.retention.ms": day,
+        }
         return {
-            self.identities_changelog: {"cleanup.policy": "compact"},
-            self.journeys_changelog: {"cleanup.policy": "compact"},
+            self.identities_changelog: bounded,
+            self.journeys_changelog: bounded,
             self.sites: {"cleanup.policy": "compact"},
         }
 

@@ -183,29 +183,23 @@ def _admin_url(settings: Settings, url: str | None) -> str:
     return f"http://{host}:{settings.port if settings.embedded else settings.api_port}"
 
 
-def cmd_sites(settings: Settings, args: argparse.Namespace) -> None:
-    """`klantreis sites ...`: the admin API (`/api/v1/admin/sites`) on the command line."""
+def _admin_call(
+    settings: Settings, url: str | None, method: str, path: str, body: Any = None
+) -> Any:
+    """One call of the admin API with the admin token; a refusal ends the command with its
+    message."""
     import httpx
 
     from klantreis.quickstart import admin_token
 
     token = admin_token(settings) if settings.embedded else settings.require_admin_token()
-    base = f"{_admin_url(settings, args.url)}/api/v1/admin/sites"
-    calls: dict[str, tuple[str, str, Any]] = {
-        "list": ("GET", base, None),
-        "add": ("POST", base, {"site_id": args.site, "hosts": args.host or []}),
-        "hosts": ("PUT", f"{base}/{args.site}/hosts", args.host or []),
-        "rotate-key": ("POST", f"{base}/{args.site}/write-key", None),
-        "add-token": ("POST", f"{base}/{args.site}/tokens", {"name": args.name or ""}),
-        "revoke": ("DELETE", f"{base}/{args.site}/tokens/{args.token_id}", None),
-    }
-    method, url, body = calls[args.action]
+    target = f"{_admin_url(settings, url)}{path}"
     try:
         response = httpx.request(
-            method, url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            method, target, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
     except httpx.HTTPError as exc:
-        print(f"klantreis: cannot reach the admin API at {url}: {exc}", file=sys.stderr)
+        print(f"klantreis: cannot reach the admin API at {target}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     if response.status_code >= 400:
         try:
@@ -214,10 +208,42 @@ def cmd_sites(settings: Settings, args: argparse.Namespace) -> None:
             message = response.text
         print(f"klantreis: {response.status_code}: {message}", file=sys.stderr)
         raise SystemExit(1)
-    if response.status_code == 204:
-        print(f"revoked {args.token_id}")
-    else:
-        print(json.dumps(response.json(), indent=2))
+    return None if response.status_code == 204 else response.json()
+
+
+def cmd_erase(settings: Settings, args: argparse.Namespace) -> None:
+    """`klantreis erase --site S CUSTOMER`: erase a customer, and wait until it is complete."""
+    import time
+    from urllib.parse import quote
+
+    path = f"/api/v1/customers/{quote(args.customer, safe='')}?site={quote(args.site)}"
+    status = _admin_call(settings, args.url, "DELETE", path)
+    deadline = time.monotonic() + args.wait
+    while status["status"] == "pending" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = _admin_call(
+            settings, args.url, "GET", f"/api/v1/admin/erasures/{status['erasure_id']}"
+        )
+    print(json.dumps(status, indent=2))
+    if status["status"] == "failed":
+        raise SystemExit(1)
+
+
+def cmd_sites(settings: Settings, args: argparse.Namespace) -> None:
+    """`klantreis sites ...`: the admin API (`/api/v1/admin/sites`) on the command line."""
+    base = "/api/v1/admin/sites"
+    site, hosts = getattr(args, "site", ""), getattr(args, "host", None) or []
+    calls: dict[str, tuple[str, str, Any]] = {
+        "list": ("GET", base, None),
+        "add": ("POST", base, {"site_id": site, "hosts": hosts}),
+        "hosts": ("PUT", f"{base}/{site}/hosts", hosts),
+        "rotate-key": ("POST", f"{base}/{site}/write-key", None),
+        "add-token": ("POST", f"{base}/{site}/tokens", {"name": getattr(args, "name", "") or ""}),
+        "revoke": ("DELETE", f"{base}/{site}/tokens/{getattr(args, 'token_id', '')}", None),
+    }
+    method, path, body = calls[args.action]
+    answer = _admin_call(settings, args.url, method, path, body)
+    print(f"revoked {args.token_id}" if answer is None else json.dumps(answer, indent=2))
 
 
 def cmd_kafka(settings: Settings, args: argparse.Namespace) -> None:
@@ -283,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--name", help="who or what the token is for")
         if action == "revoke":
             command.add_argument("token_id")
+    erase = commands.add_parser(
+        "erase", help="erase a customer and every id linked to them (GDPR art. 17)"
+    )
+    erase.add_argument("customer", help="the customer's id, as the shop sends it")
+    erase.add_argument("--site", required=True)
+    erase.add_argument("--url", help="the admin API (default: this installation's)")
+    erase.add_argument(
+        "--wait", type=float, default=3600, help="seconds to wait for it to complete"
+    )
     kafka = commands.add_parser("kafka", help="a local single-node Kafka broker for development")
     kafka.add_argument("action", choices=("fetch", "run"))
     kafka.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
@@ -300,6 +335,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], None]] = {
     "report": cmd_report,
     "simulate": cmd_simulate,
     "sites": cmd_sites,
+    "erase": cmd_erase,
     "kafka": cmd_kafka,
 }
 

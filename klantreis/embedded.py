@@ -35,6 +35,7 @@ from services.ingest.telemetry import IngestMetrics
 from services.metrics import api as read_api
 from services.metrics import routes as read_routes
 from services.metrics.app import open_warehouse
+from services.metrics.erasure import ErasureLog, ErasureStatus, erase_from_warehouse, linked_ids
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import WarehouseWriter
@@ -73,6 +74,7 @@ class EmbeddedPipeline:
         self._flusher: asyncio.Task[None] | None = None
         self._last_flush_failed = False
         self._last_event = time.monotonic()
+        self._flush_lock = asyncio.Lock()
 
     async def __aenter__(self) -> EmbeddedPipeline:
         if self._state_path.exists():
@@ -156,7 +158,22 @@ class EmbeddedPipeline:
         self._metrics.count(outputs)
         self._writer.add(outputs)
 
+    async def flush(self) -> None:
+        """Insert what is pending now, not at the next interval."""
+        await self._flush_once()
+
+    def forget(self, site_id: str, ids: Sequence[str]) -> None:
+        """Erase the ids from the sessionizer's state, and from the state file at once: a
+        crash must not bring them back with the file of the last clean stop."""
+        self._engine.forget(site_id, ids)
+        self._metrics.active_journeys.set(self._engine.active_journeys)
+        self._save_state()
+
     async def _flush_once(self) -> None:
+        async with self._flush_lock:
+            await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
         """Insert what is pending and release the requests waiting on it. A failed insert keeps
         its rows for the next attempt; its requests time out with 503 and may retry, which the
         replacing tables absorb."""
@@ -186,6 +203,58 @@ class EmbeddedPipeline:
 SITES_FILE = "sites.json"
 
 
+class EmbeddedEraser:
+    """Erasure in one process: the sessionizer's state at once, then the warehouse's rows.
+
+    1. write what is pending, so the identity links of the newest events are in the warehouse;
+    2. find the customer's ids there, and record the erasure as pending;
+    3. forget the ids in the sessionizer's state (and its state file);
+    4. write what is pending again: outputs made before step 3 describe the customer too;
+    5. in the background: delete the rows stored until then, recompute the aggregates, record
+       the erasure as complete.
+    """
+
+    def __init__(self, pipeline: EmbeddedPipeline, warehouse: Warehouse) -> None:
+        self._pipeline = pipeline
+        self._warehouse = warehouse
+        self._log = ErasureLog(warehouse)
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def erase(self, site_id: str, customer_key: str) -> ErasureStatus:
+        await self._pipeline.flush()
+        ids = await asyncio.to_thread(linked_ids, self._warehouse, site_id, customer_key)
+        status = await asyncio.to_thread(self._log.start, site_id, ids)
+        self._pipeline.forget(site_id, ids)
+        await self._pipeline.flush()
+        task = asyncio.create_task(self._finish(status, ids), name=f"erasure-{status.erasure_id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return status
+
+    async def resume(self) -> None:
+        """Finish the erasures a stop interrupted."""
+        for status, ids in await asyncio.to_thread(self._log.pending):
+            self._pipeline.forget(status.site_id, ids)
+            await self._finish(status, ids)
+
+    async def wait(self) -> None:
+        """Let running erasures finish (a clean stop)."""
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _finish(self, status: ErasureStatus, ids: list[str]) -> None:
+        before = datetime.now(UTC)
+        try:
+            deleted = await asyncio.to_thread(
+                erase_from_warehouse, self._warehouse, status.site_id, ids, before
+            )
+        except Exception:
+            log.exception("erasure %s failed; it stays pending", status.erasure_id)
+            return
+        await asyncio.to_thread(self._log.finish, status, deleted)
+        log.info("erasure %s complete: %d rows", status.erasure_id, deleted)
+
+
 def create_app(settings: Settings, announce: bool = False) -> FastAPI:
     """The whole pipeline as one app; `announce` prints where it serves and the demo link."""
     registry = CollectorRegistry()
@@ -202,6 +271,8 @@ def create_app(settings: Settings, announce: bool = False) -> FastAPI:
         warehouse = await asyncio.to_thread(open_warehouse, settings)
         try:
             async with EmbeddedPipeline(settings, warehouse, registry) as pipeline:
+                eraser = EmbeddedEraser(pipeline, warehouse)
+                await eraser.resume()
                 app.state.ingest = ingest_api.IngestContext(
                     settings, pipeline, ingest_metrics, sites, pseudonyms
                 )
@@ -212,10 +283,14 @@ def create_app(settings: Settings, announce: bool = False) -> FastAPI:
                     sites,
                     admin_digest,
                     pseudonyms,
+                    eraser,
                 )
                 if announce:
                     print(quickstart.welcome(settings, read_token), flush=True)
-                yield
+                try:
+                    yield
+                finally:
+                    await eraser.wait()
         finally:
             warehouse.close()
 

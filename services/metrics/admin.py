@@ -6,16 +6,18 @@ every collector follows; `klantreis sites` is this API on the command line.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
-from fastapi import APIRouter, Body, Depends, Path, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from contracts.sites import MintedToken, SiteRecord, mint_read_token, new_site, new_write_key
 from services.metrics.access import Caller, ReadRefused, authorize_admin
 from services.metrics.api import ReadContext, caller
+from services.metrics.erasure import ErasureLog, ErasureStatus
 
 
 def _admin(request: Request, who: Annotated[Caller, Depends(caller)]) -> ReadContext:
@@ -26,6 +28,8 @@ def _admin(request: Request, who: Annotated[Caller, Depends(caller)]) -> ReadCon
 
 Admin = Annotated[ReadContext, Depends(_admin)]
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(_admin)])
+# Erasure is an admin call on the customer's own path.
+customers = APIRouter(prefix="/api/v1", tags=["admin"], dependencies=[Depends(_admin)])
 SiteId = Annotated[str, Path(min_length=1, max_length=100)]
 Hosts = list[Annotated[str, Field(min_length=1, max_length=260)]]
 
@@ -168,3 +172,39 @@ async def revoke_token(
     if all(token.token_id != token_id for token in site.read_tokens):
         raise ReadRefused(404, "unknown_token", f"site {site_id!r} has no token {token_id!r}")
     await context.sites.put(site.without_token(token_id, _now()))
+
+
+@customers.delete(
+    "/customers/{customer_id}",
+    response_model=ErasureStatus,
+    status_code=202,
+    summary="Erase a customer (GDPR art. 17): them and every id linked to them, from every "
+    "table and from the sessionizer's state",
+    description="Answers at once with the erasure's id; `GET /api/v1/admin/erasures/{id}` says "
+    "when it is complete. Events that arrive for the customer afterwards start a new, unlinked "
+    "history.",
+    responses={404: {"description": "Unknown site"}},
+)
+async def erase_customer(
+    context: Admin,
+    site: Annotated[str, Query(min_length=1, max_length=200)],
+    customer_id: Annotated[str, Path(min_length=1, max_length=200)],
+) -> ErasureStatus:
+    if site not in context.sites.directory.site_ids:
+        raise ReadRefused(404, "unknown_site", f"no site {site!r}")
+    if context.eraser is None:
+        raise ReadRefused(503, "erasure_unavailable", "this process cannot erase")
+    return await context.eraser.erase(site, context.customer_key(site, customer_id))
+
+
+@router.get(
+    "/erasures/{erasure_id}",
+    response_model=ErasureStatus,
+    summary="An erasure's state: pending, complete (with the time it took) or failed",
+    responses={404: {"description": "No such erasure"}},
+)
+async def erasure(context: Admin, erasure_id: Annotated[str, Path(max_length=64)]) -> ErasureStatus:
+    status = await asyncio.to_thread(ErasureLog(context.warehouse).get, erasure_id)
+    if status is None:
+        raise ReadRefused(404, "unknown_erasure", f"no erasure {erasure_id!r}")
+    return status

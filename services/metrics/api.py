@@ -22,6 +22,7 @@ from contracts.settings import Settings
 from contracts.sitestore import SiteStore
 from services.metrics import queries
 from services.metrics.access import Caller, ReadRefused, authorize_read, identify, presented_token
+from services.metrics.erasure import Eraser
 from services.metrics.funnel import FunnelOrder, FunnelStep, PhaseReach, StepReach
 from services.metrics.queries import (
     BreakdownRow,
@@ -49,6 +50,7 @@ class ReadContext:
     sites: SiteStore
     admin_digest: str
     pseudonyms: Pseudonyms | None = None
+    eraser: Eraser | None = None
 
     def customer_key(self, site_id: str, customer_id: str) -> str:
         """The id a customer's rows carry: theirs, or its pseudonym when ids are pseudonymous

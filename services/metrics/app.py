@@ -23,6 +23,7 @@ from contracts.settings import Settings
 from contracts.sites import digest
 from contracts.sitestore import KafkaSiteStore, seed_of
 from services.metrics import api, routes
+from services.metrics.pipeline_erasure import PipelineEraser
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
@@ -67,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
             async with (
                 KafkaSiteStore(settings, seed_of(settings)) as sites,
                 MetricsWorker(settings, warehouse, metrics) as worker,
+                PipelineEraser(settings, warehouse) as eraser,
             ):
                 app.state.read = api.ReadContext(
                     settings,
@@ -75,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
                     sites,
                     admin_digest,
                     pseudonyms,
+                    eraser,
                 )
                 task = asyncio.create_task(worker.run(stop), name="metrics-worker")
                 task.add_done_callback(_stop_process_if_failed)

@@ -21,3 +21,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ReadRefused, refused)
     app.include_router(api.router)
     app.include_router(admin.router)
+    app.include_router(admin.customers)

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
+from contracts.erasure import is_command
 from contracts.kafka import ensure_topics, new_consumer
 from contracts.settings import Settings
 from services.metrics.rows import MAPPINGS
@@ -159,9 +160,10 @@ class MetricsWorker:
             records = within
             if not records:
                 return
-        self._writer.add_documents(
-            tp.topic, self._mappings[tp.topic], [record.value or b"" for record in records]
-        )
+        # Commands on the events topic (erasures) are for the sessionizer; they are no rows.
+        documents = [r.value or b"" for r in records if not is_command(r.headers)]
+        if documents:
+            self._writer.add_documents(tp.topic, self._mappings[tp.topic], documents)
         self._metrics.records_consumed.labels(tp.topic).inc(len(records))
         first = self._ranges.get(tp, (records[0].offset, 0))[0]
         self._ranges[tp] = (first, records[-1].offset)

@@ -7,6 +7,7 @@ a replay after a crash harmless downstream. State is plain data (`export_state`/
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,13 @@ class JourneyEngine:
             return outputs  # an alias links ids; it is not an interaction of the customer
         outputs.extend(self.journeys.process(event, resolution.journey_id))
         return outputs
+
+    def forget(self, site_id: str, ids: Iterable[str]) -> None:
+        """Erase every identity and journey of these ids (a customer and the ids linked to
+        them)."""
+        for one in ids:
+            self.identities.forget(site_id, one)
+            self.journeys.forget(site_id, one)
 
     def pass_time(self, now: datetime) -> list[SessionizerOutput]:
         return self.journeys.pass_time(now)

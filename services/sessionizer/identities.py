@@ -81,19 +81,22 @@ class IdentityResolver:
         merge_from = None if kind is LinkKind.RELINKED else visitor
         return Resolution(journey_id=customer, link=link, merge_from=merge_from)
 
+    def forget(self, site_id: str, visitor_id: str) -> None:
+        """Erase a device's or customer's identity: its next event starts a new, unlinked
+        history."""
+        self.states.pop((site_id, visitor_id))
+
     # --- state --------------------------------------------------------------------------------
 
-    def take_changes(self) -> list[tuple[tuple[str, str], list[Any]]]:
-        """The states changed since the last call, as changelog rows (a state is never
-        removed)."""
+    def take_changes(self) -> list[tuple[tuple[str, str], list[Any] | None]]:
+        """The states changed since the last call, as changelog rows (None: erased)."""
         return [
-            (key, identity_row(state))
+            (key, None if state is None else identity_row(state))
             for key, state in self.states.take_changes()
-            if state is not None
         ]
 
-    def apply_row(self, key: tuple[str, str], row: list[Any]) -> None:
-        self.states.load(key, identity_from_row(row))
+    def apply_row(self, key: tuple[str, str], row: list[Any] | None) -> None:
+        self.states.load(key, None if row is None else identity_from_row(row))
 
     def export_state(self) -> list[list[Any]]:
         return [[*key, *identity_row(state)] for key, state in self.states.items()]

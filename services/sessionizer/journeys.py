@@ -511,6 +511,11 @@ class JourneyTracker:
             details=details or {},
         )
 
+    def forget(self, site_id: str, journey_id: str) -> None:
+        """Erase a journey: no output will describe it again (its queued timers find it gone)."""
+        self.journeys.pop((site_id, journey_id))
+        self.held.discard((site_id, journey_id))
+
     # --- state --------------------------------------------------------------------------------
 
     def take_changes(self) -> list[tuple[tuple[str, str], list[Any] | None]]:

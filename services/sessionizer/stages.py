@@ -69,6 +69,7 @@ class RoutedKind(StrEnum):
     MERGE = "merge"
     HANDOFF = "handoff"
     WATERMARK = "watermark"
+    ERASE = "erase"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class Routed:
     * `HANDOFF`: journey `other`, handed over to journey `journey_id`, as a state row in `state`
       (None: there was no such journey).
     * `WATERMARK`: events partition `upstream` has seen events up to `watermark`.
+    * `ERASE`: forget journey `journey_id` and whatever waits for it (an erasure).
 
     `EVENT` and `MERGE` also name their events partition (`upstream`) and carry its watermark
     just before them (`watermark`). Times are microseconds since the epoch.
@@ -153,6 +155,12 @@ class IdentityStage:
             self.clock.observe(event.timestamp)
         return outputs, routed
 
+    def erase(self, site_id: str, visitor_id: str) -> Routed:
+        """Forget the id's identity; the record that makes the journey stage forget its
+        journey."""
+        self.identities.forget(site_id, visitor_id)
+        return Routed(RoutedKind.ERASE, site_id, visitor_id)
+
     def pass_time(self, now: datetime, downstream: Iterable[int]) -> list[tuple[int, Routed]]:
         """No event came until `now` (the wall clock, with nothing left to read): the partition
         has seen everything up to it, as if an event had come then. Returns the `WATERMARK`
@@ -178,7 +186,7 @@ class IdentityStage:
     def apply_change(self, change: StateChange) -> None:
         if change.kind is StateKind.CLOCK:
             self.clock.set_micros(change.value)
-        elif change.kind is StateKind.IDENTITY and change.value is not None:
+        elif change.kind is StateKind.IDENTITY:
             self.identities.apply_row(change.key, change.value)
 
     def finish_restore(self) -> None:
@@ -232,6 +240,9 @@ class JourneyStage:
                 self._progress(routed.upstream, from_micros(routed.watermark))
             watermark = self.watermark
             return ([] if watermark is None else self.journeys.fire_until(watermark)), []
+        if routed.kind is RoutedKind.ERASE:
+            self._forget(routed.site_id, routed.journey_id)
+            return [], []
         if routed.kind is RoutedKind.HANDOFF:
             assert routed.other is not None
             stash = (routed.site_id, routed.other, routed.journey_id)
@@ -253,6 +264,14 @@ class JourneyStage:
             self.journeys.held.add(key)
             return [], []
         return handled
+
+    def _forget(self, site_id: str, journey_id: str) -> None:
+        """Erase a journey, the records waiting for its hand-off, and hand-offs from or into
+        it."""
+        self.journeys.forget(site_id, journey_id)
+        self._waiting.pop((site_id, journey_id))
+        for stash in [s for s in self._handoffs if s[0] == site_id and journey_id in s[1:]]:
+            self._handoffs.pop(stash)
 
     def _observe(self, routed: Routed) -> None:
         """What an `EVENT` or a `MERGE` tells of its events partition's progress. The partition's

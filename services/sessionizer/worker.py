@@ -24,6 +24,7 @@ from typing import Generic, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from contracts.erasure import EraseCommand, is_command
 from contracts.events import (
     EARLIEST_EVENT_TIME,
     DeadLetter,
@@ -160,6 +161,9 @@ class IdentityEdge(StageEdge[IdentityStage]):
         stage = owned.stage
         duplicates = stage.identities.duplicates
         for record in records:
+            if is_command(record.headers):
+                self._command(stage, record, batches)
+                continue
             try:
                 event = Event.from_bytes(record.value or b"")
             except RecordError as exc:
@@ -178,6 +182,16 @@ class IdentityEdge(StageEdge[IdentityStage]):
         self.metrics.duplicates.inc(stage.identities.duplicates - duplicates)
         self._add_watermarks(owned, batches)
         return len(records)
+
+    def _command(
+        self, stage: IdentityStage, record: ConsumerRecord[bytes, bytes], batches: RecordBatches
+    ) -> None:
+        try:
+            command = EraseCommand.from_bytes(record.value or b"")
+        except RecordError as exc:
+            self.add(batches, [self._refused(record, f"an unreadable command: {exc}")])
+            return
+        self.add_routed(batches, stage.erase(command.site_id, command.id))
 
     def pass_time(
         self, owned: OwnedPartition[IdentityStage], now: datetime, batches: RecordBatches

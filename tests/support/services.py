@@ -19,6 +19,7 @@ from contracts.sites import digest
 from services.ingest.app import create_app as create_ingest_app
 from services.metrics import api as read_api
 from services.metrics import routes
+from services.metrics.pipeline_erasure import PipelineEraser
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.worker import MetricsWorker
@@ -53,6 +54,7 @@ async def pipeline(
     async with (
         collector.router.lifespan_context(collector),
         MetricsWorker(settings, warehouse, WarehouseMetrics(registry)) as writer,
+        PipelineEraser(settings, warehouse) as eraser,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=collector), base_url="http://c") as c,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=reader), base_url="http://r", headers=ADMIN
@@ -60,7 +62,7 @@ async def pipeline(
     ):
         sites = collector.state.ingest.sites  # the collector's view of the sites topic
         reader.state.read = read_api.ReadContext(
-            settings, warehouse, DEFAULT_PHASE_MODEL, sites, digest(ADMIN_TOKEN)
+            settings, warehouse, DEFAULT_PHASE_MODEL, sites, digest(ADMIN_TOKEN), eraser=eraser
         )
         sessions = Sessionizer(settings, SessionizerMetrics(registry))
         tasks = [asyncio.create_task(sessions.run(stop)), asyncio.create_task(writer.run(stop))]

@@ -244,3 +244,53 @@ def test_a_lone_visitors_cart_is_counted_abandoned_without_more_traffic(tmp_path
             time.sleep(0.25)
     finally:
         assert service.stop(), service.output()
+
+
+def test_the_command_line_manages_sites_and_erases_through_the_running_app(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = up(tmp_path, port)
+    env = {**os.environ, "KLANTREIS_DATA_DIR": str(tmp_path / "var"), "PORT": str(port)}
+
+    def klantreis(*args: str) -> Any:
+        done = subprocess.run(
+            [KLANTREIS, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout) if done.stdout.startswith(("{", "[")) else done.stdout
+
+    try:
+        site = klantreis("sites", "add", "boutique", "--host", "boutique.example")
+        (write_key,) = site["write_keys"]
+        token = klantreis("sites", "add-token", "boutique", "--name", "analyst")["token"]
+        page = {"type": "page", "user_id": "dora@example.com"}
+        assert httpx.post(f"{base}/v1/events", json=page, auth=(write_key, "")).status_code == 200
+        read = httpx.get(f"{base}/api/v1/metrics", params={"site": "boutique", "token": token})
+        assert read.status_code == 200
+        listed = klantreis("sites", "list")["sites"]
+        assert {s["site_id"] for s in listed} == {"demo", "boutique"}
+        erased = klantreis("erase", "--site", "boutique", "dora@example.com")
+        assert erased["status"] == "complete" and erased["rows_deleted"] >= 1
+        journey = httpx.get(
+            f"{base}/api/v1/customers/dora@example.com/journey",
+            params={"site": "boutique", "token": token},
+        )
+        assert journey.status_code == 404
+        (boutique,) = [s for s in listed if s["site_id"] == "boutique"]
+        revoked = klantreis("sites", "revoke", "boutique", boutique["read_tokens"][0]["token_id"])
+        assert "revoked" in revoked
+        after = httpx.get(f"{base}/api/v1/metrics", params={"site": "boutique", "token": token})
+        assert after.status_code == 401
+    finally:
+        assert service.stop(), service.output()
+    refused = subprocess.run(
+        [KLANTREIS, "sites", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1 and "cannot reach the admin API" in refused.stderr
