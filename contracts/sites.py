@@ -20,7 +20,7 @@ import hmac
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 import msgspec
@@ -53,12 +53,20 @@ class ReadToken(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 class SiteRecord(KafkaRecord, frozen=True, kw_only=True, tag_field="schema_version", tag=1):
-    """One site as every collector and read API knows it: the newest record of a site wins."""
+    """One site as every collector and read API knows it: the newest record of a site wins.
+
+    Its privacy settings (docs/privacy.md): `cookieless`, the collector derives each event's
+    anonymous id from a daily salt, the site, the user agent and the truncated address;
+    `require_consent`, an event without `context.consent: true` is not stored; `honour_dnt`, a
+    request with `DNT: 1` or `Sec-GPC: 1` is not stored."""
 
     site_id: SiteId
     write_keys: tuple[str, ...] = ()
     hosts: tuple[Host, ...] = ()
     read_tokens: tuple[ReadToken, ...] = ()
+    cookieless: bool = False
+    require_consent: bool = False
+    honour_dnt: bool = False
     updated_at: UtcDatetime
 
     @property
@@ -72,12 +80,47 @@ class SiteRecord(KafkaRecord, frozen=True, kw_only=True, tag_field="schema_versi
     def with_hosts(self, hosts: Iterable[str], now: datetime) -> SiteRecord:
         return msgspec.structs.replace(self, hosts=tuple(hosts), updated_at=now)
 
+    def with_privacy(
+        self, cookieless: bool, require_consent: bool, honour_dnt: bool, now: datetime
+    ) -> SiteRecord:
+        return msgspec.structs.replace(
+            self,
+            cookieless=cookieless,
+            require_consent=require_consent,
+            honour_dnt=honour_dnt,
+            updated_at=now,
+        )
+
     def with_token(self, token: ReadToken, now: datetime) -> SiteRecord:
         return msgspec.structs.replace(self, read_tokens=(*self.read_tokens, token), updated_at=now)
 
     def without_token(self, token_id: str, now: datetime) -> SiteRecord:
         kept = tuple(token for token in self.read_tokens if token.token_id != token_id)
         return msgspec.structs.replace(self, read_tokens=kept, updated_at=now)
+
+
+SALT_KEY_PREFIX = "salt/"
+
+
+class DailySalt(KafkaRecord, frozen=True, kw_only=True, tag_field="schema_version", tag=1):
+    """The salt of cookieless visitor ids for one UTC day, the same for every collector. Only
+    today's is kept: once the day is over it can match no new request, so it is destroyed, and
+    ids of two days cannot be linked."""
+
+    day: date
+    salt: str  # hex
+
+    @property
+    def partition_key(self) -> bytes:
+        return salt_key(self.day)
+
+
+def salt_key(day: date) -> bytes:
+    return f"{SALT_KEY_PREFIX}{day.isoformat()}".encode()
+
+
+def new_salt(day: date) -> DailySalt:
+    return DailySalt(day=day, salt=secrets.token_hex(32))
 
 
 def new_site(

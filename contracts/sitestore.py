@@ -5,10 +5,11 @@ reads it whole at start and then follows it, so a new site, host list, write key
 reaches every collector within a second or two, and a request never waits on the store: the
 collector's hot path looks keys up in memory. While the broker is unreachable the processes keep
 the last sites they read. The topic needs nothing klantreis does not already run, and compaction
-keeps it at one record per site.
+keeps it at one record per site. The day's cookieless salt (`DailySalt`, keyed `salt/<day>`)
+travels on it too, so every collector names a cookieless visitor alike.
 
 Embedded, one process holds the sites; a JSON file in the data directory keeps them across
-restarts.
+restarts, and another the day's salt.
 
 Either store, on start, adds the sites `KLANTREIS_SITES` names that it does not hold yet.
 """
@@ -19,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -30,9 +31,18 @@ from aiokafka.errors import KafkaError
 
 from contracts.kafka import ensure_topics, new_producer
 from contracts.settings import Settings
-from contracts.sites import SiteDirectory, SiteRecord, seed_sites
+from contracts.sites import (
+    SALT_KEY_PREFIX,
+    DailySalt,
+    SiteDirectory,
+    SiteRecord,
+    new_salt,
+    salt_key,
+    seed_sites,
+)
 
 log = logging.getLogger(__name__)
+SALTS_FILE = "cookieless-salt.json"
 
 
 class SiteStore(Protocol):
@@ -45,12 +55,20 @@ class SiteStore(Protocol):
         """Keep `site` (replacing the site of its id), durably, before returning."""
         ...
 
+    async def salt_of(self, day: date) -> bytes:
+        """The cookieless salt of `day` (made if there is none); every older one destroyed."""
+        ...
+
 
 class FileSiteStore:
     """The embedded pipeline's sites, in one JSON file written whole and atomically."""
 
     def __init__(self, path: Path, seed: Iterable[SiteRecord] = ()) -> None:
         self._path = path
+        self._salts_path = path.with_name(SALTS_FILE)
+        self._salt: DailySalt | None = None
+        if self._salts_path.exists():
+            self._salt = DailySalt.from_bytes(self._salts_path.read_bytes())
         sites: dict[str, SiteRecord] = {}
         if path.exists():
             for site in msgspec.json.decode(path.read_bytes(), type=list[SiteRecord]):
@@ -68,6 +86,16 @@ class FileSiteStore:
     async def put(self, site: SiteRecord) -> None:
         self._directory = SiteDirectory(self._directory.sites | {site.site_id: site})
         self._save()
+
+    async def salt_of(self, day: date) -> bytes:
+        """Kept in a file of its own, rewritten (and the old salt with it gone) each day."""
+        if self._salt is None or self._salt.day != day:
+            self._salt = new_salt(day)
+            temporary = self._salts_path.with_suffix(".tmp")
+            temporary.touch(mode=0o600)
+            temporary.write_bytes(self._salt.to_bytes())
+            temporary.replace(self._salts_path)
+        return bytes.fromhex(self._salt.salt)
 
     def _save(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +119,7 @@ class KafkaSiteStore:
         self._partition = TopicPartition(self._topic, 0)
         self._seed = list(seed)
         self._directory = SiteDirectory({})
+        self._salts: dict[date, DailySalt] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._follower: asyncio.Task[None] | None = None
@@ -150,6 +179,26 @@ class KafkaSiteStore:
         await self._producer.send_and_wait(self._topic, site.to_bytes(), key=site.partition_key)
         self._apply([(site.partition_key, site.to_bytes())])
 
+    @property
+    def salt_days(self) -> frozenset[date]:
+        """The days whose salt this process holds (today's, once a cookieless event came)."""
+        return frozenset(self._salts)
+
+    async def salt_of(self, day: date) -> bytes:
+        """Today's salt as the topic has it; the first collector of a day makes it. Two
+        collectors that make one at the same moment both publish; the later record wins for
+        all of them within a second, and ids of that second may differ between them."""
+        salt = self._salts.get(day)
+        if salt is None:
+            assert self._producer is not None, "the store is not open"
+            salt = new_salt(day)
+            await self._producer.send_and_wait(self._topic, salt.to_bytes(), key=salt.partition_key)
+            self._apply([(salt.partition_key, salt.to_bytes())])
+            for old in [d for d in self._salts if d < day]:
+                await self._producer.send_and_wait(self._topic, None, key=salt_key(old))
+                self._apply([(salt_key(old), None)])
+        return bytes.fromhex(self._salts[day].salt)
+
     async def _read_to_end(self, consumer: AIOKafkaConsumer) -> None:
         end = (await consumer.end_offsets([self._partition]))[self._partition]
         while await consumer.position(self._partition) < end:
@@ -173,6 +222,9 @@ class KafkaSiteStore:
             return
         sites = dict(self._directory.sites)
         for key, value in changes:
+            if key is not None and key.startswith(SALT_KEY_PREFIX.encode()):
+                self._apply_salt(key, value)
+                continue
             if value is None:
                 if key is not None:
                     sites.pop(key.decode(errors="replace"), None)
@@ -184,6 +236,18 @@ class KafkaSiteStore:
                 continue
             sites[site.site_id] = site  # the topic's order decides, for every reader alike
         self._directory = SiteDirectory(sites)
+
+    def _apply_salt(self, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            day = date.fromisoformat(key.decode()[len(SALT_KEY_PREFIX) :])
+            self._salts.pop(day, None)
+            return
+        try:
+            salt = DailySalt.from_bytes(value)
+        except msgspec.DecodeError as exc:
+            log.warning("skipping an unreadable salt record: %s", exc)
+            return
+        self._salts[salt.day] = salt
 
 
 def seed_of(settings: Settings) -> list[SiteRecord]:

@@ -240,6 +240,15 @@ def cmd_sites(settings: Settings, args: argparse.Namespace) -> None:
         "rotate-key": ("POST", f"{base}/{site}/write-key", None),
         "add-token": ("POST", f"{base}/{site}/tokens", {"name": getattr(args, "name", "") or ""}),
         "revoke": ("DELETE", f"{base}/{site}/tokens/{getattr(args, 'token_id', '')}", None),
+        "privacy": (
+            "PUT",
+            f"{base}/{site}/privacy",
+            {
+                "cookieless": getattr(args, "cookieless", False),
+                "require_consent": getattr(args, "require_consent", False),
+                "honour_dnt": getattr(args, "honour_dnt", False),
+            },
+        ),
     }
     method, path, body = calls[args.action]
     answer = _admin_call(settings, args.url, method, path, body)
@@ -300,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("rotate-key", "replace the site's write key with a new one"),
         ("add-token", "issue a read token (printed once)"),
         ("revoke", "revoke a read token"),
+        ("privacy", "replace the site's privacy settings (flags not given are turned off)"),
     ):
         command = site_actions.add_parser(action, help=text)
         command.add_argument("site")
@@ -309,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--name", help="who or what the token is for")
         if action == "revoke":
             command.add_argument("token_id")
+        if action == "privacy":
+            command.add_argument("--cookieless", action="store_true", help="no cookie or storage")
+            command.add_argument(
+                "--require-consent", action="store_true", help="store only consented events"
+            )
+            command.add_argument("--honour-dnt", action="store_true", help="honour DNT and GPC")
     erase = commands.add_parser(
         "erase", help="erase a customer and every id linked to them (GDPR art. 17)"
     )

@@ -44,6 +44,13 @@ from services.ingest.intake import (
     decode_json,
     intake,
 )
+from services.ingest.privacy import (
+    cookieless_visitor,
+    has_consent,
+    opted_out,
+    user_agent_of,
+    with_visitor,
+)
 from services.ingest.ratelimit import TokenBuckets
 from services.ingest.schema import IncomingEvent
 from services.ingest.segment import SEGMENT_TYPES, write_key_of
@@ -330,7 +337,7 @@ async def _admit(
             except RequestRefused as exc:
                 response = _error(exc.status, exc.code, exc.message)
             else:
-                response = await _publish(context, site_id, submission.items, respond)
+                response = await _publish(context, site_id, submission.items, respond, request)
         if pixel:
             response = _as_gif(response)
     finally:
@@ -389,13 +396,36 @@ async def _publish(
     site_id: str,
     items: list[Any],
     respond: Respond,
+    request: Request,
 ) -> JSONResponse:
-    """Validate and enrich the items, store them, and answer: 200 when any event was stored
-    (refused ones listed), 400 when none was valid, 429 over the site's rate, 503 when storage
-    did not acknowledge."""
+    """Apply the site's privacy settings, validate and enrich the items, store them, and
+    answer: 200 when any event was stored or the site's settings said not to store them
+    (`ignored`), 400 when none was valid, 429 over the site's rate, 503 when storage did not
+    acknowledge."""
     wait = context.per_site.take(site_id, cost=len(items))
     if wait:
         return _rate_limited(wait, "this site")
+    site = context.sites.directory.sites[site_id]
+    positions = list(range(len(items)))
+    if site.honour_dnt and opted_out(request.headers):
+        positions = []
+    elif site.require_consent:
+        positions = [i for i in positions if has_consent(items[i])]
+    ignored = len(items) - len(positions)
+    if ignored:
+        context.metrics.events_ignored.labels(site_id).inc(ignored)
+        if not positions:
+            return JSONResponse({**respond(0, []), "ignored": ignored})
+        items = [items[i] for i in positions]
+    if site.cookieless:
+        salt = await context.sites.salt_of(datetime.now(UTC).date())
+        address, agent = client_ip(request, context.settings), request.headers.get("user-agent")
+        items = [
+            with_visitor(
+                item, cookieless_visitor(salt, site_id, user_agent_of(item, agent), address)
+            )
+            for item in items
+        ]
     result = intake(
         items, site_id, datetime.now(UTC), context.settings.max_event_bytes, context.pseudonyms
     )
@@ -420,14 +450,16 @@ async def _publish(
         context.metrics.bots_flagged.labels(site_id).inc(bots)
 
     rejected = [
-        {"index": r.index, "reason": r.reason.value, "message": r.message}
+        {"index": positions[r.index], "reason": r.reason.value, "message": r.message}
         for r in result.rejections
     ]
     if not result.events:
         first = result.rejections[0]
-        prefix = f"event {first.index}: " if len(items) > 1 else ""
+        prefix = f"event {positions[first.index]}: " if len(positions) > 1 or ignored else ""
         return _error(400, "invalid_event", prefix + first.message, rejected=rejected)
-    return JSONResponse(respond(len(result.events), rejected))
+    return JSONResponse(
+        {**respond(len(result.events), rejected), **({"ignored": ignored} if ignored else {})}
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -25,6 +25,13 @@ class IngestMetrics:
             ["site", "reason"],
             registry=registry,
         )
+        self.events_ignored = Counter(
+            "klantreis_ingest_events_ignored_total",
+            "Events not stored because the site's privacy settings said so (Do Not Track, no "
+            "consent), by site.",
+            ["site"],
+            registry=registry,
+        )
         self.bots_flagged = Counter(
             "klantreis_ingest_bots_flagged_total",
             "Accepted events from bots and headless browsers (kept, flagged is_bot), by site.",

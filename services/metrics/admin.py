@@ -42,11 +42,26 @@ class TokenView(BaseModel):
     created_at: datetime
 
 
+class Privacy(BaseModel):
+    """A site's privacy settings (docs/privacy.md)."""
+
+    cookieless: bool = Field(
+        default=False, description="Visitor ids from a daily salted hash; no cookie or storage"
+    )
+    require_consent: bool = Field(
+        default=False, description="Store only events with `context.consent: true`"
+    )
+    honour_dnt: bool = Field(
+        default=False, description="Store nothing from requests with `DNT: 1` or `Sec-GPC: 1`"
+    )
+
+
 class SiteView(BaseModel):
     site_id: str
     write_keys: list[str]
     hosts: list[str]
     read_tokens: list[TokenView]
+    privacy: Privacy
 
     @classmethod
     def of(cls, site: SiteRecord) -> SiteView:
@@ -58,6 +73,11 @@ class SiteView(BaseModel):
                 TokenView(token_id=t.token_id, name=t.name, created_at=t.created_at)
                 for t in site.read_tokens
             ],
+            privacy=Privacy(
+                cookieless=site.cookieless,
+                require_consent=site.require_consent,
+                honour_dnt=site.honour_dnt,
+            ),
         )
 
 
@@ -129,6 +149,19 @@ async def set_hosts(context: Admin, site_id: SiteId, hosts: Annotated[Hosts, Bod
         site = SiteRecord.from_bytes(site.to_bytes())
     except msgspec.ValidationError as exc:
         raise ReadRefused(422, "invalid_site", str(exc)) from None
+    await context.sites.put(site)
+    return SiteView.of(site)
+
+
+@router.put(
+    "/sites/{site_id}/privacy",
+    response_model=SiteView,
+    summary="Replace the site's privacy settings: cookieless ids, consent, Do Not Track",
+)
+async def set_privacy(context: Admin, site_id: SiteId, body: Privacy) -> SiteView:
+    site = _site(context, site_id).with_privacy(
+        body.cookieless, body.require_consent, body.honour_dnt, _now()
+    )
     await context.sites.put(site)
     return SiteView.of(site)
 

@@ -1,7 +1,9 @@
 /* klantreis browser tracker. <script src="https://COLLECTOR/t.js" data-key="WRITE_KEY" async></script>
    Options (data-*): key; host (default: where this script came from); consent="required" (send
-   nothing until klantreis.consent(true)); cookieless="true" (no persistent id: one per tab);
-   spa="false" (no page views on history changes); flush (ms between sends, default 2000).
+   nothing and write nothing to the browser until klantreis.consent(true); consent(false) wipes
+   what was written); cookieless="true" (no cookie or storage at all: the collector derives the
+   visitor id, for a site set to cookieless); spa="false" (no page views on history changes);
+   flush (ms between sends, default 2000).
    API: window.klantreis.page(name, props), track(event, props), identify(userId, traits),
    reset(), consent(granted), flush(), anonymousId(), and the e-commerce helpers productViewed,
    productAdded, checkoutStarted, orderCompleted (Segment e-commerce event names). */
@@ -10,23 +12,46 @@
   var host = o.host || (s.src || "").replace(/\/t\.js.*$/, "");
   var url = host + "/v1/events?key=" + encodeURIComponent(o.key || "");
   var Q = "kr_q", C = "kr_c", U = "kr_u", A = "kr_a";
-  var consented = o.consent != "required", held = [], timer = 0, busy = 0;
+  var asks = o.consent == "required", consented = !asks, held = [], timer = 0, busy = 0;
+  var cookieless = o.cookieless == "true", mem = {};
   var every = +o.flush || 2000, lastPath = location.pathname, lastUrl = location.href;
 
   function id() {
     return w.crypto && crypto.randomUUID ? crypto.randomUUID()
       : "xxxxxxxx-xxxx-4xxx-8xxx-xxxxxxxxxxxx".replace(/x/g, function () { return (Math.random() * 16 | 0).toString(16); });
   }
-  function get(k, store) { try { return (store || L).getItem(k); } catch (e) { return null; } }
-  function put(k, v, store) { try { v == null ? (store || L).removeItem(k) : (store || L).setItem(k, v); } catch (e) {} }
+  // The browser is written to only with consent (when asked for) and never when cookieless;
+  // until then values live in memory, for this page only.
+  function may() { return consented && !cookieless; }
+  function get(k, store) {
+    if (!may()) return mem[k] == null ? null : mem[k];
+    try { return (store || L).getItem(k); } catch (e) { return null; }
+  }
+  function put(k, v, store) {
+    if (!may()) { if (v == null) delete mem[k]; else mem[k] = v; return; }
+    try { v == null ? (store || L).removeItem(k) : (store || L).setItem(k, v); } catch (e) {}
+  }
   function cookie(v) {
+    if (!may()) return null;
     if (v) d.cookie = A + "=" + v + ";path=/;max-age=31536000;samesite=lax";
     var m = d.cookie.match(new RegExp("(?:^|; )" + A + "=([^;]+)"));
     return m && m[1];
   }
   function anon() {
-    if (o.cookieless == "true") return get(A, S) || (put(A, id(), S), get(A, S));
+    if (cookieless) return undefined; // the collector names the visitor
+    if (!may()) return get(A) || (put(A, id()), get(A));
     return cookie() || get(A) || (cookie(id()), cookie()) || get(A) || (put(A, id()), get(A));
+  }
+  function persist() { // consent given: what was kept in memory goes where it belongs
+    var m = mem; mem = {};
+    if (m[A]) { cookie(m[A]); put(A, m[A]); }
+    if (m[C]) put(C, m[C], S);
+    if (m[U]) put(U, m[U]);
+  }
+  function wipe() { // consent refused: nothing of ours stays in the browser
+    mem = {}; held = [];
+    [[L, A], [L, Q], [L, U], [S, A], [S, C]].forEach(function (p) { try { p[0].removeItem(p[1]); } catch (e) {} });
+    d.cookie = A + "=;path=/;max-age=0";
   }
   function queue(q) { if (q) put(Q, JSON.stringify(q.slice(-200))); try { return JSON.parse(get(Q)) || []; } catch (e) { return []; } }
 
@@ -54,7 +79,7 @@
     clearTimeout(timer); timer = 0;
     var q = queue(); if (!q.length || !consented || (busy && !beacon)) return;
     var batch = q.slice(0, 50), now = new Date().toISOString();
-    batch.forEach(function (e) { e.sent_at = now; });
+    batch.forEach(function (e) { e.sent_at = now; if (asks) e.context.consent = true; });
     var body = JSON.stringify(batch);
     queue(q.slice(batch.length));
     if (beacon === true && navigator.sendBeacon && navigator.sendBeacon(url, new Blob([body], { type: "text/plain" }))) return;
@@ -75,10 +100,12 @@
   var k = w.klantreis = {
     page: page, track: track, flush: flush, anonymousId: anon,
     identify: function (u, traits) { if (u) put(U, String(u)); send("identify", { traits: traits || {} }); },
-    reset: function () { flush(true); put(U, null); put(A, null); put(A, null, S); if (o.cookieless != "true") d.cookie = A + "=;path=/;max-age=0"; },
+    reset: function () { flush(true); put(U, null); put(A, null); put(A, null, S); if (may()) d.cookie = A + "=;path=/;max-age=0"; },
     consent: function (yes) {
       consented = !!yes;
-      if (yes) { held.forEach(function (e) { queue(queue().concat([e])); }); held = []; flush(); } else held = [];
+      if (!yes) return wipe();
+      persist();
+      held.forEach(function (e) { queue(queue().concat([e])); }); held = []; flush();
     },
     productViewed: function (p) { track("Product Viewed", p); },
     productAdded: function (p) { track("Product Added", p); },

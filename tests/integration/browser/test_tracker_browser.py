@@ -135,26 +135,57 @@ async def test_page_views_cart_and_order_arrive_with_campaign_and_referrer(
     assert added.properties == {"sku": "tv-55", "price": 499}
 
 
-async def test_nothing_is_sent_before_consent_when_the_site_requires_it(
+STORED = (
+    "return [document.cookie, JSON.stringify(localStorage), JSON.stringify(sessionStorage)]"
+    ".filter(function (v) { return v.indexOf('kr_') >= 0; })"
+)
+
+
+async def test_nothing_is_sent_or_written_before_consent_when_the_site_requires_it(
     settings: Settings, collector: int, shop: tuple[Path, int], tmp_path: Path
 ) -> None:
     root, port = shop
     (root / "consent.html").write_text(page(collector, 'data-consent="required"'))
+    url = f"http://127.0.0.1:{port}/consent.html?utm_source=newsletter&utm_medium=email"
     driver = browser(tmp_path / "profile")
     try:
-        driver.get(f"http://127.0.0.1:{port}/consent.html")
-        anonymous_id = driver.execute_script("return klantreis.anonymousId()")
-        driver.execute_script("klantreis.track('Before Consent'); klantreis.flush()")
+        driver.get(url)
+        before = driver.execute_script("return klantreis.anonymousId()")
+        driver.execute_script("klantreis.identify('dora'); klantreis.track('Before Consent')")
+        assert driver.execute_script(STORED) == []  # no cookie, no storage: not even the campaign
+        driver.execute_script("klantreis.consent(false); klantreis.flush()")
+        assert driver.execute_script(STORED) == []
         driver.get("about:blank")  # a page hide without consent sends nothing either
         await asyncio.sleep(3)
-        assert await events_of(settings, anonymous_id, 0) == []
+        assert await events_of(settings, before, 0) == []
 
-        driver.get(f"http://127.0.0.1:{port}/consent.html")
+        driver.get(url)
         driver.execute_script("klantreis.track('After Consent'); klantreis.consent(true)")
+        anonymous_id = driver.execute_script("return klantreis.anonymousId()")
+        assert driver.execute_script(STORED) != []  # the visitor's id, now that they agreed
         events = await events_of(settings, anonymous_id, 2)
+        driver.execute_script("klantreis.consent(false)")
+        assert driver.execute_script(STORED) == []  # withdrawn: wiped
     finally:
         driver.quit()
+    assert anonymous_id != before  # the id of the page without consent was never kept
     assert [(e.type.value, e.event) for e in events] == [
         ("page", "Shop"),
         ("track", "After Consent"),
     ]
+    assert all(e.context.campaign.source == "newsletter" for e in events)
+
+
+async def test_a_cookieless_page_writes_nothing_to_the_browser(
+    collector: int, shop: tuple[Path, int], tmp_path: Path
+) -> None:
+    root, port = shop
+    (root / "cookieless.html").write_text(page(collector, 'data-cookieless="true"'))
+    driver = browser(tmp_path / "profile")
+    try:
+        driver.get(f"http://127.0.0.1:{port}/cookieless.html?utm_source=ads")
+        driver.execute_script("klantreis.identify('dora'); klantreis.track('Viewed')")
+        assert driver.execute_script("return klantreis.anonymousId()") is None
+        assert driver.execute_script(STORED) == []
+    finally:
+        driver.quit()
