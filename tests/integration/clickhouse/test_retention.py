@@ -62,11 +62,14 @@ async def test_a_row_goes_when_it_was_stored_longer_ago_than_its_retention(
         page = {"type": "page", "anonymous_id": "v", "timestamp": LONG_AGO.isoformat()}
         assert (await http.post("/v1/events", json=page, auth=AUTH)).status_code == 200
         stored = datetime.now(UTC) - timedelta(days=2)
+        # Held, so that no background merge drops the old row before it is counted.
+        warehouse.query("SYSTEM STOP TTL MERGES {database}.dead_letters")
         warehouse.query(  # the same dead letter, as if stored two days ago
             "INSERT INTO {database}.dead_letters SELECT * REPLACE (toDateTime("
             f"'{stored:%Y-%m-%d %H:%M:%S}') AS stored_at) FROM {{database}}.dead_letters"
         )
         assert warehouse.query("SELECT count() FROM {database}.dead_letters")[0][0] == 2
+        warehouse.query("SYSTEM START TTL MERGES {database}.dead_letters")
         merge_with_ttl(warehouse)
         dead = warehouse.query("SELECT count() FROM {database}.dead_letters")[0][0]
         events = warehouse.query("SELECT count() FROM {database}.events")[0][0]
