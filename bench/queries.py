@@ -25,15 +25,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from simulated import store_simulated
+
 from contracts.phases import load_phase_model
 from klantreis.simulator import collected_events
 from services.metrics import queries
 from services.metrics.funnel import FunnelOrder, FunnelStep
 from services.metrics.queries import DateRange
-from services.metrics.rows import Row, mapping_for
 from services.metrics.warehouse import Warehouse
-from services.sessionizer.engine import JourneyEngine
-from services.sessionizer.rules import JourneyRules
 
 SITE = "shop"
 MODEL = load_phase_model("default")
@@ -49,15 +48,7 @@ ID_COLUMNS = {
 
 def load_base(warehouse: Warehouse, visitors: int, now: datetime) -> int:
     events = collected_events(seed=8, visitors=visitors, days=30, now=now, site_id=SITE)
-    engine = JourneyEngine(JourneyRules(MODEL))
-    rows: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
-    for event in events:
-        for record in (event, *engine.process(event)):
-            mapping = mapping_for(record)
-            rows.setdefault(mapping.table, (mapping.columns, []))[1].append(mapping.to_row(record))
-    for table, (columns, table_rows) in rows.items():
-        for start in range(0, len(table_rows), 100_000):
-            warehouse.insert(table, columns, table_rows[start : start + 100_000])
+    store_simulated(warehouse, events, MODEL)
     return len(events)
 
 
