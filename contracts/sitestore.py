@@ -215,6 +215,10 @@ class KafkaSiteStore:
                 log.warning("cannot read the sites topic (%s); keeping the last sites", exc)
                 await asyncio.sleep(1)
                 continue
+            except Exception:  # a follower that stopped would freeze every key rotation
+                log.exception("reading the sites topic failed; keeping the last sites")
+                await asyncio.sleep(1)
+                continue
             self._apply([(r.key, r.value) for rs in batches.values() for r in rs])
 
     def _apply(self, changes: list[tuple[bytes | None, bytes | None]]) -> None:

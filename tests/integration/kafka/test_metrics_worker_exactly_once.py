@@ -28,6 +28,7 @@ from klantreis.local_kafka import free_port
 from klantreis.simulator import collected_events
 from services.sessionizer.engine import JourneyEngine
 from services.sessionizer.rules import JourneyRules
+from tests.support.pipeline import ADMIN_TOKEN
 from tests.support.pipeline import committed as committed_offsets
 from tests.support.processes import KLANTREIS, Service
 
@@ -85,6 +86,7 @@ def worker(settings: Settings, dsn: str, database: str, logs: Path, name: str,
         "KLANTREIS_FLUSH_ROWS": "1000",
         "KLANTREIS_FLUSH_INTERVAL_SECONDS": "0.3",
         "KLANTREIS_API_PORT": str(free_port()),
+        "KLANTREIS_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     command: Sequence[str] = [KLANTREIS, "metrics"]
     if crash_at is not None:
