@@ -125,10 +125,13 @@ class PipelineEraser:
         try:
             sent = await self._send_commands(status, ids)
             await self._until_committed(self._topics.identities_group, sent)
+            log.debug("erasure %s: identities done", status.erasure_id)
             await self._until_drained(
                 self._topics.journeys_group, [self._topics.sessionizer_journeys]
             )
+            log.debug("erasure %s: journeys done", status.erasure_id)
             await self._until_drained(self._topics.metrics_group, self._topics.outputs())
+            log.debug("erasure %s: warehouse writes done", status.erasure_id)
             before = datetime.now(UTC)
             deleted = await asyncio.to_thread(
                 erase_from_warehouse, self._warehouse, status.site_id, ids, before
@@ -180,34 +183,41 @@ class PipelineEraser:
             for partition in range(self._settings.topic_partitions)
         ]
         ends = await self._offsets.end_offsets(partitions)
-        targets = {}
-        for tp, end in ends.items():
-            last = await self._last_committed(tp, end) if end > 0 else None
-            if last is not None:
-                targets[tp] = last + 1
-        await self._until_committed(group, targets)
+        await self._until_committed(group, await self._past_last_committed(ends))
 
-    async def _last_committed(self, tp: TopicPartition, end: int) -> int | None:
-        """The offset of the partition's last committed record before `end`, if any: read back
-        from the end in growing steps, as the groups read."""
+    async def _past_last_committed(
+        self, ends: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """Per partition, the offset just past its last committed record before its end (none
+        for a partition without one): all partitions read back at once, in a window from the
+        end that grows where it held no committed record."""
         assert self._offsets is not None
-        self._offsets.assign([tp])
-        start = (await self._offsets.beginning_offsets([tp]))[tp]
-        step = 1
-        while True:
-            begin = max(start, end - step)
-            self._offsets.seek(tp, begin)
-            found: list[int] = []
-            while True:
-                batch = (await self._offsets.getmany(tp, timeout_ms=300)).get(tp, [])
-                found += [r.offset for r in batch if r.offset < end]
-                if not batch or batch[-1].offset >= end - 1:
-                    break
-            if found:
-                return max(found)
-            if begin == start:
-                return None
-            step *= 8
+        consumer = self._offsets
+        pending = {tp: end for tp, end in ends.items() if end > 0}
+        targets: dict[TopicPartition, int] = {}
+        window = 64
+        while pending:
+            consumer.assign(list(pending))
+            starts = await consumer.beginning_offsets(list(pending))
+            for tp, end in pending.items():
+                consumer.seek(tp, max(starts[tp], end - window))
+            last: dict[TopicPartition, int] = {}
+            while unread := [
+                tp for tp, end in pending.items() if await consumer.position(tp) < end
+            ]:
+                for tp, records in (await consumer.getmany(*unread, timeout_ms=500)).items():
+                    offsets = [r.offset for r in records if r.offset < pending[tp]]
+                    if offsets:
+                        last[tp] = max(last.get(tp, -1), *offsets)
+            for tp, offset in last.items():
+                targets[tp] = offset + 1
+            pending = {
+                tp: end
+                for tp, end in pending.items()
+                if tp not in last and end - window > starts[tp]
+            }
+            window *= 16
+        return targets
 
     async def _committed(self, group: str) -> dict[TopicPartition, int]:
         assert self._admin is not None
