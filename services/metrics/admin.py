@@ -15,12 +15,12 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from contracts.sites import MintedToken, SiteRecord, mint_read_token, new_site, new_write_key
-from services.metrics.access import Caller, ReadRefused, authorize_admin
-from services.metrics.api import ReadContext, caller
+from services.metrics.access import ReadRefused, authorize_admin
+from services.metrics.api import ReadContext, Who
 from services.metrics.erasure import ErasureLog, ErasureStatus
 
 
-def _admin(request: Request, who: Annotated[Caller, Depends(caller)]) -> ReadContext:
+def _admin(request: Request, who: Who) -> ReadContext:
     authorize_admin(who)
     context: ReadContext = request.app.state.read
     return context

@@ -41,8 +41,9 @@ MAX_DAYS = 3 * 366
 
 @dataclass(frozen=True)
 class ReadContext:
-    """What the read API reads with: the warehouse, the sites (for their tokens) and the
-    digest of the admin token."""
+    """What the read API works with: the warehouse, the sites (for their tokens), the digest of
+    the admin token, the pseudonyms of customer ids (when they are pseudonymous), and the way
+    this process erases a customer."""
 
     settings: Settings
     warehouse: Warehouse
@@ -81,7 +82,7 @@ def caller(
     return identify(presented, context.sites.directory, context.admin_digest)
 
 
-Caller_ = Annotated[Caller, Depends(caller)]
+Who = Annotated[Caller, Depends(caller)]  # the caller, once per request
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(caller)])
 UNKNOWN_SITE: dict[int | str, dict[str, Any]] = {
     401: {"description": "No token, or one that is not valid"},
@@ -109,7 +110,7 @@ def date_range(
 Site = Annotated[str, Query(min_length=1, max_length=200, description="The site's id")]
 
 
-def _read_context(request: Request, site: Site, reader: Caller_) -> ReadContext:
+def _read_context(request: Request, site: Site, reader: Who) -> ReadContext:
     """The read side of this process, once the caller may read `site` and it exists."""
     context: ReadContext = request.app.state.read
     authorize_read(reader, site, context.sites.directory)
