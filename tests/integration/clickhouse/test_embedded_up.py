@@ -259,6 +259,7 @@ def test_the_command_line_manages_sites_and_erases_through_the_running_app(
             [KLANTREIS, *args], env=env, capture_output=True, text=True, timeout=120, check=False
         )
         assert done.returncode == 0, done.stderr
+        assert "dora" not in done.stderr  # no log line names the customer
         return json.loads(done.stdout) if done.stdout.startswith(("{", "[")) else done.stdout
 
     try:
