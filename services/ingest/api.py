@@ -279,7 +279,16 @@ async def _snowplow_batch(request: Request, context: IngestContext) -> Submissio
     items = body.get("data") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
         raise RequestRefused(400, "empty_batch", "a payload_data body needs a non-empty `data`")
-    app_ids = {item.get("aid") for item in items if isinstance(item, dict)}
+    app_ids = set()
+    for index, item in enumerate(items):
+        app_id = item.get("aid") if isinstance(item, dict) else None
+        if app_id is not None and not isinstance(app_id, str):
+            raise RequestRefused(
+                400,
+                "bad_app_id",
+                f"data.{index}.aid: expected a string (the write key), got {type(app_id).__name__}",
+            )
+        app_ids.add(app_id)
     if len(app_ids) > 1:
         raise RequestRefused(400, "mixed_app_ids", "all events of a batch need the same `aid`")
     natives = [

@@ -147,6 +147,48 @@ def describe(error: msgspec.ValidationError) -> str:
     return f"{where}: {text}" if where else text
 
 
+MAX_DEPTH = 32  # levels of objects and arrays in one event, the event itself included
+
+
+def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply `value` nests objects and arrays, counted without recursion and no further
+    than one past `limit` (a hostile body can nest a thousand levels)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if not isinstance(current, dict | list):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        children = current.values() if isinstance(current, dict) else current
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _too_deep(item: Any) -> str | None:
+    """None when the event nests no deeper than allowed; else the field that does (`"name: "`),
+    or "" for the event as a whole."""
+    if nesting_depth(item) <= MAX_DEPTH:
+        return None
+    if isinstance(item, dict):
+        for name, value in item.items():
+            if nesting_depth(value, MAX_DEPTH - 1) > MAX_DEPTH - 1:
+                return f"{name}: "
+    return ""
+
+
+class Untranslatable:
+    """An item a protocol's translator could not make a native event of (a field of the wrong
+    type): `intake` refuses it with `message`, keeping `original` as the dead letter."""
+
+    __slots__ = ("message", "original")
+
+    def __init__(self, message: str, original: Any) -> None:
+        self.message = message
+        self.original = original
+
+
 def intake(
     items: Sequence[Any],
     site_id: str,
@@ -158,11 +200,25 @@ def intake(
     and e-mail addresses are replaced by their pseudonyms in both."""
     result = Intake()
     for index, item in enumerate(items):
+        problem = None
+        if isinstance(item, Untranslatable):
+            problem, item = item.message, item.original
+        deep = _too_deep(item)
+        if deep is not None:
+            refusal = _Refused(
+                DeadLetterReason.SCHEMA_VIOLATION,
+                f"{deep}nests objects and arrays more than {MAX_DEPTH} levels deep",
+            )
+            _refuse(result, index, refusal, b"", site_id, received_at, pseudonyms)
+            continue
         try:
             encoded = orjson.dumps(item)
         except orjson.JSONEncodeError as exc:  # only from callers passing Python objects
-            encoded = repr(item).encode()
             refusal = _Refused(DeadLetterReason.SCHEMA_VIOLATION, f"not valid JSON: {exc}")
+            _refuse(result, index, refusal, b"", site_id, received_at, pseudonyms)
+            continue
+        if problem is not None:
+            refusal = _Refused(DeadLetterReason.SCHEMA_VIOLATION, problem)
             _refuse(result, index, refusal, encoded, site_id, received_at, pseudonyms)
             continue
         try:

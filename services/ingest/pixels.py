@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from services.ingest.intake import Untranslatable
+
 # The smallest transparent 1x1 GIF.
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
@@ -83,9 +85,42 @@ def _self_describing(params: Mapping[str, str]) -> tuple[str | None, dict[str, A
     return name.replace("_", " ").title(), data if isinstance(data, dict) else {"value": data}
 
 
-def snowplow_to_native(params: Mapping[str, str], user_agent: str | None = None) -> dict[str, Any]:
+# The tracker protocol's fields this translation reads: strings, and for times and amounts also
+# JSON numbers (a POST payload is JSON, and some trackers send numbers there).
+_SNOWPLOW_TEXT = ("e", "aid", "page", "se_ac", "se_ca", "se_la", "se_pr", "ue_pr", "ue_px",
+                  "tr_id", "tr_cu", "eid", "duid", "nuid", "tnuid", "uid", "url", "refr", "tv",
+                  "ua", "lang")  # fmt: skip
+_SNOWPLOW_NUMBER = ("dtm", "ttm", "stm", "se_va", "tr_tt")
+
+
+def _mistyped(params: Mapping[str, Any]) -> str | None:
+    """The first field of a Snowplow event whose value is of a type the protocol never sends."""
+    for name in _SNOWPLOW_TEXT + _SNOWPLOW_NUMBER:
+        value = params.get(name)
+        if value is None or isinstance(value, str):
+            continue
+        if (
+            name in _SNOWPLOW_NUMBER
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        ):
+            continue
+        kind = "a string or a number" if name in _SNOWPLOW_NUMBER else "a string"
+        return f"{name}: expected {kind}, got {type(value).__name__}"
+    return None
+
+
+def snowplow_to_native(
+    params: Mapping[str, Any], user_agent: str | None = None
+) -> dict[str, Any] | Untranslatable:
     """One event of the Snowplow tracker protocol (GET /i or an item of a POST payload); the
     request's `user_agent` stands in when the event has no `ua`."""
+    problem = _mistyped(params)
+    if problem is not None:
+        return Untranslatable(problem, dict(params))
+    params = {
+        k: str(v) if k in _SNOWPLOW_NUMBER and v is not None else v for k, v in params.items()
+    }
     kind = params.get("e")
     native: dict[str, Any] = {}
     if kind == "pv":

@@ -47,7 +47,8 @@ def messages_of(body: Any, call: str) -> list[Any]:
         sent_at = body.get("sentAt")
         return [
             {**({"sentAt": sent_at} if sent_at else {}), **m,
-             "context": {**shared_context, **(m.get("context") or {})}}
+             "context": {**shared_context, **m["context"]}
+             if isinstance(m.get("context"), dict) else m.get("context") or shared_context}
             if isinstance(m, dict) else m
             for m in body["batch"]
         ]  # fmt: skip
@@ -83,4 +84,6 @@ def to_native(message: Any) -> Any:
             name, version = library.get("name"), library.get("version")
             native_context["library"] = f"{name}/{version}" if version else name
         native["context"] = native_context
+    elif context is not None:
+        native["context"] = context  # not an object: validation names it
     return native

@@ -8,11 +8,13 @@ import pytest
 
 from contracts.events import DeadLetterReason, correct_clock_skew
 from services.ingest.intake import (
+    MAX_DEPTH,
     Intake,
     RequestRefused,
     check_batch_size,
     decode_body,
     intake,
+    nesting_depth,
     without_addresses,
 )
 
@@ -251,3 +253,16 @@ def test_a_refused_event_is_kept_without_the_addresses_in_it() -> None:
 )
 def test_what_only_looks_like_an_address_is_kept(text: str) -> None:
     assert without_addresses(text.encode()) == text.encode()
+
+
+def test_nesting_is_counted_without_recursion_and_refused_beyond_the_limit() -> None:
+    deep: object = "leaf"
+    for _ in range(5000):  # far past Python's recursion limit
+        deep = [deep]
+    assert nesting_depth(deep) == MAX_DEPTH + 1  # it stops counting one past the limit
+    allowed: object = "leaf"
+    for _ in range(MAX_DEPTH - 2):  # with the event and its properties: the limit exactly
+        allowed = [allowed]
+    assert accept({"type": "page", "anonymous_id": "a", "properties": {"x": allowed}}).events
+    message = only_rejection({"type": "page", "anonymous_id": "a", "properties": {"x": deep}})
+    assert message == f"properties: nests objects and arrays more than {MAX_DEPTH} levels deep"

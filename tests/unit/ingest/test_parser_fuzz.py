@@ -19,6 +19,10 @@ KEYS = st.sampled_from(
      "user_id", "event_id", "timestamp", "p.x", "t.y", "utm_source"]
 ) | st.text(max_size=8)  # fmt: skip
 PARAMS = st.dictionaries(KEYS, st.text(max_size=40), max_size=12)
+SEGMENT_FIELDS = ["type", "event", "name", "userId", "anonymousId", "previousId", "messageId",
+                  "timestamp", "sentAt", "properties", "traits", "context", "writeKey"]  # fmt: skip
+NATIVE_FIELDS = ["type", "event", "name", "anonymous_id", "user_id", "previous_id", "event_id",
+                 "timestamp", "sent_at", "properties", "traits", "context"]  # fmt: skip
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4)
@@ -55,3 +59,29 @@ def test_any_body_is_events_or_a_precise_refusal(raw: bytes) -> None:
 @given(JSON, st.sampled_from(["track", "page", "identify", "alias", "batch", "screen"]))
 def test_any_segment_body_is_events_or_refusals(body: object, call: str) -> None:
     refused_or_accepted([to_native(message) for message in messages_of(body, call)])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(KEYS, JSON, max_size=12))
+def test_any_json_value_in_any_snowplow_field_is_an_event_or_a_refusal(
+    params: dict[str, object],
+) -> None:
+    refused_or_accepted([snowplow_to_native(params)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(SEGMENT_FIELDS) | st.text(max_size=8), JSON, max_size=10))
+def test_any_json_value_in_any_segment_field_is_an_event_or_a_refusal(
+    message: dict[str, object],
+) -> None:
+    batch = {"batch": [message], "context": {"ip": "203.0.113.1"}}
+    refused_or_accepted([to_native(m) for m in messages_of(batch, "batch")])
+    refused_or_accepted([to_native(message)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(NATIVE_FIELDS) | st.text(max_size=8), JSON, max_size=10))
+def test_any_json_value_in_any_native_field_is_an_event_or_a_refusal(
+    event: dict[str, object],
+) -> None:
+    refused_or_accepted([event])

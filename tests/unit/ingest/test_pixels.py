@@ -12,7 +12,7 @@ from services.ingest.pixels import pixel_to_native, snowplow_to_native
 NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
 
-def one(native: dict[str, object]) -> Event:
+def one(native: object) -> Event:
     result = intake([native], "shop", NOW, 32 * 1024)
     assert result.rejections == [], result.rejections
     (event,) = result.events
