@@ -111,9 +111,13 @@ class Settings(BaseSettings):
     rate_limit_per_site: Annotated[float, Field(ge=0)] = Field(
         default=5000.0, description="Events a second per site (twice that in a burst); 0: off."
     )
+    forwarded_for_hops: Annotated[int, Field(ge=0, le=16)] = Field(
+        default=0,
+        description="Proxies of yours in front of the collector that append to X-Forwarded-For: "
+        "the client is the entry that many from the right. 0: the connection's address.",
+    )
     trust_forwarded_for: bool = Field(
-        default=False,
-        description="Take the client IP from X-Forwarded-For (only behind a trusted proxy).",
+        default=False, description="The same as forwarded_for_hops=1 (one proxy in front)."
     )
 
     # --- Kafka
@@ -211,6 +215,11 @@ class Settings(BaseSettings):
         """This installation's topic names, under `topic_prefix`. Not cached: a copy of the
         settings with another prefix (`model_copy`) must name its own topics."""
         return Topics(prefix=self.topic_prefix)
+
+    @property
+    def proxy_hops(self) -> int:
+        """How many X-Forwarded-For entries, from the right, your own proxies added."""
+        return self.forwarded_for_hops or (1 if self.trust_forwarded_for else 0)
 
     @property
     def embedded(self) -> bool:

@@ -32,6 +32,19 @@ def request_write_key(headers: Mapping[str, str], query: Mapping[str, str]) -> s
     return query.get("key") or None
 
 
+def client_address(forwarded_for: str | None, connection: str, proxy_hops: int) -> str:
+    """The client's address: the connection's, or behind `proxy_hops` proxies of one's own the
+    X-Forwarded-For entry they added (that many from the right). Entries further left are the
+    client's own say and prove nothing; a chain shorter than the proxies means the request did
+    not come through them, and the connection's address stands."""
+    if not proxy_hops or not forwarded_for:
+        return connection
+    chain = [entry.strip() for entry in forwarded_for.split(",") if entry.strip()]
+    if len(chain) < proxy_hops:
+        return connection
+    return chain[-proxy_hops]
+
+
 def site_of(key: str | None, write_keys: Mapping[str, str]) -> str:
     """The site a write key sends for; a missing or unknown key is a 401."""
     if not key:

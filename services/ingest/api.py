@@ -36,7 +36,7 @@ from contracts.settings import Settings
 from contracts.sites import SiteDirectory
 from contracts.sitestore import SiteStore
 from services.ingest import pixels, segment
-from services.ingest.access import origin_allowed, request_write_key, site_of
+from services.ingest.access import client_address, origin_allowed, request_write_key, site_of
 from services.ingest.intake import (
     RequestRefused,
     check_batch_size,
@@ -137,11 +137,8 @@ def install(app: FastAPI) -> None:
 
 
 def client_ip(request: Request, settings: Settings) -> str:
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
-        if forwarded:
-            return forwarded
-    return request.client.host if request.client else ""
+    connection = request.client.host if request.client else ""
+    return client_address(request.headers.get("x-forwarded-for"), connection, settings.proxy_hops)
 
 
 def _rate_limited(wait: float, who: str) -> JSONResponse:

@@ -190,3 +190,23 @@ async def test_a_pixel_over_its_sites_rate_says_when_to_retry(
     assert second.status_code == 429 and second.content.startswith(b"GIF89a")
     assert second.headers["retry-after"] == "2"
     assert "this site" in second.headers["x-klantreis-error"]
+
+
+async def test_a_spoofed_forwarded_for_does_not_escape_the_rate_limit(
+    chdb_dsn: str, tmp_path: Path
+) -> None:
+    """Behind one proxy, the client's own X-Forwarded-For entries are ignored: only the one the
+    proxy appended counts, so random leftmost entries are still one client."""
+    async with embedded(chdb_dsn, tmp_path, rate_limit_per_ip=0.5, forwarded_for_hops=1) as http:
+        statuses = [
+            (await http.post(
+                "/v1/events", json=PAGE, auth=AUTH,
+                headers={"X-Forwarded-For": f"198.51.100.{n}, 203.0.113.9"},
+            )).status_code
+            for n in range(20)
+        ]  # fmt: skip
+        other = await http.post(
+            "/v1/events", json=PAGE, auth=AUTH, headers={"X-Forwarded-For": "203.0.113.10"}
+        )
+    assert statuses.count(429) >= 10  # a burst of one, then refused (spoofed: none)
+    assert other.status_code == 200  # another client has its own allowance

@@ -20,7 +20,7 @@ CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari
 
 @pytest.fixture
 async def shop(chdb_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Warehouse]]:
-    async with embedded_app(chdb_dsn, tmp_path, trust_forwarded_for=True) as (http, warehouse):
+    async with embedded_app(chdb_dsn, tmp_path, forwarded_for_hops=1) as (http, warehouse):
         yield http, warehouse
 
 

@@ -42,7 +42,7 @@ async def test_no_client_address_reaches_any_sink(
     settings: Settings, warehouse: Warehouse, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    settings = settings.model_copy(update={"trust_forwarded_for": True, "rate_limit_per_ip": 0})
+    settings = settings.model_copy(update={"forwarded_for_hops": 1, "rate_limit_per_ip": 0})
     journeys = generate_journeys(5, 30, 1, now=datetime.now(UTC))
     addresses = {address_of(v) for v in range(len(journeys))} | {PROXY}
     collector = create_ingest_app(settings)
@@ -58,7 +58,7 @@ async def test_no_client_address_reaches_any_sink(
         try:
             for number, (visitor, event) in enumerate(sent_stream(journeys)):
                 client, address = clients[visitor], address_of(visitor)
-                forwarded = {"X-Forwarded-For": f"{address}, {PROXY}"} if number % 2 else {}
+                forwarded = {"X-Forwarded-For": f"{PROXY}, {address}"} if number % 2 else {}
                 event = {**event, "context": {**event.get("context", {}), "ip": address}}
                 if number == 0:
                     event["context"]["page"] = {"path": MARKER}

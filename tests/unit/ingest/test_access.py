@@ -44,3 +44,14 @@ def test_a_site_accepts_its_hosts_and_their_wildcards_only() -> None:
     assert not origin_allowed(hosts, "shop", "https://evil.example")
     assert not origin_allowed(hosts, "shop", "https://shop.example.evil.example")
     assert origin_allowed(hosts, "other", "https://anything.example")
+
+
+def test_the_client_address_is_the_entry_your_own_proxies_added() -> None:
+    from services.ingest.access import client_address
+
+    # a client that writes its own X-Forwarded-For gains nothing: the proxy appended the truth
+    assert client_address("198.51.100.1, 203.0.113.9", "10.0.0.2", 1) == "203.0.113.9"
+    assert client_address("spoofed, 203.0.113.9, 10.0.0.5", "10.0.0.2", 2) == "203.0.113.9"
+    assert client_address("203.0.113.9", "10.0.0.2", 2) == "10.0.0.2"  # not through both
+    assert client_address("198.51.100.1", "203.0.113.9", 0) == "203.0.113.9"  # no proxy: ignored
+    assert client_address(None, "203.0.113.9", 1) == "203.0.113.9"
