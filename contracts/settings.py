@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024
     max_event_bytes: Annotated[int, Field(ge=256)] = 32 * 1024
     max_batch_events: Annotated[int, Field(ge=1)] = 500
+    max_amount: Annotated[float, Field(gt=0, le=1e15)] = Field(
+        default=1e9,
+        description="The largest revenue, price or other amount an event may carry.",
+    )
 
     # --- journeys
     phase_model: str = Field(

@@ -432,9 +432,11 @@ async def _publish(
             )
             for item in items
         ]
+    settings = context.settings
     result = intake(
-        items, site_id, datetime.now(UTC), context.settings.max_event_bytes, context.pseudonyms
-    )
+        items, site_id, datetime.now(UTC), settings.max_event_bytes, context.pseudonyms,
+        settings.max_amount,
+    )  # fmt: skip
     started = time.perf_counter()
     try:
         if result.dead_letters:

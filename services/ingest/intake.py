@@ -31,7 +31,13 @@ from contracts.events import (
 from contracts.journeys import derived_id
 from contracts.pseudonyms import PSEUDONYM_PREFIX, Pseudonyms, looks_like_email
 from services.ingest import useragents
-from services.ingest.schema import CheckedEvent, EventProblem, IncomingEvent, checked
+from services.ingest.schema import (
+    DEFAULT_MAX_AMOUNT,
+    CheckedEvent,
+    EventProblem,
+    IncomingEvent,
+    checked,
+)
 
 # Events claiming to happen further ahead than this, after skew correction, are refused:
 # they would sit in the future of every dashboard.
@@ -195,6 +201,7 @@ def intake(
     received_at: datetime,
     max_event_bytes: int,
     pseudonyms: Pseudonyms | None = None,
+    max_amount: float = DEFAULT_MAX_AMOUNT,
 ) -> Intake:
     """Each item accepted as an event or refused with a reason; with `pseudonyms`, customer ids
     and e-mail addresses are replaced by their pseudonyms in both."""
@@ -233,7 +240,7 @@ def intake(
                     f"an event must be a JSON object, got {type(item).__name__}",
                 )
             try:
-                incoming = checked(_DECODE_INCOMING.decode(encoded))
+                incoming = checked(_DECODE_INCOMING.decode(encoded), max_amount)
             except msgspec.ValidationError as exc:
                 raise _Refused(DeadLetterReason.SCHEMA_VIOLATION, describe(exc)) from None
             except EventProblem as exc:

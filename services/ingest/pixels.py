@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from services.ingest.intake import Untranslatable
+from services.ingest.schema import AMOUNTS, SCORES
 
 # The smallest transparent 1x1 GIF.
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -30,7 +31,11 @@ def pixel_to_native(params: Mapping[str, str], user_agent: str | None = None) ->
     the requesting client's: a pixel is loaded by the browser or mail client itself."""
     native: dict[str, Any] = {name: params[name] for name in _NATIVE_FIELDS if name in params}
     native.setdefault("type", "track" if "event" in native else "page")
-    properties = {k[2:]: v for k, v in params.items() if k.startswith("p.") and len(k) > 2}
+    properties = {
+        k[2:]: _as_number(v) if k[2:] in NUMERIC_PROPERTIES else v
+        for k, v in params.items()
+        if k.startswith("p.") and len(k) > 2
+    }
     traits = {k[2:]: v for k, v in params.items() if k.startswith("t.") and len(k) > 2}
     if properties:
         native["properties"] = properties
@@ -54,6 +59,21 @@ def pixel_to_native(params: Mapping[str, str], user_agent: str | None = None) ->
     if context:
         native["context"] = context
     return native
+
+
+# Properties that are numbers (docs/event-api.md, "Numbers"): a query string carries them as
+# text, which is read as a number here; what does not read as one is left for validation.
+NUMERIC_PROPERTIES = AMOUNTS | SCORES | {"quantity"}
+
+
+def _as_number(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value else number
 
 
 def _milliseconds(value: str | None) -> str | None:
@@ -131,7 +151,8 @@ def snowplow_to_native(
         native["type"] = "track"
         native["event"] = params.get("se_ac")
         properties = {"category": params.get("se_ca"), "label": params.get("se_la"),
-                      "property": params.get("se_pr"), "value": params.get("se_va")}  # fmt: skip
+                      "property": params.get("se_pr"),
+                      "value": _as_number(params.get("se_va"))}  # fmt: skip
         native["properties"] = {k: v for k, v in properties.items() if v is not None}
     elif kind == "ue":
         native["type"] = "track"
@@ -140,7 +161,7 @@ def snowplow_to_native(
         native["type"], native["event"] = "track", "Order Completed"
         native["properties"] = {
             "order_id": params.get("tr_id"),
-            "revenue": params.get("tr_tt"),
+            "revenue": _as_number(params.get("tr_tt")),
             "currency": params.get("tr_cu"),
         }
     elif kind == "pp":

@@ -8,6 +8,7 @@ Structs (`api.install`), so the two never disagree.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, NamedTuple
 
@@ -104,9 +105,48 @@ class CheckedEvent(NamedTuple):
     sent_at: datetime | None
 
 
-def checked(incoming: IncomingEvent) -> CheckedEvent:
-    """The rules a schema cannot say: real ids, the fields each type needs, the client's times
-    (read into UTC); raises EventProblem."""
+# Properties with a meaning the metrics add up (docs/event-api.md, "Numbers"): each a finite
+# JSON number within its bounds, or the event is refused, so that no total is ever corrupted.
+AMOUNTS = frozenset({"revenue", "total", "value", "price", "subtotal", "shipping", "tax",
+                     "discount"})  # fmt: skip
+DEFAULT_MAX_AMOUNT = 1e9
+MAX_QUANTITY = 1_000_000
+SCORES = frozenset({"score", "rating"})
+MAX_SCORE = 10
+
+
+def check_numbers(properties: dict[str, Any], max_amount: float, where: str = "properties") -> None:
+    """Amounts are 0 to `max_amount` (a refund is its own event, `Order Refunded`, with a
+    positive amount), quantities whole numbers, scores 0 to 10; also in each of `products`."""
+    for name, value in properties.items():
+        field = f"{where}.{name}"
+        if name in AMOUNTS:
+            _number(field, value, 0, max_amount)
+        elif name == "quantity":
+            _number(field, value, 0, MAX_QUANTITY)
+            if value != int(value):
+                raise EventProblem(field, "must be a whole number")
+        elif name in SCORES:
+            _number(field, value, 0, MAX_SCORE)
+    products = properties.get("products")
+    if isinstance(products, list):
+        for index, product in enumerate(products):
+            if isinstance(product, dict):
+                check_numbers(product, max_amount, f"{where}.products.{index}")
+
+
+def _number(field: str, value: Any, lowest: float, highest: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EventProblem(field, f"must be a number, got {type(value).__name__} {value!r:.40}")
+    if not math.isfinite(value) or not lowest <= value <= highest:
+        hint = " (a refund is an `Order Refunded` event)" if value < 0 else ""
+        raise EventProblem(field, f"{value!r} is outside {lowest:g} to {highest:g}{hint}")
+
+
+def checked(incoming: IncomingEvent, max_amount: float = DEFAULT_MAX_AMOUNT) -> CheckedEvent:
+    """The rules a schema cannot say: real ids, the fields each type needs, numbers with a
+    meaning, the client's times (read into UTC); raises EventProblem."""
+    check_numbers(incoming.properties, max_amount)
     for field in ("anonymous_id", "user_id", "previous_id"):
         value = getattr(incoming, field)
         if value is not None:

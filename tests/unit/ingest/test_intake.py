@@ -266,3 +266,31 @@ def test_nesting_is_counted_without_recursion_and_refused_beyond_the_limit() -> 
     assert accept({"type": "page", "anonymous_id": "a", "properties": {"x": allowed}}).events
     message = only_rejection({"type": "page", "anonymous_id": "a", "properties": {"x": deep}})
     assert message == f"properties: nests objects and arrays more than {MAX_DEPTH} levels deep"
+
+
+@pytest.mark.parametrize(
+    ("properties", "field"),
+    [
+        ({"revenue": 1e308}, "properties.revenue"),
+        ({"revenue": -5000}, "properties.revenue"),
+        ({"revenue": "abc"}, "properties.revenue"),
+        ({"revenue": "49.99"}, "properties.revenue"),
+        ({"revenue": True}, "properties.revenue"),
+        ({"total": float("inf")}, "properties.total"),
+        ({"quantity": 1.5}, "properties.quantity"),
+        ({"score": 11}, "properties.score"),
+        ({"products": [{"price": 10}, {"price": -1}]}, "properties.products.1.price"),
+    ],
+)
+def test_numbers_that_would_corrupt_a_total_are_refused_naming_the_field(
+    properties: dict[str, Any], field: str
+) -> None:
+    order = {"type": "track", "event": "Order Completed", "anonymous_id": "a"}
+    assert only_rejection({**order, "properties": properties}).startswith(f"{field}: ")
+
+
+def test_numbers_within_their_bounds_are_accepted() -> None:
+    order = {"type": "track", "event": "Order Completed", "anonymous_id": "a",
+             "properties": {"revenue": 49.99, "quantity": 2, "score": 9, "discount": 0,
+                            "products": [{"price": 24.995, "quantity": 2}]}}  # fmt: skip
+    assert accept(order).events

@@ -55,7 +55,7 @@ def test_a_snowplow_page_view() -> None:
 def test_a_snowplow_structured_event_is_a_track_named_by_its_action() -> None:
     params = {"e": "se", "duid": "d", "se_ca": "shop", "se_ac": "Product Added", "se_va": "2"}
     event = one(snowplow_to_native(params))
-    assert (event.event, event.properties) == ("Product Added", {"category": "shop", "value": "2"})
+    assert (event.event, event.properties) == ("Product Added", {"category": "shop", "value": 2})
 
 
 def test_a_snowplow_self_describing_event_is_named_by_its_schema() -> None:
@@ -70,3 +70,15 @@ def test_a_snowplow_self_describing_event_is_named_by_its_schema() -> None:
 def test_an_unknown_snowplow_event_type_is_refused_by_name() -> None:
     result = intake([snowplow_to_native({"e": "zz", "duid": "d"})], "shop", NOW, 32 * 1024)
     assert "snowplow:zz" in result.rejections[0].message
+
+
+def test_amounts_in_a_query_string_are_read_as_numbers() -> None:
+    event = one(pixel_to_native({"event": "Order Completed", "user_id": "u", "p.revenue": "12.5",
+                                 "p.quantity": "2", "p.coupon": "10"}))  # fmt: skip
+    assert event.properties == {"revenue": 12.5, "quantity": 2, "coupon": "10"}
+    order = snowplow_to_native({"e": "tr", "duid": "d", "tr_id": "o-1", "tr_tt": "-5000"})
+    assert (
+        intake([order], "shop", NOW, 32 * 1024)
+        .rejections[0]
+        .message.startswith("properties.revenue: -5000 is outside")
+    )
