@@ -210,18 +210,24 @@ def intake(
         problem = None
         if isinstance(item, Untranslatable):
             problem, item = item.message, item.original
-        deep = _too_deep(item)
-        if deep is not None:
-            refusal = _Refused(
-                DeadLetterReason.SCHEMA_VIOLATION,
-                f"{deep}nests objects and arrays more than {MAX_DEPTH} levels deep",
-            )
-            _refuse(result, index, refusal, b"", site_id, received_at, pseudonyms)
-            continue
         try:
-            encoded = orjson.dumps(item)
-        except orjson.JSONEncodeError as exc:  # only from callers passing Python objects
-            refusal = _Refused(DeadLetterReason.SCHEMA_VIOLATION, f"not valid JSON: {exc}")
+            encoded: bytes | None = orjson.dumps(item)
+        except orjson.JSONEncodeError as exc:  # nested past orjson's limit, or not JSON at all
+            encoded, unencodable = None, exc
+        # An event with no more brackets than the levels allowed cannot nest deeper: only the
+        # rare rest is walked (counting is in C, the walk is not).
+        if encoded is None or encoded.count(b"{") + encoded.count(b"[") > MAX_DEPTH:
+            deep = _too_deep(item)
+            if deep is not None:
+                refusal = _Refused(
+                    DeadLetterReason.SCHEMA_VIOLATION,
+                    f"{deep}nests objects and arrays more than {MAX_DEPTH} levels deep",
+                )
+                _refuse(result, index, refusal, b"", site_id, received_at, pseudonyms)
+                continue
+        if encoded is None:
+            message = f"not valid JSON: {unencodable}"
+            refusal = _Refused(DeadLetterReason.SCHEMA_VIOLATION, message)
             _refuse(result, index, refusal, b"", site_id, received_at, pseudonyms)
             continue
         if problem is not None:
