@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable
 from contextlib import suppress
 from datetime import UTC, date, datetime
@@ -43,6 +44,18 @@ from contracts.sites import (
 
 log = logging.getLogger(__name__)
 SALTS_FILE = "cookieless-salt.json"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` atomically with a file only its owner may read: created 0600, so the
+    secret inside is never readable by others, not even for a moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+    temporary.replace(path)
 
 
 class SiteStore(Protocol):
@@ -91,19 +104,12 @@ class FileSiteStore:
         """Kept in a file of its own, rewritten (and the old salt with it gone) each day."""
         if self._salt is None or self._salt.day != day:
             self._salt = new_salt(day)
-            temporary = self._salts_path.with_suffix(".tmp")
-            temporary.touch(mode=0o600)
-            temporary.write_bytes(self._salt.to_bytes())
-            temporary.replace(self._salts_path)
+            write_private(self._salts_path, self._salt.to_bytes())
         return bytes.fromhex(self._salt.salt)
 
     def _save(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._path.with_suffix(".tmp")
         sites = sorted(self._directory.sites.values(), key=lambda site: site.site_id)
-        temporary.write_bytes(msgspec.json.encode(sites))
-        temporary.chmod(0o600)
-        temporary.replace(self._path)
+        write_private(self._path, msgspec.json.encode(sites))
 
 
 class KafkaSiteStore:

@@ -14,20 +14,11 @@ from pathlib import Path
 
 from contracts.settings import Settings
 from contracts.sites import mint_read_token
-from contracts.sitestore import SiteStore
+from contracts.sitestore import SiteStore, write_private
 
 ADMIN_TOKEN_FILE = "admin-token"
 DEMO_SITE = "demo"
 DEMO_TOKEN_FILE = "demo-read-token"
-
-
-def _write_secret(path: Path, secret: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.touch(mode=0o600)
-    temporary.chmod(0o600)
-    temporary.write_text(secret + "\n")
-    temporary.replace(path)
 
 
 def admin_token(settings: Settings) -> str:
@@ -39,7 +30,7 @@ def admin_token(settings: Settings) -> str:
     if path.exists():
         return path.read_text().strip()
     token = secrets.token_urlsafe(32)
-    _write_secret(path, token)
+    write_private(path, f"{token}\n".encode())
     return token
 
 
@@ -57,7 +48,7 @@ def pseudonym_key(settings: Settings) -> str | None:
     if path.exists():
         return path.read_text().strip()
     key = secrets.token_urlsafe(32)
-    _write_secret(path, key)
+    write_private(path, f"{key}\n".encode())
     return key
 
 
@@ -75,7 +66,7 @@ async def demo_read_token(settings: Settings, sites: SiteStore) -> str | None:
     minted = mint_read_token("quick start", now)
     site = sites.directory.sites[DEMO_SITE]
     await sites.put(site.with_token(minted.record, now))
-    _write_secret(path, minted.token)
+    write_private(path, f"{minted.token}\n".encode())
     return minted.token
 
 
