@@ -15,6 +15,8 @@ Pure: the stores that keep these records are in `contracts/sitestore.py`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -38,6 +40,16 @@ def digest(secret: str) -> str:
     """What is kept of a secret: its SHA-256. The secrets klantreis makes carry 256 random bits,
     so a fast hash is as safe as a slow one and costs nothing per request."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def basic_user(credentials: str) -> str:
+    """The user name of HTTP Basic credentials (what follows `Basic `): how Segment's libraries
+    send a write key. Raises ValueError when they are not valid HTTP Basic."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("not valid HTTP Basic credentials") from None
+    return decoded.partition(":")[0]
 
 
 def same_secret(given: str, kept_digest: str) -> bool:
@@ -134,7 +146,13 @@ def new_site(
         hosts=tuple(hosts),
         updated_at=now,
     )
-    return SiteRecord.from_bytes(record.to_bytes())  # checks the id's and hosts' patterns
+    return validated(record)
+
+
+def validated(site: SiteRecord) -> SiteRecord:
+    """The site as every reader will decode it: `msgspec.ValidationError` names a bad id or
+    host (a Struct built in Python is not checked against its patterns)."""
+    return SiteRecord.from_bytes(site.to_bytes())
 
 
 def new_write_key() -> str:

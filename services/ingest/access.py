@@ -3,11 +3,10 @@ allows. Pure: the HTTP layer passes in the headers and the configured keys and h
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from contracts.sites import basic_user
 from services.ingest.intake import RequestRefused
 
 
@@ -23,12 +22,11 @@ def request_write_key(headers: Mapping[str, str], query: Mapping[str, str]) -> s
                 401, "bad_authorization", "use HTTP Basic with the write key as user"
             )
         try:
-            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+            return basic_user(credentials) or None
+        except ValueError:
             raise RequestRefused(
                 401, "bad_authorization", "the Authorization header is not valid HTTP Basic"
             ) from None
-        return decoded.partition(":")[0] or None
     return query.get("key") or None
 
 

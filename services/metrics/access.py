@@ -10,12 +10,10 @@ a caller allowed to read a site learns that a site or customer does not exist (4
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Literal
 
-from contracts.sites import SiteDirectory, same_secret
+from contracts.sites import SiteDirectory, basic_user, same_secret
 
 
 class ReadRefused(Exception):
@@ -50,8 +48,8 @@ def presented_token(authorization: str | None, query_token: str | None) -> str |
             return credentials
         if scheme.lower() == "basic":
             try:
-                user = base64.b64decode(credentials, validate=True).decode().partition(":")[0]
-            except (binascii.Error, UnicodeDecodeError):
+                user = basic_user(credentials)
+            except ValueError:
                 user = ""
             if user:
                 return user

@@ -14,7 +14,14 @@ import msgspec
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from contracts.sites import MintedToken, SiteRecord, mint_read_token, new_site, new_write_key
+from contracts.sites import (
+    MintedToken,
+    SiteRecord,
+    mint_read_token,
+    new_site,
+    new_write_key,
+    validated,
+)
 from services.metrics.access import ReadRefused, authorize_admin
 from services.metrics.api import ReadContext, Who
 from services.metrics.erasure import ErasureLog, ErasureStatus
@@ -146,7 +153,7 @@ async def add_site(context: Admin, body: NewSite) -> SiteView:
 async def set_hosts(context: Admin, site_id: SiteId, hosts: Annotated[Hosts, Body()]) -> SiteView:
     site = _site(context, site_id).with_hosts(hosts, _now())
     try:
-        site = SiteRecord.from_bytes(site.to_bytes())
+        site = validated(site)
     except msgspec.ValidationError as exc:
         raise ReadRefused(422, "invalid_site", str(exc)) from None
     await context.sites.put(site)
