@@ -227,30 +227,28 @@ class ErasureLog:
         return done
 
     def get(self, erasure_id: str) -> ErasureStatus | None:
-        rows = self._warehouse.query(
-            "SELECT erasure_id, site_id, status, rows_deleted, requested_at, completed_at "
-            "FROM {database}.erasures FINAL WHERE erasure_id = {id:String}",
-            {"id": erasure_id},
-        )
-        if not rows:
-            return None
-        fields = ("erasure_id", "site_id", "status", "rows_deleted", "requested_at", "completed_at")
-        values = dict(zip(fields, rows[0], strict=True))
-        for moment in ("requested_at", "completed_at"):
-            if values[moment] is not None:
-                values[moment] = values[moment].replace(tzinfo=UTC)
-        return ErasureStatus.model_validate(values)
+        found = self._read("erasure_id = {id:String}", {"id": erasure_id})
+        return found[0][0] if found else None
 
     def pending(self) -> list[tuple[ErasureStatus, list[str]]]:
         """Erasures a stop interrupted, with their ids, to finish."""
+        return self._read("status = 'pending'")
+
+    def _read(
+        self, where: str, parameters: dict[str, object] | None = None
+    ) -> list[tuple[ErasureStatus, list[str]]]:
+        fields = ("erasure_id", "site_id", "status", "rows_deleted", "requested_at", "completed_at")
         rows = self._warehouse.query(
-            "SELECT erasure_id, ids FROM {database}.erasures FINAL WHERE status = 'pending'"
+            f"SELECT {', '.join(fields)}, ids FROM {{database}}.erasures FINAL WHERE {where}",
+            parameters,
         )
         found = []
-        for erasure_id, ids in rows:
-            status = self.get(erasure_id)
-            if status is not None:
-                found.append((status, list(ids)))
+        for *row, ids in rows:
+            values = dict(zip(fields, row, strict=True))
+            for moment in ("requested_at", "completed_at"):
+                if values[moment] is not None:
+                    values[moment] = values[moment].replace(tzinfo=UTC)
+            found.append((ErasureStatus.model_validate(values), list(ids)))
         return found
 
     def _write(self, status: ErasureStatus, ids: Sequence[str]) -> None:
