@@ -5,18 +5,14 @@ that never had the customer."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from klantreis.simulator import generate_journeys
+from tests.support.carol import CAROL, LAPTOP, PHONE, shop_events
 from tests.support.embedded import ADMIN_TOKEN, ANONYMOUS, AUTH, embedded_app
 
-NOW = datetime.now(UTC).replace(microsecond=0)
-START = NOW - timedelta(days=10)
-CAROL, PHONE, LAPTOP = "carol@example.com", "carol-phone-5e1f", "carol-laptop-77ab"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FIGURES: list[tuple[str, dict[str, Any]]] = [
     ("/api/v1/funnel", {}), ("/api/v1/funnel", {"exact": "false"}), ("/api/v1/dropoff", {}),
@@ -25,37 +21,6 @@ FIGURES: list[tuple[str, dict[str, Any]]] = [
     ("/api/v1/breakdown", {"by": "device"}),
     ("/api/v1/funnels/steps", {"step": ["page", "Product Added", "Order Completed"]}),
 ]  # fmt: skip
-
-
-def at(hours: float) -> str:
-    return (START + timedelta(hours=hours)).isoformat()
-
-
-CAROL_EVENTS: list[dict[str, Any]] = [
-    {"type": "page", "anonymous_id": PHONE, "timestamp": at(30)},
-    {"type": "track", "event": "Product Viewed", "anonymous_id": PHONE, "timestamp": at(30.1)},
-    {"type": "identify", "anonymous_id": PHONE, "user_id": CAROL, "timestamp": at(30.2),
-     "traits": {"email": CAROL}},
-    {"type": "page", "anonymous_id": LAPTOP, "timestamp": at(60)},
-    {"type": "track", "event": "Product Added", "anonymous_id": LAPTOP, "timestamp": at(60.1)},
-    {"type": "identify", "anonymous_id": LAPTOP, "user_id": CAROL, "timestamp": at(60.2)},
-    {"type": "track", "event": "Order Completed", "user_id": CAROL, "timestamp": at(60.3),
-     "properties": {"revenue": 80, "order_id": "o-carol"}},
-    {"type": "track", "anonymous_id": PHONE, "timestamp": at(61)},  # refused: no event name
-]  # fmt: skip
-LAST = {
-    "type": "page",
-    "anonymous_id": "clock",
-    "timestamp": (NOW - timedelta(hours=1)).isoformat(),
-}
-
-
-def shop_events(with_carol: bool) -> list[dict[str, Any]]:
-    """Forty simulated visitors over ten days, carol among them or not, in time order, and a
-    last visit that moves event time past every timer."""
-    others = [e for j in generate_journeys(8, 40, 9, now=START + timedelta(days=9)) for e in j]
-    events = others + (CAROL_EVENTS if with_carol else [])
-    return [*sorted(events, key=lambda e: datetime.fromisoformat(e["timestamp"])), LAST]
 
 
 async def send(http: httpx.AsyncClient, events: list[dict[str, Any]]) -> None:
@@ -88,11 +53,11 @@ async def test_an_erased_customer_leaves_no_row_no_state_and_no_count(
     chdb_dsn: str, tmp_path: Path
 ) -> None:
     async with embedded_app(chdb_dsn, tmp_path / "without") as (http, _):
-        await send(http, shop_events(with_carol=False))
+        await send(http, shop_events(40, with_carol=False))
         expected = await figures(http)
 
     async with embedded_app(chdb_dsn, tmp_path / "with") as (http, warehouse):
-        await send(http, shop_events(with_carol=True))
+        await send(http, shop_events(40))
         assert set(rows_naming(warehouse, CAROL, PHONE, LAPTOP)) >= {
             "events", "sessions", "phase_transitions", "identities", "dead_letters"
         }  # fmt: skip

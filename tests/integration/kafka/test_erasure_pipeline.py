@@ -5,39 +5,17 @@ and every other customer's rows are unchanged."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from contracts.kafka import read_to_end
 from contracts.settings import Settings
-from klantreis.simulator import generate_journeys
 from services.metrics.warehouse import Warehouse
+from tests.support.carol import CAROL, LAPTOP, PHONE, shop_events
 from tests.support.pipeline import SITE, WRITE_KEY
 from tests.support.services import pipeline
 
-NOW = datetime.now(UTC).replace(microsecond=0)
-START = NOW - timedelta(days=10)
-CAROL, PHONE, LAPTOP = "carol@example.com", "carol-phone-5e1f", "carol-laptop-77ab"
 RAW = ("events", "sessions", "phase_transitions", "signals", "identities", "dead_letters")
-
-
-def at(hours: float) -> str:
-    return (START + timedelta(hours=hours)).isoformat()
-
-
-CAROL_EVENTS: list[dict[str, Any]] = [
-    {"type": "page", "anonymous_id": PHONE, "timestamp": at(30)},
-    {"type": "track", "event": "Product Viewed", "anonymous_id": PHONE, "timestamp": at(30.1)},
-    {"type": "identify", "anonymous_id": PHONE, "user_id": CAROL, "timestamp": at(30.2)},
-    {"type": "page", "anonymous_id": LAPTOP, "timestamp": at(60)},
-    {"type": "track", "event": "Product Added", "anonymous_id": LAPTOP, "timestamp": at(60.1)},
-    {"type": "identify", "anonymous_id": LAPTOP, "user_id": CAROL, "timestamp": at(60.2)},
-    {"type": "track", "event": "Order Completed", "user_id": CAROL, "timestamp": at(60.3),
-     "properties": {"revenue": 80, "order_id": "o-carol"}},
-    {"type": "track", "anonymous_id": PHONE, "timestamp": at(61)},  # refused: no event name
-]  # fmt: skip
 
 
 def names_carol(text: str) -> bool:
@@ -82,15 +60,7 @@ async def live_keys(settings: Settings, topic: str) -> dict[bytes, bytes]:
 async def test_an_erased_customer_leaves_nothing_behind(
     settings: Settings, warehouse: Warehouse
 ) -> None:
-    others = [e for j in generate_journeys(8, 25, 9, now=START + timedelta(days=9)) for e in j]
-    stream = sorted(others + CAROL_EVENTS, key=lambda e: datetime.fromisoformat(e["timestamp"]))
-    stream.append(
-        {
-            "type": "page",
-            "anonymous_id": "clock",
-            "timestamp": (NOW - timedelta(hours=1)).isoformat(),
-        }
-    )
+    stream = shop_events(25)
     async with pipeline(settings, warehouse) as (collector, reader):
         for event in stream:
             response = await collector.post("/v1/events", json=event, auth=(WRITE_KEY, ""))
