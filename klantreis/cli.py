@@ -179,8 +179,9 @@ def _admin_url(settings: Settings, url: str | None) -> str:
     """The admin API: the embedded app's port, or the read API's beside Kafka."""
     if url:
         return url.rstrip("/")
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    return f"http://{host}:{settings.port if settings.embedded else settings.api_port}"
+    from klantreis.quickstart import local_url
+
+    return local_url(settings, settings.port if settings.embedded else settings.api_port)
 
 
 def _admin_call(

@@ -70,9 +70,14 @@ async def demo_read_token(settings: Settings, sites: SiteStore) -> str | None:
     return minted.token
 
 
-def base_url(settings: Settings) -> str:
+def local_url(settings: Settings, port: int) -> str:
+    """Where a process on this machine reaches a server bound to `settings.host`."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    return f"http://{host}:{settings.port}"
+    return f"http://{host}:{port}"
+
+
+def base_url(settings: Settings) -> str:
+    return local_url(settings, settings.port)
 
 
 def welcome(settings: Settings, read_token: str | None) -> str:
