@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR := $(CURDIR)/.cache/uv-cache
 
-.PHONY: run run-kafka test lint typecheck kafka-jars browser env clean
+.PHONY: run run-kafka test lint typecheck kafka-jars system-tools env clean
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv
@@ -38,12 +38,16 @@ lint: env
 typecheck: env
 	$(VENV)/bin/mypy
 
-# The tracker's tests drive Debian's headless Chromium; install it when it is missing.
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+# Debian programs the suite runs for real: headless Chromium for the tracker's tests, nginx as
+# the edge in front of the collector. Installed when missing.
+SYSTEM_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do \
+		command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-test: kafka-jars browser lint typecheck
+test: kafka-jars system-tools lint typecheck
 	$(VENV)/bin/python -m pytest -ra
 
 clean:

@@ -103,7 +103,7 @@ async def run_rate(
 
 def service(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [KLANTREIS, name], env={**os.environ, **env},
+        [KLANTREIS, name], env={**os.environ, "KLANTREIS_INGEST_OPS_PORT": "0", **env},
         stdout=(logs / f"{name}.log").open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
 

@@ -67,8 +67,19 @@ class Settings(BaseSettings):
     port: Annotated[int, Field(ge=1, le=65535)] = Field(
         default=8080, validation_alias=AliasChoices("PORT", "KLANTREIS_PORT")
     )
-    sessionizer_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    sessionizer_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=8081, description="The sessionizer's /metrics; 0: none."
+    )
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8082
+    ingest_ops_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=9080,
+        description="The collector's /metrics, /docs, /openapi.json and probes, apart from its "
+        "public port; 0: all on the public port. Embedded mode serves all on one port.",
+    )
+    api_ops_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=9082,
+        description="The read API's /metrics and probes, apart from its port; 0: on that port.",
+    )
 
     # --- sites
     sites: dict[str, str] | None = Field(
@@ -118,6 +129,25 @@ class Settings(BaseSettings):
     )
     trust_forwarded_for: bool = Field(
         default=False, description="The same as forwarded_for_hops=1 (one proxy in front)."
+    )
+
+    # --- connections (every HTTP server)
+    max_connections: Annotated[int, Field(ge=16)] | None = Field(
+        default=None,
+        description="Open connections a server keeps; beyond it, a connection still sending its "
+        "request is closed for the newcomer, or the newcomer gets a 503. Unset: three quarters "
+        "of the file limit.",
+    )
+    header_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
+        default=10.0,
+        description="Time a request's headers may take to arrive, from the connection opening "
+        "or the request's first byte; then 408 and the connection closes.",
+    )
+    body_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=30.0, description="Time a request's body may take to arrive after its headers."
+    )
+    keep_alive_seconds: Annotated[float, Field(ge=1, le=300)] = Field(
+        default=5.0, description="An idle kept-alive connection closes after this long."
     )
 
     # --- Kafka

@@ -21,17 +21,16 @@ from klantreis.runtime import tune_garbage_collection
 log = logging.getLogger("klantreis")
 
 
-def _serve(app_factory: Callable[[Settings], object], settings: Settings, port: int) -> None:
+def _serve(
+    app_factory: Callable[[Settings], object], settings: Settings, port: int, ops_port: int = 0
+) -> None:
+    """One server for the app, listening on its port and, if given, the operators' port."""
+    from klantreis.serving import listening_sockets, server_config
+
     app = app_factory(settings)
     tune_garbage_collection()
-    uvicorn.run(
-        app,  # type: ignore[arg-type]
-        host=settings.host,
-        port=port,
-        log_level="info",
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    sockets = listening_sockets(settings.host, port, ops_port)
+    uvicorn.Server(server_config(app, settings, port)).run(sockets=sockets)
 
 
 def cmd_up(settings: Settings, _: argparse.Namespace) -> None:
@@ -104,14 +103,14 @@ def cmd_ingest(settings: Settings, _: argparse.Namespace) -> None:
     settings.require_kafka()
     from services.ingest.app import create_app
 
-    _serve(create_app, settings, settings.port)
+    _serve(create_app, settings, settings.port, settings.ingest_ops_port)
 
 
 def cmd_metrics(settings: Settings, _: argparse.Namespace) -> None:
     settings.require_kafka()
     from services.metrics.app import create_app
 
-    _serve(create_app, settings, settings.api_port)
+    _serve(create_app, settings, settings.api_port, settings.api_ops_port)
 
 
 async def report_a_slow_stop(stop: asyncio.Event, after: float = 10.0) -> None:

@@ -18,7 +18,7 @@ import gzip
 import math
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -29,6 +29,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from contracts.pseudonyms import Pseudonyms
@@ -493,7 +494,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     chunks: list[bytes] = []
     size = read = 0
-    async for chunk in request.stream():
+    async for chunk in _chunks(request):
         read += len(chunk)
         if read > limit:
             raise RequestRefused(413, "body_too_large", f"the body exceeds {limit} bytes")
@@ -515,3 +516,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     if inflater is not None and not inflater.eof and read:
         raise RequestRefused(400, "malformed_gzip", "the gzip body is truncated")
     return b"".join(chunks)
+
+
+async def _chunks(request: Request) -> AsyncIterator[bytes]:
+    """The body as it arrives; a client gone before its end (or cut off for being too slow)
+    is refused like any incomplete request, not logged as a server error."""
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        raise RequestRefused(
+            408, "incomplete_body", "the connection closed before the body arrived"
+        ) from None

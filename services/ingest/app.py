@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from contracts.kafka import ensure_topics, new_producer
-from contracts.observability import metrics_response
+from contracts.observability import OperatorsPort, metrics_response
 from contracts.pseudonyms import Pseudonyms
 from contracts.settings import Settings
 from contracts.sitestore import KafkaSiteStore, seed_of
@@ -63,4 +63,16 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="klantreis collector", version="1", lifespan=lifespan)
     api.install(app)
     add_probes(app, registry)
+    if settings.ingest_ops_port:
+        app.add_middleware(
+            OperatorsPort,
+            port=settings.ingest_ops_port,
+            operator_paths=(
+                "/metrics",
+                "/docs",
+                "/docs/oauth2-redirect",
+                "/redoc",
+                "/openapi.json",
+            ),
+        )
     return app

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Response
 from prometheus_client import CollectorRegistry
 
-from contracts.observability import metrics_response
+from contracts.observability import OperatorsPort, metrics_response
 from contracts.pseudonyms import Pseudonyms
 from contracts.settings import Settings
 from contracts.sites import digest
@@ -100,4 +100,6 @@ def create_app(settings: Settings) -> FastAPI:
     async def prometheus() -> Response:
         return metrics_response(registry)
 
+    if settings.api_ops_port:
+        app.add_middleware(OperatorsPort, port=settings.api_ops_port, operator_paths=("/metrics",))
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -52,13 +53,28 @@ class Service:
         return self.process.returncode in (0, -signal.SIGTERM) and finished
 
 
-def start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Service:
+def start(
+    name: str, args: list[str], env: dict[str, str], logs: Path, file_limit: int | None = None
+) -> Service:
+    """The command as its own process; `file_limit` is the descriptor limit it gets, as a
+    container's (often 1,024)."""
     log = logs / f"{name}.log"
+
+    def limit_files() -> None:
+        if file_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (file_limit, file_limit))
+
+    # Each process its own operators' ports, so services side by side never share one.
+    operators = {
+        "KLANTREIS_INGEST_OPS_PORT": str(free_port()),
+        "KLANTREIS_API_OPS_PORT": str(free_port()),
+    }
     process = subprocess.Popen(
         [KLANTREIS, *args],
-        env={**os.environ, **env},
+        env={**os.environ, **operators, **env},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        preexec_fn=limit_files,
     )
     return Service(name, process, log)
 
@@ -78,7 +94,9 @@ def wait_for_http(url: str, service: Service, timeout: float = 60) -> None:
 
 
 @contextmanager
-def collector(settings: Settings, logs: Path, **env: str) -> Iterator[str]:
+def collector(
+    settings: Settings, logs: Path, file_limit: int | None = None, **env: str
+) -> Iterator[str]:
     """`klantreis ingest` on the test's topics, for site SITE with WRITE_KEY; yields its URL."""
     port = free_port()
     service = start(
@@ -93,6 +111,7 @@ def collector(settings: Settings, logs: Path, **env: str) -> Iterator[str]:
             **env,
         },
         logs,
+        file_limit,
     )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/readyz", service)

@@ -41,10 +41,13 @@ def test_the_read_api_will_not_start_without_an_admin_token_from_the_shell() -> 
     assert "openssl rand" in required["message"]
 
 
-def listening_port(name: str, settings: Settings) -> int:
-    return {"ingest": settings.port, "sessionizer": settings.sessionizer_port}.get(
-        name, settings.api_port
-    )
+def operators_port(name: str, settings: Settings) -> int:
+    """Where a service serves /metrics and its probes."""
+    return {
+        "ingest": settings.ingest_ops_port,
+        "sessionizer": settings.sessionizer_port,
+        "metrics": settings.api_ops_port,
+    }[name]
 
 
 @pytest.mark.parametrize("name", ["ingest", "sessionizer", "metrics"])
@@ -65,12 +68,46 @@ def test_each_service_runs_a_real_subcommand(name: str) -> None:
     assert build_parser().parse_args(command).command == name
 
 
-@pytest.mark.parametrize("name", ["ingest", "metrics"])
-def test_published_ports_are_the_ports_the_services_listen_on(
+def test_the_public_reaches_the_collector_only_through_the_edge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = service_settings("ingest", monkeypatch)
+    assert "ports" not in COMPOSE["services"]["ingest"]
+    edge = COMPOSE["services"]["edge"]
+    assert f"{settings.port}:8080" in edge["ports"]
+    nginx = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
+    assert f"server ingest:{settings.port};" in nginx
+    assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in edge["volumes"]
+    # nginx replaces X-Forwarded-For with the address it saw: exactly one hop to trust.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in nginx
+    assert settings.proxy_hops == 1
+
+
+def test_the_read_api_is_published_on_its_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = service_settings("metrics", monkeypatch).api_port
+    assert f"{port}:{port}" in COMPOSE["services"]["metrics"]["ports"]
+
+
+@pytest.mark.parametrize("name", ["ingest", "sessionizer", "metrics"])
+def test_each_service_restarts_and_is_probed_on_its_operators_port(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = listening_port(name, service_settings(name, monkeypatch))
-    assert f"{port}:{port}" in COMPOSE["services"][name]["ports"]
+    service = COMPOSE["services"][name]
+    assert service["restart"] == "unless-stopped"
+    port = operators_port(name, service_settings(name, monkeypatch))
+    probe = service["healthcheck"]["test"]
+    assert probe[-1] in (
+        f"http://127.0.0.1:{port}/readyz",
+        f"http://127.0.0.1:{port}/healthz",
+        f"http://127.0.0.1:{port}/metrics",
+    )
+    assert all(str(port) not in published for published in service.get("ports", []))
+
+
+def test_every_other_service_restarts_too() -> None:
+    assert {name for name, s in COMPOSE["services"].items() if s.get("restart")} == set(
+        COMPOSE["services"]
+    )
 
 
 def test_prometheus_scrapes_every_service_where_it_listens(
@@ -83,7 +120,7 @@ def test_prometheus_scrapes_every_service_where_it_listens(
         for target in group["targets"]
     }
     expected = {
-        f"{name}:{listening_port(name, service_settings(name, monkeypatch))}"
+        f"{name}:{operators_port(name, service_settings(name, monkeypatch))}"
         for name in ("ingest", "sessionizer", "metrics")
     }
     assert targets == expected
@@ -102,3 +139,17 @@ def test_the_compose_kafka_image_is_the_version_the_tests_run() -> None:
     from klantreis.local_kafka import kafka_version
 
     assert COMPOSE["services"]["kafka"]["image"] == f"apache/kafka:{kafka_version()}"
+
+
+def test_make_run_kafka_restarts_a_crashing_service_ever_more_slowly() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stack", ROOT / "deploy" / "run_kafka_stack.py")
+    assert spec is not None and spec.loader is not None
+    stack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stack)
+    restarts = stack.Restarts()
+    delays = [restarts.after_exit("sessionizer", float(t)) for t in (0, 5, 10, 20, 40, 60)]
+    assert delays == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0]
+    assert restarts.after_exit("sessionizer", 500.0) == 0.0  # a minute up: a new start
+    assert restarts.after_exit("ingest", 500.0) == 0.0

@@ -19,7 +19,7 @@ from tests.support.processes import start, wait_for_http
 def test_separate_services_carry_events_from_http_to_the_funnel(
     settings: Settings, tmp_path: Path
 ) -> None:
-    ingest_port, api_port = free_port(), free_port()
+    ingest_port, api_port, ingest_ops, api_ops = (free_port() for _ in range(4))
     env = {
         "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
         "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
@@ -30,6 +30,8 @@ def test_separate_services_carry_events_from_http_to_the_funnel(
         "KLANTREIS_FLUSH_INTERVAL_SECONDS": "0.2",
         "PORT": str(ingest_port),
         "KLANTREIS_API_PORT": str(api_port),
+        "KLANTREIS_INGEST_OPS_PORT": str(ingest_ops),
+        "KLANTREIS_API_OPS_PORT": str(api_ops),
         "KLANTREIS_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     services = [
@@ -64,8 +66,18 @@ def test_separate_services_carry_events_from_http_to_the_funnel(
                 break
             assert time.monotonic() < deadline, (reach, metrics.output())
             time.sleep(0.25)
-        exposed = httpx.get(f"http://127.0.0.1:{api_port}/metrics").text
+        exposed = httpx.get(f"http://127.0.0.1:{api_ops}/metrics").text
         assert 'klantreis_warehouse_rows_written_total{table="events"} 5.0' in exposed
+        collected = httpx.get(f"http://127.0.0.1:{ingest_ops}/metrics").text
+        assert f'klantreis_ingest_events_accepted_total{{site="{SITE}"}} 5.0' in collected
+        # The series name sites and their traffic: not on the ports the public reaches, where
+        # the collector's API schema is not served either.
+        for public in (f"{ingest_port}/metrics", f"{api_port}/metrics", f"{ingest_port}/docs"):
+            assert httpx.get(f"http://127.0.0.1:{public}").status_code == 404, public
+        for operators in (ingest_ops, api_ops):
+            assert httpx.get(f"http://127.0.0.1:{operators}/healthz").status_code == 200
+            refused = httpx.post(f"http://127.0.0.1:{operators}/v1/events", json=[])
+            assert refused.status_code == 404
         check_access(f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{api_port}")
     finally:
         codes = {service.name: service.stop() for service in reversed(services)}

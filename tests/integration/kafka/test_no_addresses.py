@@ -84,7 +84,8 @@ async def test_no_client_address_reaches_any_sink(
         )
         assert (await reader.get("/api/v1/metrics", params={"site": "shop"})).status_code == 200
         exposition = (await httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=collector), base_url="http://c"
+            transport=httpx.ASGITransport(app=collector),
+            base_url=f"http://c:{settings.ingest_ops_port}",
         ).get("/metrics")).text  # fmt: skip
     assert refused > 0 and accepted > 100
 
