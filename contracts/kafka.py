@@ -8,15 +8,28 @@ offsets themselves, after their output is safe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    ProducerFenced,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnsupportedVersionError,
+)
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import ConsumerRecord
@@ -220,3 +233,63 @@ async def write_records(settings: Settings, records: Sequence[KafkaRecord]) -> N
 async def write_events(settings: Settings, events: Sequence[Event]) -> None:
     """Produce events to the events topic as the collector does."""
     await write_records(settings, events)
+
+
+# Errors no fresh start of the clients can mend: another instance took over (fenced), or the
+# broker refuses who we are or what we ask. They end the process with their reason.
+FATAL_KAFKA_ERRORS: tuple[type[KafkaError], ...] = (
+    ProducerFenced,
+    AuthenticationFailedError,
+    SaslAuthenticationFailed,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnsupportedVersionError,
+)
+FIRST_RESTART_DELAY = 1.0
+LONGEST_RESTART_DELAY = 10.0
+
+
+def outlived_by(failure: BaseException) -> bool:
+    """True when the clients may work again after a fresh start: the broker was away, or
+    restarted under a transaction or a commit in flight."""
+    if isinstance(failure, FATAL_KAFKA_ERRORS):
+        return False
+    return isinstance(failure, KafkaError | OSError | asyncio.TimeoutError)
+
+
+async def ride_out(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+    restarted: Callable[[str], None] = lambda reason: None,
+) -> None:
+    """Run `run` (which starts its clients, works until `stop`, and stops them in `finally`)
+    again each time Kafka fails it, waiting 1 s, then twice as long after each failure within
+    a minute of the last, up to 10 s; a fatal error or any other exception is raised.
+
+    A fresh start is the recovery a crash takes: every consumer reads again from its group's
+    committed offsets, and state and unfinished batches are restored from what was committed,
+    so the exactly-once guarantees hold across it.
+    """
+    delay = FIRST_RESTART_DELAY
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await run()
+            return
+        except Exception as failure:
+            if not outlived_by(failure):
+                raise
+            if time.monotonic() - started > 60:
+                delay = FIRST_RESTART_DELAY
+            reason = type(failure).__name__
+            log.warning(
+                "%s lost Kafka (%s: %s); starting again from the last commit in %.0fs",
+                name, reason, failure, delay,
+            )  # fmt: skip
+            restarted(reason)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(LONGEST_RESTART_DELAY, delay * 2)

@@ -188,6 +188,13 @@ class LocalKafka:
                 process.kill()
                 process.wait()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crashed machine: no controlled shutdown, transactions left open."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
     def __enter__(self) -> LocalKafka:
         self.start()
         return self

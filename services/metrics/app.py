@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Response
 from prometheus_client import CollectorRegistry
 
+from contracts.kafka import ride_out
 from contracts.observability import OperatorsPort, metrics_response
 from contracts.pseudonyms import Pseudonyms
 from contracts.settings import Settings
@@ -46,8 +47,9 @@ def open_warehouse(settings: Settings) -> Warehouse:
 
 
 def _stop_process_if_failed(task: asyncio.Task[None]) -> None:
-    """A worker that died must not leave an API serving stale data behind a green health check:
-    stop the whole process, so the orchestrator restarts it and the group replays."""
+    """A worker that died of what a fresh start cannot mend must not leave an API serving stale
+    data behind a green health check: stop the whole process, so the orchestrator restarts it
+    and the group replays."""
     if not task.cancelled() and task.exception() is not None:
         log.error("metrics worker failed; stopping", exc_info=task.exception())
         os.kill(os.getpid(), signal.SIGTERM)
@@ -67,7 +69,6 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             async with (
                 KafkaSiteStore(settings, seed_of(settings)) as sites,
-                MetricsWorker(settings, warehouse, metrics) as worker,
                 PipelineEraser(settings, warehouse) as eraser,
             ):
                 app.state.read = api.ReadContext(
@@ -79,7 +80,18 @@ def create_app(settings: Settings) -> FastAPI:
                     pseudonyms,
                     eraser,
                 )
-                task = asyncio.create_task(worker.run(stop), name="metrics-worker")
+
+                async def write_warehouse() -> None:
+                    async with MetricsWorker(settings, warehouse, metrics) as worker:
+                        await worker.run(stop)
+
+                def restarted(reason: str) -> None:
+                    metrics.restarts.labels(reason).inc()
+
+                task = asyncio.create_task(
+                    ride_out("metrics worker", write_warehouse, stop, restarted),
+                    name="metrics-worker",
+                )
                 task.add_done_callback(_stop_process_if_failed)
                 try:
                     yield

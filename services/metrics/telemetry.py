@@ -7,6 +7,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 class WarehouseMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.restarts = Counter(
+            "klantreis_warehouse_worker_restarts_total",
+            "Fresh starts of the worker from the last commit after Kafka failed it, by error.",
+            ["reason"],
+            registry=registry,
+        )
         self.records_consumed = Counter(
             "klantreis_warehouse_records_consumed_total",
             "Topic records taken into a batch, by topic (a re-formed batch counts again).",

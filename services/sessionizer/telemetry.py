@@ -13,6 +13,12 @@ from contracts.journeys import PhaseTransition, Signal
 class SessionizerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
+        self.restarts = Counter(
+            "klantreis_sessionizer_restarts_total",
+            "Fresh starts of both stages from the last commit after Kafka failed them, by error.",
+            ["reason"],
+            registry=registry,
+        )
         self.events_processed = Counter(
             "klantreis_sessionizer_events_processed_total",
             "Events read from the events topic and routed to their journeys (duplicates and "

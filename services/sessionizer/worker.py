@@ -32,7 +32,7 @@ from contracts.events import (
     Event,
     RecordError,
 )
-from contracts.kafka import RecordBatches, ensure_topics, new_consumer, new_producer
+from contracts.kafka import RecordBatches, ensure_topics, new_consumer, new_producer, ride_out
 from contracts.records import SessionizerOutput
 from contracts.settings import Settings
 from services.sessionizer.config import journey_rules
@@ -606,6 +606,15 @@ class Sessionizer:
         self._metrics = metrics
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set. When Kafka fails a stage (an outage, a broker restart under a
+        transaction), both start again from the last commit; a fatal error is raised."""
+
+        def restarted(reason: str) -> None:
+            self._metrics.restarts.labels(reason).inc()
+
+        await ride_out("sessionizer", lambda: self._run_stages(stop), stop, restarted)
+
+    async def _run_stages(self, stop: asyncio.Event) -> None:
         """Until `stop` is set; raises what ended a stage, after stopping the other."""
         settings, metrics = self._settings, self._metrics
         identities = StageWorker(settings, metrics, IdentityEdge(settings, metrics))

@@ -54,10 +54,16 @@ class Service:
 
 
 def start(
-    name: str, args: list[str], env: dict[str, str], logs: Path, file_limit: int | None = None
+    service: str,
+    args: list[str],
+    env: dict[str, str],
+    logs: Path,
+    file_limit: int | None = None,
+    name: str | None = None,
 ) -> Service:
     """The command as its own process; `file_limit` is the descriptor limit it gets, as a
-    container's (often 1,024)."""
+    container's (often 1,024). Its log is `<name>.log` (by default the service's)."""
+    name = name or service
     log = logs / f"{name}.log"
 
     def limit_files() -> None:
@@ -76,7 +82,7 @@ def start(
         stderr=subprocess.STDOUT,
         preexec_fn=limit_files,
     )
-    return Service(name, process, log)
+    return Service(service, process, log)
 
 
 def wait_for_http(url: str, service: Service, timeout: float = 60) -> None:

@@ -1,6 +1,6 @@
 """Reads and prepares a chDB warehouse from its own process (chDB opens one path per process, and
 the test process may hold another): `python -m tests.support.warehouse_probe <dsn> <db>
-hold-merges|fingerprint`."""
+hold-merges|fingerprint|event-ids`."""
 
 from __future__ import annotations
 
@@ -67,6 +67,9 @@ def main(argv: list[str]) -> None:
         if action == "hold-merges":
             warehouse.migrate()
             hold_merges(warehouse)
+        elif action == "event-ids":  # how many rows of `events` each event id has
+            rows = warehouse.query("SELECT event_id, count() FROM {database}.events GROUP BY 1")
+            print(json.dumps({str(event_id): int(count) for event_id, count in rows}))
         else:
             print(json.dumps(fingerprint(warehouse)))
     finally:

@@ -86,6 +86,7 @@ def worker(settings: Settings, dsn: str, database: str, logs: Path, name: str,
         "KLANTREIS_FLUSH_ROWS": "1000",
         "KLANTREIS_FLUSH_INTERVAL_SECONDS": "0.3",
         "KLANTREIS_API_PORT": str(free_port()),
+        "KLANTREIS_API_OPS_PORT": str(free_port()),
         "KLANTREIS_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     command: Sequence[str] = [KLANTREIS, "metrics"]
