@@ -2,16 +2,22 @@
 
 The same code serves a ClickHouse server (`http://host:8123`) and the embedded engine
 (`chdb:///path`). The client is synchronous and chDB allows one database path per process, so a
-process shares one Warehouse and the async services call it through `asyncio.to_thread`; a lock
-keeps one call at a time on the client.
+process shares one Warehouse and the async services call it from threads. One call at a time
+runs on the client, and writes go first (`Turns`): in embedded mode a collector's answer waits
+for its insert, so a queue of dashboard reads must not stand between an event and its insert.
+Inserts also run on their own thread (`run_write`), never queued behind reads in the event
+loop's shared pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,19 +32,68 @@ log = logging.getLogger(__name__)
 _TTL = re.compile(r"\sTTL (?P<expression>.+?)(?= SETTINGS |$)")
 
 
+class Turns:
+    """One call at a time; a waiting writer goes before every reader that has not begun.
+
+    Readers wait while a writer waits, so a write waits at most for the read in progress,
+    however many readers queue. Writes come in bursts (a flush), so readers still get turns
+    between them.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._busy = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._busy and not self._writers_waiting)
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._changed:
+            self._writers_waiting += 1
+            try:
+                self._changed.wait_for(lambda: not self._busy)
+            finally:
+                self._writers_waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._changed:
+            self._busy = False
+            self._changed.notify_all()
+
+
 class Warehouse:
     def __init__(self, dsn: str, database: str, cluster: str = "") -> None:
         self.database = database
         self.cluster = cluster
-        self._lock = threading.Lock()
+        self._turns = Turns()
+        self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-write")
         # On a cluster, a query's subquery over another Distributed table (the identity links)
         # runs once and is sent to every shard, instead of each shard reading only its own part.
         settings = {"distributed_product_mode": "global"} if cluster else {}
         self._client: Client = clickhouse_connect.get_client(dsn=dsn, settings=settings)
 
     def close(self) -> None:
-        with self._lock:
+        self._writes.shutdown(wait=True)
+        with self._turns.writing():
             self._client.close()
+
+    async def run_write(self, write: Callable[..., None], *args: object) -> None:
+        """`write(*args)` (an insert) on the warehouse's own writing thread."""
+        await asyncio.get_running_loop().run_in_executor(self._writes, write, *args)
 
     def migrate(self) -> list[str]:
         """Apply the migrations not yet applied; return their names.
@@ -49,7 +104,7 @@ class Warehouse:
         """
         db = self.database
         target = cluster_ddl.ClusterTarget(self.cluster, db) if self.cluster else None
-        with self._lock:
+        with self._turns.writing():
             if target:
                 self._client.command(cluster_ddl.create_database(target))
                 self._client.command(cluster_ddl.schema_migrations_table(target))
@@ -95,7 +150,7 @@ class Warehouse:
         changed = []
         suffix = cluster_ddl.LOCAL_SUFFIX if self.cluster else ""
         on_cluster = f" ON CLUSTER '{self.cluster}'" if self.cluster else ""
-        with self._lock:
+        with self._turns.writing():
             for table, days in sorted(days_by_table.items()):
                 name = f"{self.database}.{table}{suffix}"
                 current = self._client.query(
@@ -137,7 +192,7 @@ class Warehouse:
         stored as consumed; merges collapse replaced versions later, the queries read through
         them (argMax by version), and a duplicate stays visible until a merge.
         """
-        with self._lock:
+        with self._turns.writing():
             self._client.insert(
                 f"{self.database}.{table}",
                 rows,
@@ -171,7 +226,7 @@ class Warehouse:
             # properties, traits and details: JSON objects kept as their JSON text.
             input_format_json_read_objects_as_strings=1,
         )
-        with self._lock:
+        with self._turns.writing():
             self._client.raw_insert(
                 f"{self.database}.{table}",
                 list(fields),
@@ -182,7 +237,7 @@ class Warehouse:
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a read query; `{database}` in the text names this warehouse's database."""
-        with self._lock:
+        with self._turns.reading():
             result = self._client.query(
                 sql.replace("{database}", self.database), parameters=parameters
             )

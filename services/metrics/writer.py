@@ -10,7 +10,6 @@ built in this process (the embedded pipeline's) are added as models and go in as
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -155,7 +154,7 @@ class WarehouseWriter:
     ) -> None:
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(insert, *args)
+            await self._warehouse.run_write(insert, *args)
         except Exception:
             self._metrics.failed_inserts.labels(table).inc()
             raise
