@@ -90,8 +90,13 @@ def main(readers: int, seconds: float, visitors: int) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data:
-        env = {**os.environ, "PORT": str(port), "KLANTREIS_DATA_DIR": data,
-               "KLANTREIS_ADMIN_TOKEN": ADMIN_TOKEN, "KLANTREIS_RATE_LIMIT_PER_IP": "0"}  # fmt: skip
+        env = {
+            **os.environ,
+            "PORT": str(port),
+            "KLANTREIS_DATA_DIR": data,
+            "KLANTREIS_ADMIN_TOKEN": ADMIN_TOKEN,
+            "KLANTREIS_RATE_LIMIT_PER_IP": "0",
+        }
         env.pop("KLANTREIS_KAFKA_BOOTSTRAP_SERVERS", None)
         log = Path(data) / "up.log"
         server = subprocess.Popen(
