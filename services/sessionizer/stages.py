@@ -192,6 +192,13 @@ class IdentityStage:
     def finish_restore(self) -> None:
         """Nothing to derive: identities are used as stored."""
 
+    def snapshot(self) -> dict[str, Any]:
+        """All the stage holds, in one order: what a restore from the changelog must rebuild."""
+        return {
+            "identities": sorted(self.identities.export_state(), key=lambda row: row[:2]),
+            "clock": self.newest,
+        }
+
 
 # --- stage 2 -----------------------------------------------------------------------------------
 
@@ -391,6 +398,24 @@ class JourneyStage:
     def finish_restore(self) -> None:
         self.journeys.held = set(self._waiting)
         self.journeys.rebuild_timers()
+
+    def snapshot(self) -> dict[str, Any]:
+        """All the stage holds, in one order: what a restore from the changelog must rebuild
+        (timers are derived from the journeys)."""
+        tracker = self.journeys.export_state()
+        return {
+            "journeys": sorted(tracker["journeys"], key=lambda row: row[:2]),
+            "clock": tracker["newest"],
+            "waiting": sorted(
+                (key, [repr(r) for r in queue]) for key, queue in self._waiting.items()
+            ),
+            "handoffs": sorted(self._handoffs.items(), key=lambda item: item[0]),
+            "upstream": sorted(
+                (partition, None if clock is None else clock.micros)
+                for partition, clock in self._upstream.items()
+            ),
+            "held": sorted(self.journeys.held),
+        }
 
 
 def upstream_watermarks(

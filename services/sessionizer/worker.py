@@ -387,7 +387,7 @@ class StageWorker(Generic[Stage]):
                 )
                 producers[tp] = producer
                 await producer.start()  # fences the partition's previous producer, aborting it
-            stages = await self._restore_stages([tp.partition for tp in fresh])
+            stages = await self.restored_stages([tp.partition for tp in fresh])
         except BaseException:
             for producer in producers.values():
                 await producer.stop()
@@ -407,7 +407,13 @@ class StageWorker(Generic[Stage]):
         self._update_gauges()
         consumer.resume(*fresh)
 
-    async def _restore_stages(self, partitions: list[int]) -> dict[int, Stage]:
+    @property
+    def stages(self) -> dict[int, Stage]:
+        """The stage of every partition held here, by partition."""
+        return {tp.partition: owned.stage for tp, owned in self._partitions.items()}
+
+    async def restored_stages(self, partitions: list[int]) -> dict[int, Stage]:
+        """New stages of the partitions, with the state their changelog partitions hold."""
         stages = {partition: self._edge.new_stage(partition) for partition in partitions}
         changelog = [TopicPartition(self._edge.changelog, p) for p in partitions]
         reader = new_consumer(self._settings, group_id=None, max_poll_records=10_000)

@@ -1,6 +1,6 @@
-"""The sessionizer's delivery guarantee on the real broker: killed with SIGKILL mid-stream, or
-joined and left by a second instance, it produces exactly what an uninterrupted run produces,
-as a read_committed reader sees it: nothing lost, nothing twice."""
+"""Fault 2, the sessionizer's delivery guarantee on the real broker: killed with SIGKILL
+mid-stream, joined and left by a second instance, or both at once, it produces exactly what an
+uninterrupted run produces, as a read_committed reader sees it: nothing lost, nothing twice."""
 
 from __future__ import annotations
 
@@ -215,3 +215,50 @@ async def test_an_instance_joining_and_leaving_mid_stream_changes_nothing(
     finally:
         assert first.stop(), first.output()
     assert_same(reference, await read_outputs(settings))
+
+
+async def feed(settings: Settings, events: list[Event], chunks: int, pause: float) -> None:
+    """The input as a live collector delivers it: in chunks, over time."""
+    size = -(-len(events) // chunks)
+    for first in range(0, len(events), size):
+        await write_events(settings, events[first : first + size])
+        await asyncio.sleep(pause)
+
+
+async def test_a_sigkill_while_a_second_instance_joins_and_leaves_changes_nothing(
+    reference: Outputs, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """While the input arrives, the first instance dies mid-transaction just after a second one
+    joined; the second takes every partition, a replacement joins it, and the second leaves."""
+    settings = prefixed(kafka_bootstrap, f"both-{uuid.uuid4().hex[:8]}")
+    events = input_events()
+    total = len(events)
+    first = sessionizer(settings, tmp_path, "first")
+    feeding = asyncio.create_task(feed(settings, events, chunks=40, pause=0.5))
+    await wait_until(lambda: _past(settings, 1), [first])
+    second = sessionizer(settings, tmp_path, "second")
+    await wait_until(lambda: "restored partitions" in second.output(), [first, second])
+    killed_at = await committed(settings)
+    assert not feeding.done(), "the input was all there before the kill"
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait()
+    replacement = sessionizer(settings, tmp_path, "replacement")
+    try:
+        await wait_until(
+            lambda: "restored partitions" in replacement.output(), [second, replacement]
+        )
+        left_at = await committed(settings)
+        assert second.stop(), second.output()
+        await feeding
+        await wait_until(lambda: _done(settings, total), [replacement])
+    finally:
+        feeding.cancel()
+        assert replacement.stop(), replacement.output()
+    outputs = await read_outputs(settings)
+    assert_same(reference, outputs)
+    records = sum(len(values) for by_key in outputs.values() for values in by_key.values())
+    print(
+        f"\nSIGKILL at {killed_at} of {total} events, with a second instance joined; the second "
+        f"left at {left_at}: {records} output records and state entries, equal to the "
+        "uninterrupted run"
+    )
