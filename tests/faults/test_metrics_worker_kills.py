@@ -1,7 +1,7 @@
-"""The metrics worker's delivery guarantee on the real broker and the real engine: killed with
-SIGKILL between inserting a batch and committing its offsets, three times, it leaves every table
-with exactly the rows of an uninterrupted run. The raw tables' merges are held, so a duplicate
-row would show in a plain count()."""
+"""Fault 3, the metrics worker's delivery guarantee on the real broker and the real engine:
+killed with SIGKILL between inserting a batch and committing its offsets, three times, it leaves
+every table with exactly the rows of an uninterrupted run. The raw tables' merges are held, so a
+duplicate row would show in a plain count()."""
 
 from __future__ import annotations
 
@@ -143,6 +143,12 @@ async def test_three_sigkills_between_insert_and_commit_leave_the_rows_of_an_uni
     expected = json.loads(probe(dsn, "reference", "fingerprint"))
     actual = json.loads(probe(dsn, "crashed", "fingerprint"))
     assert all(rows > 0 for rows, _ in expected.values()), expected
+    rows = {table: (expected[table][0], actual[table][0]) for table in ("events", "sessions")}
+    same = actual == expected
+    print(
+        f"\nthree SIGKILLs between insert and commit over {total} records: rows "
+        f"(uninterrupted, killed) {rows}; all tables' counts and checksums equal: {same}"
+    )
     assert actual == expected
 
 
