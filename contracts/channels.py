@@ -2,7 +2,8 @@
 
 Applied by the collector to every event from its UTM parameters, ad click ids and referrer, so the
 sessionizer can say which channel moved a journey and the warehouse can break funnels down by it.
-Rules are checked in GA4's order; the first that matches names the channel.
+Rules are checked in GA4's order; the first that matches names the channel. Campaign parameters,
+where a link has them, decide over the referrer.
 """
 
 from __future__ import annotations
@@ -113,6 +114,10 @@ def classify(visit: Visit) -> Channel:
     if host and host.removeprefix("www.") == visit.page_host.removeprefix("www."):
         if not (source or medium):
             return Channel.INTERNAL  # navigation within the shop says nothing of the origin
+    if source or medium:
+        # As in GA4, campaign parameters decide source and medium: the referrer of a link in a
+        # newsletter read in Gmail's web app, say, is google.com, and the visit is e-mail.
+        host = ""
     if _is("", host, EMAIL_HOSTS):
         return Channel.EMAIL
     if "cross-network" in campaign:

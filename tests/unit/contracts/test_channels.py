@@ -34,6 +34,18 @@ SHOP = "https://shop.example/p/1"
         (SHOP + "?utm_source=sms&utm_medium=sms", None, Channel.SMS),
         (SHOP + "?utm_medium=web-push", None, Channel.MOBILE_PUSH),
         (SHOP + "?utm_medium=something", None, Channel.UNASSIGNED),
+        # Campaign parameters decide over the referrer, as in GA4.
+        (
+            SHOP + "?utm_source=newsletter&utm_medium=email",
+            "https://www.google.com/",
+            Channel.EMAIL,
+        ),
+        (
+            SHOP + "?utm_source=partner&utm_medium=referral",
+            "https://www.bing.com/",
+            Channel.REFERRAL,
+        ),
+        (SHOP + "?utm_source=spring&utm_medium=something", "https://t.co/x", Channel.UNASSIGNED),
     ],
 )
 def test_visits_are_grouped_like_ga4_default_channels(
