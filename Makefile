@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR := $(CURDIR)/.cache/uv-cache
 
-.PHONY: run run-kafka test lint typecheck kafka-jars system-tools env clean
+.PHONY: run run-kafka test lint typecheck kafka-jars system-tools sdk-bundles env clean
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv
@@ -47,7 +47,13 @@ system-tools:
 	if [ -n "$$missing" ]; then apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-test: kafka-jars system-tools lint typecheck
+# The official browser SDKs at the versions tests/integration/browser/sdks/package-lock.json pins,
+# bundled for the browser tests (no CDN).
+sdk-bundles: system-tools
+	cd tests/integration/browser/sdks && npm ci --no-audit --no-fund --silent && \
+		node build.mjs $(CURDIR)/.cache/sdk-bundles && touch $(CURDIR)/.cache/sdk-bundles/.built
+
+test: kafka-jars system-tools sdk-bundles lint typecheck
 	$(VENV)/bin/python -m pytest -ra
 
 clean:

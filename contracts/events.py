@@ -71,6 +71,7 @@ class EventType(StrEnum):
     TRACK = "track"
     IDENTIFY = "identify"
     ALIAS = "alias"
+    GROUP = "group"  # the account or company a user belongs to (B2B shops), with its traits
 
 
 Url = Annotated[str, msgspec.Meta(max_length=2048)]
@@ -123,6 +124,7 @@ class Event(
     anonymous_id: str | None = None
     user_id: str | None = None
     previous_id: str | None = None
+    group_id: str | None = None
     timestamp: UtcDatetime
     original_timestamp: UtcDatetime | None = None
     sent_at: UtcDatetime | None = None

@@ -52,7 +52,7 @@ CATALOGUE: tuple[RecordKind, ...] = (
             "original_timestamp", "sent_at", "received_at", "channel", "device", "browser",
             "is_bot", "page_url", "page_path", "page_title", "referrer", "utm_source",
             "utm_medium", "utm_campaign", "utm_term", "utm_content", "user_agent", "locale",
-            "library", "properties", "traits",
+            "library", "properties", "traits", "group_id",
         ),
         ephemeral=("context",),  # migration 0011
     ),

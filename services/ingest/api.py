@@ -38,6 +38,7 @@ from contracts.sites import SiteDirectory
 from contracts.sitestore import SiteStore
 from services.ingest import pixels, segment
 from services.ingest.access import client_address, origin_allowed, request_write_key, site_of
+from services.ingest.cors import SITE_STATE, CollectorCors
 from services.ingest.intake import (
     RequestRefused,
     check_batch_size,
@@ -54,7 +55,7 @@ from services.ingest.privacy import (
 )
 from services.ingest.ratelimit import TokenBuckets
 from services.ingest.schema import IncomingEvent
-from services.ingest.segment import SEGMENT_TYPES, write_key_of
+from services.ingest.segment import SEGMENT_TYPES, SHORT_CALLS, write_key_of
 from services.ingest.sink import EventSink, SinkUnavailable
 from services.ingest.telemetry import IngestMetrics
 
@@ -108,12 +109,23 @@ _REQUEST_BODY: dict[str, Any] = {
 }
 
 
+def is_collector_path(path: str) -> bool:
+    """The routes browsers send events to (and fetch the tracker from): they answer CORS."""
+    return path.startswith("/v1/") or path in ("/i", "/com.snowplowanalytics.snowplow/tp2", "/t.js")
+
+
 def install(app: FastAPI) -> None:
     """Mount the collector's routes and publish the event schema in the app's OpenAPI document.
 
     The body is parsed by hand, so FastAPI cannot see its model; the schema is added here.
     """
     app.include_router(router)
+
+    def directory() -> SiteDirectory | None:
+        context: IngestContext | None = getattr(app.state, "ingest", None)
+        return None if context is None else context.sites.directory
+
+    app.add_middleware(CollectorCors, directory=directory, is_collector_path=is_collector_path)
     # The ingestion endpoints take only the request and build their own responses, so each
     # also runs as a plain Starlette route ahead of FastAPI's: that skips FastAPI's per-request
     # dependency resolution, a fifth of a one-event request. FastAPI's routes stay, so the
@@ -197,7 +209,7 @@ def _native_body(accepted: int, rejected: list[dict[str, Any]]) -> dict[str, Any
 
 @router.post(
     "/v1/{call}",
-    summary="The Segment HTTP tracking API: track, page, screen, identify, alias, batch",
+    summary="The Segment HTTP tracking API: track, page, screen, identify, group, alias, batch",
     description=(
         "Segment-spec messages (camelCase), one per call or a `batch`. The write key is the "
         'HTTP Basic user name or `writeKey` in the body. Answers `{"success": true}` like '
@@ -206,6 +218,7 @@ def _native_body(accepted: int, rejected: list[dict[str, Any]]) -> dict[str, Any
     responses={400: {"description": "Unreadable body"}, 401: {"description": "Bad write key"}},
 )
 async def post_segment(request: Request, call: str) -> Response:
+    call = SHORT_CALLS.get(call, call)
     if call not in SEGMENT_CALLS:
         return _error(404, "not_found", f"no endpoint /v1/{call}")
 
@@ -221,6 +234,27 @@ async def post_segment(request: Request, call: str) -> Response:
 
 
 SEGMENT_CALLS = SEGMENT_TYPES | {"batch", "import"}
+
+
+@router.get(
+    "/v1/projects/{write_key}/settings",
+    summary="Settings for Segment's analytics.js (`cdnURL`): send events to this collector",
+    description=(
+        "analytics.js (`@segment/analytics-next`) loads its settings from "
+        "`<cdnURL>/v1/projects/<writeKey>/settings`. With `cdnURL` set to the collector, it "
+        "finds here that its Segment.io destination is this collector, and sends there."
+    ),
+    responses={404: {"description": "Unknown write key"}},
+)
+async def segment_settings(request: Request, write_key: str) -> Response:
+    context: IngestContext = request.app.state.ingest
+    if write_key not in context.sites.directory.write_keys:
+        return _error(404, "unknown_write_key", "the write key is not known to this collector")
+    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    scheme = request.url.scheme
+    if context.settings.proxy_hops:  # behind a proxy of one's own, as the client sees it
+        scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
+    return JSONResponse(segment.settings_for(write_key, f"{host}/v1", scheme))
 
 
 def _segment_body(accepted: int, rejected: list[dict[str, Any]]) -> dict[str, Any]:
@@ -256,7 +290,9 @@ async def pixel(request: Request) -> Response:
 async def snowplow_get(request: Request) -> Response:
     async def translate(request: Request, context: IngestContext) -> Submission:
         params = request.query_params
-        native = pixels.snowplow_to_native(params, request.headers.get("user-agent"))
+        native = pixels.snowplow_to_native(
+            params, request.headers.get("user-agent"), request.headers.get("referer")
+        )
         return Submission([native], params.get("aid"))
 
     return await _admit(request, "/i", translate, _native_body, pixel=True)
@@ -289,8 +325,10 @@ async def _snowplow_batch(request: Request, context: IngestContext) -> Submissio
         app_ids.add(app_id)
     if len(app_ids) > 1:
         raise RequestRefused(400, "mixed_app_ids", "all events of a batch need the same `aid`")
+    user_agent, referrer = request.headers.get("user-agent"), request.headers.get("referer")
     natives = [
-        pixels.snowplow_to_native(item) if isinstance(item, dict) else item for item in items
+        pixels.snowplow_to_native(item, user_agent, referrer) if isinstance(item, dict) else item
+        for item in items
     ]
     return Submission(natives, next(iter(app_ids), None))
 
@@ -333,6 +371,7 @@ async def _admit(
                 submission = await translate(request, context)
                 key = request_write_key(request.headers, request.query_params)
                 site_id = site_of(key or submission.body_key, directory.write_keys)
+                setattr(request.state, SITE_STATE, site_id)  # CORS answers for this site
                 origin = request.headers.get("origin")
                 if origin and not origin_allowed(directory.site_hosts, site_id, origin):
                     raise RequestRefused(
@@ -350,37 +389,6 @@ async def _admit(
     finally:
         context.metrics.in_flight.dec()
     context.metrics.requests.labels(route, str(response.status_code)).inc()
-    _allow_origin(request, directory, response, site_id)
-    return response
-
-
-def _allow_origin(
-    request: Request, directory: SiteDirectory, response: Response, site_id: str | None = None
-) -> None:
-    """Reflect the page's origin when its site allows it, so the tracker can read the status
-    (and retry a 503); a site's other hosts get no CORS headers. The site is the request's, once
-    known; a preflight has only its `key` query parameter to go by."""
-    origin = request.headers.get("origin")
-    response.headers["Vary"] = "Origin"
-    if not origin:
-        return
-    if site_id is None:
-        site_id = directory.write_keys.get(request.query_params.get("key") or "")
-    if site_id is None or origin_allowed(directory.site_hosts, site_id, origin):
-        response.headers["Access-Control-Allow-Origin"] = origin
-
-
-@router.options("/{path:path}", include_in_schema=False)
-async def preflight(request: Request, path: str) -> Response:
-    """CORS preflight for browsers that send JSON or an Authorization header."""
-    context: IngestContext = request.app.state.ingest
-    response = Response(status_code=204)
-    _allow_origin(request, context.sites.directory, response)
-    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = (
-        "Content-Type, Authorization, Content-Encoding"
-    )
-    response.headers["Access-Control-Max-Age"] = "86400"
     return response
 
 

@@ -374,6 +374,7 @@ def enrich(
         anonymous_id=anonymous_id,
         user_id=user_id,
         previous_id=previous_id,
+        group_id=incoming.group_id,
         timestamp=timestamp,
         original_timestamp=checked.timestamp,
         sent_at=checked.sent_at,

@@ -78,6 +78,7 @@ class IncomingEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     anonymous_id: Identifier | None = None
     user_id: Identifier | None = None
     previous_id: Identifier | None = None
+    group_id: Identifier | None = None  # a group event's account or company
     timestamp: ClientTime | None = None  # when the event happened
     sent_at: ClientTime | None = None  # when the client sent the request, on the same clock
     properties: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -147,7 +148,7 @@ def checked(incoming: IncomingEvent, max_amount: float = DEFAULT_MAX_AMOUNT) -> 
     """The rules a schema cannot say: real ids, the fields each type needs, numbers with a
     meaning, the client's times (read into UTC); raises EventProblem."""
     check_numbers(incoming.properties, max_amount)
-    for field in ("anonymous_id", "user_id", "previous_id"):
+    for field in ("anonymous_id", "user_id", "previous_id", "group_id"):
         value = getattr(incoming, field)
         if value is not None:
             if not value.strip():
@@ -168,6 +169,10 @@ def checked(incoming: IncomingEvent, max_amount: float = DEFAULT_MAX_AMOUNT) -> 
         incoming.previous_id is None or incoming.user_id is None
     ):
         raise EventProblem("", "an alias event needs previous_id and user_id")
+    if (incoming.type is EventType.GROUP) != (incoming.group_id is not None):
+        raise EventProblem(
+            "group_id", "a group event needs group_id, and only a group event has one"
+        )
     return CheckedEvent(
         incoming,
         _client_time("timestamp", incoming.timestamp),

@@ -80,6 +80,7 @@ def _event_row(event: Event) -> Row:
         event.context.library or "",
         orjson.dumps(event.properties).decode(),
         orjson.dumps(event.traits).decode(),
+        event.group_id or "",
     )
 
 

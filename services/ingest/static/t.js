@@ -11,7 +11,7 @@
   var s = d.currentScript || {}, o = s.dataset || {}, L = w.localStorage, S = w.sessionStorage;
   var host = o.host || (s.src || "").replace(/\/t\.js.*$/, "");
   var url = host + "/v1/events?key=" + encodeURIComponent(o.key || "");
-  var Q = "kr_q", C = "kr_c", U = "kr_u", A = "kr_a";
+  var Q = "kr_q", C = "kr_c", U = "kr_u", A = "kr_a", K = "kr_k";
   var asks = o.consent == "required", consented = !asks, held = [], timer = 0, busy = 0;
   var cookieless = o.cookieless == "true", mem = {};
   var every = +o.flush || 2000, lastPath = location.pathname, lastUrl = location.href;
@@ -50,10 +50,16 @@
   }
   function wipe() { // consent refused: nothing of ours stays in the browser
     mem = {}; held = [];
-    [[L, A], [L, Q], [L, U], [S, A], [S, C]].forEach(function (p) { try { p[0].removeItem(p[1]); } catch (e) {} });
+    [[L, A], [L, Q], [L, U], [L, K], [S, A], [S, C]].forEach(function (p) { try { p[0].removeItem(p[1]); } catch (e) {} });
     d.cookie = A + "=;path=/;max-age=0";
   }
   function queue(q) { if (q) put(Q, JSON.stringify(q.slice(-200))); try { return JSON.parse(get(Q)) || []; } catch (e) { return []; } }
+  // Ids the collector acknowledged (last 200): never sent again, even by another tab.
+  function acked(ids) {
+    var a; try { a = JSON.parse(get(K)) || []; } catch (e) { a = []; }
+    if (ids) put(K, JSON.stringify(a = a.concat(ids).slice(-200)));
+    return a;
+  }
 
   // Campaign of the landing page (UTM and ad click ids), kept for the visit.
   var qs = new URLSearchParams(location.search), camp = {}, n = 0;
@@ -63,9 +69,9 @@
   if (n) put(C, JSON.stringify(camp), S);
   try { camp = JSON.parse(get(C, S)) || {}; } catch (e) { camp = {}; }
 
-  function send(type, body, ref) {
+  function send(type, body, ref, at) {
     var e = body || {};
-    e.type = type; e.event_id = id(); e.anonymous_id = anon(); e.timestamp = new Date().toISOString();
+    e.type = type; e.event_id = id(); e.anonymous_id = anon(); e.timestamp = at || new Date().toISOString();
     var u = get(U); if (u) e.user_id = u;
     e.context = {
       page: { url: location.href, path: location.pathname, title: d.title, search: location.search, referrer: ref || d.referrer },
@@ -77,7 +83,8 @@
   }
   function flush(beacon) {
     clearTimeout(timer); timer = 0;
-    var q = queue(); if (!q.length || !consented || (busy && !beacon)) return;
+    var done = acked(), q = queue().filter(function (e) { return done.indexOf(e.event_id) < 0; });
+    if (!q.length || !consented || (busy && !beacon)) return;
     var batch = q.slice(0, 50), now = new Date().toISOString();
     batch.forEach(function (e) { e.sent_at = now; if (asks) e.context.consent = true; });
     var body = JSON.stringify(batch);
@@ -86,15 +93,20 @@
     busy = 1;
     // text/plain keeps the request "simple": no CORS preflight. 5xx and 429 go back in the queue.
     fetch(url, { method: "POST", body: body, keepalive: true, headers: { "Content-Type": "text/plain" } })
-      .then(function (r) { if (r.status >= 500 || r.status == 429) queue(batch.concat(queue())); })
+      .then(function (r) {
+        if (r.status >= 500 || r.status == 429) queue(batch.concat(queue()));
+        else acked(batch.map(function (e) { return e.event_id; }));
+      })
       .catch(function () { queue(batch.concat(queue())); })
       .then(function () { busy = 0; if (queue().length) timer = setTimeout(flush, every); });
   }
-  function page(name, props, ref) { send("page", { name: name || d.title || undefined, properties: props || {} }, ref); }
+  function page(name, props, ref, at) { send("page", { name: name || d.title || undefined, properties: props || {} }, ref, at); }
   function track(ev, props) { send("track", { event: ev, properties: props || {} }); }
+  // SPAs set the title after the URL: send the view a moment later, timed at the change.
   function spa() {
     if (location.pathname == lastPath) return;
-    var ref = lastUrl; lastPath = location.pathname; lastUrl = location.href; page(null, null, ref);
+    var ref = lastUrl, at = new Date().toISOString(); lastPath = location.pathname; lastUrl = location.href;
+    setTimeout(function () { page(null, null, ref, at); }, 100);
   }
 
   var k = w.klantreis = {

@@ -4,28 +4,19 @@ another origin than the collector, sending to a collector process on the real br
 from __future__ import annotations
 
 import asyncio
-import functools
 import gzip
-import http.server
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from contracts.events import Event
 from contracts.settings import Settings
-from klantreis.local_kafka import free_port
-from tests.support.pipeline import SITE, WRITE_KEY, read_events
+from tests.support.browser import browser, events_of, shop_server
+from tests.support.pipeline import SITE, WRITE_KEY
 from tests.support.processes import collector as collector_process
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def page(collector: int, extra: str = "") -> str:
@@ -38,47 +29,8 @@ def page(collector: int, extra: str = "") -> str:
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[tuple[Path, int]]:
-    """A static web server for the shop's pages, on its own port: another origin."""
-    root = tmp_path / "shop"
-    root.mkdir()
-    port = free_port()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, port
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def browser(profile: Path) -> webdriver.Chrome:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)  # fmt: skip
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
-async def events_of(settings: Settings, anonymous_id: str, expected: int) -> list[Event]:
-    deadline = time.monotonic() + 20
-    while True:
-        found = [e for e in await read_events(settings) if e.anonymous_id == anonymous_id]
-        if len(found) >= expected or time.monotonic() > deadline:
-            return sorted(found, key=lambda e: e.timestamp)
-        await asyncio.sleep(0.5)
+    with shop_server(tmp_path / "shop") as served:
+        yield served
 
 
 @pytest.fixture
@@ -189,3 +141,54 @@ async def test_a_cookieless_page_writes_nothing_to_the_browser(
         assert driver.execute_script(STORED) == []
     finally:
         driver.quit()
+
+
+async def test_a_single_page_apps_page_view_has_the_new_pages_title(
+    settings: Settings, collector: int, shop: tuple[Path, int], tmp_path: Path
+) -> None:
+    root, port = shop
+    (root / "app.html").write_text(page(collector))
+    driver = browser(tmp_path / "profile")
+    try:
+        driver.get(f"http://127.0.0.1:{port}/app.html")
+        anonymous_id = driver.execute_script("return klantreis.anonymousId()")
+        # As a router does: the URL changes first, the title once the new view rendered.
+        driver.execute_script("history.pushState({}, '', '/tv-55'); document.title = 'TV 55'")
+        driver.execute_script("setTimeout(function () { klantreis.flush() }, 300)")
+        events = await events_of(settings, anonymous_id, 2)
+    finally:
+        driver.quit()
+    assert [(e.context.page.path, e.context.page.title) for e in events] == [
+        ("/app.html", "Shop"),
+        ("/tv-55", "TV 55"),
+    ]
+
+
+async def test_an_acknowledged_event_is_never_sent_again(
+    settings: Settings, collector: int, shop: tuple[Path, int], tmp_path: Path
+) -> None:
+    """Another tab (or a crash between the answer and the queue's update) can leave an event
+    the collector already acknowledged in the queue; the tracker drops it."""
+    root, port = shop
+    (root / "shop.html").write_text(page(collector))
+    driver = browser(tmp_path / "profile")
+    try:
+        driver.get(f"http://127.0.0.1:{port}/shop.html")
+        anonymous_id = driver.execute_script("return klantreis.anonymousId()")
+        driver.execute_script("klantreis.track('Once'); klantreis.flush()")
+        sent = await events_of(settings, anonymous_id, 2)
+        driver.set_script_timeout(10)
+        driver.execute_async_script(  # until the tracker has seen the answer
+            "const done = arguments[0]; (function wait() {"
+            " const a = JSON.parse(localStorage.getItem('kr_k') || '[]');"
+            " a.length >= 2 ? done() : setTimeout(wait, 50); })()"
+        )
+        again = [e for e in sent if e.event == "Once"]
+        stale = json.dumps([{"type": "track", "event": "Once", "event_id": again[0].event_id,
+                             "anonymous_id": anonymous_id, "properties": {}}])  # fmt: skip
+        driver.execute_script(f"localStorage.setItem('kr_q', {json.dumps(stale)});"
+                              "klantreis.track('After'); klantreis.flush()")  # fmt: skip
+        events = await events_of(settings, anonymous_id, 3)
+    finally:
+        driver.quit()
+    assert sorted(e.event or "page" for e in events) == ["After", "Once", "page"]

@@ -155,11 +155,41 @@ async def test_cors_reflects_allowed_origins_and_answers_preflights(
     origin = {"Origin": "https://shop.example"}
     response = await client.post("/v1/events?key=demo", json=PAGE, headers=origin)
     assert response.headers["access-control-allow-origin"] == "https://shop.example"
+    # Snowplow's tracker sends credentials: the answer must say they are allowed.
+    assert response.headers["access-control-allow-credentials"] == "true"
+    asked = "content-type, authorization, x-retry-count, x-anonymous-id"
     preflight = await client.options(
-        "/v1/events", headers={**origin, "Access-Control-Request-Method": "POST"}
-    )
+        "/v1/t",
+        headers={**origin, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": asked},
+    )  # fmt: skip
     assert preflight.status_code == 204
-    assert "Authorization" in preflight.headers["access-control-allow-headers"]
+    assert preflight.headers["access-control-allow-headers"] == asked
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    odd = await client.options(
+        "/v1/t",
+        headers={**origin, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "x-ok, bad header"},
+    )  # fmt: skip
+    assert "access-control-allow-headers" not in odd.headers
+
+
+async def test_every_collector_answer_carries_cors_errors_included(
+    client: httpx.AsyncClient,
+) -> None:
+    origin = {"Origin": "https://shop.example"}
+    answers = [
+        await client.post("/v1/events?key=nope", json=PAGE, headers=origin),  # 401
+        await client.post("/v1/events?key=demo", content=b"{", headers=origin),  # 400
+        await client.post("/v1/no-such-call", json={}, headers=origin),  # 404
+        await client.get("/v1/events", headers=origin),  # 405
+    ]
+    assert [a.status_code for a in answers] == [401, 400, 404, 405]
+    for answer in answers:
+        assert answer.headers["access-control-allow-origin"] == "https://shop.example"
+    # The read API is no collector route: no CORS there.
+    read = await client.get("/api/v1/funnel", params={"site": "demo"}, headers=origin)
+    assert "access-control-allow-origin" not in read.headers
 
 
 async def test_pages_on_hosts_a_site_does_not_allow_are_refused(

@@ -82,3 +82,75 @@ def test_amounts_in_a_query_string_are_read_as_numbers() -> None:
         .rejections[0]
         .message.startswith("properties.revenue: -5000 is outside")
     )
+
+
+ECOMMERCE = "iglu:com.snowplowanalytics.snowplow.ecommerce"
+
+
+def encoded(document: object) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(document)).decode().rstrip("=")
+
+
+def action(
+    kind: str, *entities: tuple[str, dict[str, object]], field: str = "cx"
+) -> dict[str, str]:
+    event = {"schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
+             "data": {"schema": f"{ECOMMERCE}/snowplow_ecommerce_action/jsonschema/1-0-2",
+                      "data": {"type": kind}}}  # fmt: skip
+    contexts = {"schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1",
+                "data": [{"schema": f"{ECOMMERCE}/{name}/jsonschema/1-0-0", "data": data}
+                         for name, data in entities]}  # fmt: skip
+    carried = encoded(contexts) if field == "cx" else orjson.dumps(contexts).decode()
+    return {"e": "ue", "ue_px": encoded(event), field: carried, "duid": "d-1", "aid": "shop"}
+
+
+def test_an_ecommerce_transaction_is_an_order_with_its_revenue_and_products() -> None:
+    event = one(snowplow_to_native(action(
+        "transaction",
+        ("product", {"id": "tv-55", "name": "TV", "price": 499, "quantity": 1, "currency": "EUR"}),
+        ("transaction", {"transaction_id": "o-1", "revenue": 499, "currency": "EUR",
+                         "payment_method": "card", "total_quantity": 1}),
+    )))  # fmt: skip
+    assert event.event == "Order Completed"
+    expected = {"order_id": "o-1", "revenue": 499, "currency": "EUR", "payment_method": "card",
+                "products": [{"product_id": "tv-55", "name": "TV", "price": 499, "quantity": 1,
+                              "currency": "EUR"}]}  # fmt: skip
+    assert {k: v for k, v in event.properties.items() if k != "contexts"} == expected
+    assert event.properties["contexts"]["transaction"]["transaction_id"] == "o-1"
+
+
+def test_cart_actions_and_a_failed_payment_carry_their_entities() -> None:
+    added = one(snowplow_to_native(action(
+        "add_to_cart", ("product", {"id": "tv-55", "price": 499, "currency": "EUR"}),
+        ("cart", {"cart_id": "c-1", "total_value": 499, "currency": "EUR"}), field="co",
+    )))  # fmt: skip
+    assert added.event == "Product Added"
+    assert added.properties["product_id"] == "tv-55" and added.properties["cart_id"] == "c-1"
+    failed = one(snowplow_to_native(action(
+        "trns_error", ("transaction", {"transaction_id": "o-2", "revenue": 20, "currency": "EUR"}),
+        ("transaction_error", {"error_description": "card declined"}),
+    )))  # fmt: skip
+    assert failed.event == "Payment Failed" and failed.properties["reason"] == "card declined"
+
+
+def test_legacy_transaction_and_item_events_keep_revenue_and_lines() -> None:
+    order = one(snowplow_to_native({"e": "tr", "tr_id": "o-1", "tr_tt": "120.50", "tr_tx": "20",
+                                    "tr_sh": "5", "tr_cu": "EUR", "duid": "d-1"}))  # fmt: skip
+    assert (order.event, order.properties) == (
+        "Order Completed",
+        {"order_id": "o-1", "revenue": 120.5, "tax": 20, "shipping": 5, "currency": "EUR"},
+    )
+    line = one(snowplow_to_native({"e": "ti", "ti_id": "o-1", "ti_sk": "tv-55", "ti_pr": "100",
+                                   "ti_qu": "1", "ti_cu": "EUR", "duid": "d-1"}))  # fmt: skip
+    assert line.event == "Order Line Item"
+    assert line.properties == {"order_id": "o-1", "sku": "tv-55", "price": 100, "quantity": 1,
+                               "currency": "EUR"}  # fmt: skip
+
+
+def test_the_request_gives_the_user_agent_and_page_a_payload_lacks() -> None:
+    event = one(snowplow_to_native({"e": "pv", "duid": "d-1"}, "Mozilla/5.0 (X11; Linux)",
+                                   "https://shop.example/p"))  # fmt: skip
+    assert event.context.user_agent == "Mozilla/5.0 (X11; Linux)"
+    assert event.context.page.url == "https://shop.example/p"
+    ping = one(snowplow_to_native({"e": "pp", "duid": "d-1", "pp_may": 800, "pp_miy": "0"}))
+    assert (ping.event, ping.properties) == ("Page Ping", {"y_min": 0, "y_max": 800})

@@ -73,8 +73,48 @@ def test_an_alias_keeps_the_previous_id() -> None:
     assert (event.type.value, event.previous_id, event.user_id) == ("alias", "old", "new")
 
 
-def test_a_group_call_is_refused_with_a_reason() -> None:
-    items = [to_native(m) for m in messages_of({"type": "group", "userId": "u"}, "batch")]
-    assert items == []  # not a batch body
+def test_a_group_call_is_kept_with_the_account_and_its_traits() -> None:
+    (event,) = accept(
+        {"type": "group", "userId": "u-1", "groupId": "acme", "traits": {"plan": "enterprise"}},
+        "group",
+    )
+    assert (event.type.value, event.group_id, event.traits) == (
+        "group",
+        "acme",
+        {"plan": "enterprise"},
+    )
     refused = intake([to_native({"type": "group", "userId": "u"})], "shop", NOW, 32 * 1024)
-    assert "type" in refused.rejections[0].message
+    assert refused.rejections[0].message.startswith("group_id:")
+
+
+def test_empty_string_ids_are_absent_as_segment_treats_them() -> None:
+    (event,) = accept({"type": "track", "event": "Viewed", "userId": "", "anonymousId": "a-1"},
+                      "track")  # fmt: skip
+    assert (event.user_id, event.anonymous_id) == (None, "a-1")
+
+
+def test_original_timestamp_stands_in_for_a_missing_timestamp() -> None:
+    (event,) = accept(
+        {"type": "page", "anonymousId": "a-1", "originalTimestamp": "2026-05-04T11:00:00Z"},
+        "page",
+    )
+    assert event.timestamp == datetime(2026, 5, 4, 11, 0, tzinfo=UTC)
+
+
+def test_identify_traits_in_the_context_and_a_page_category_are_kept() -> None:
+    (identify,) = accept(
+        {"type": "identify", "userId": "u-1", "traits": {"plan": "pro"},
+         "context": {"traits": {"email": "u@example.com", "plan": "free"}}},
+        "identify",
+    )  # fmt: skip
+    assert identify.traits == {"email": "u@example.com", "plan": "pro"}
+    (page,) = accept({"type": "page", "anonymousId": "a", "category": "Docs", "name": "API"},
+                     "page")  # fmt: skip
+    assert page.properties == {"category": "Docs"} and page.event == "API"
+    # Segment's integrations map and context fields klantreis does not keep are ignored.
+    (track,) = accept(
+        {"type": "track", "event": "E", "anonymousId": "a", "integrations": {"All": False},
+         "context": {"device": {"id": "x"}, "library": {"name": "analytics.js"}}},
+        "track",
+    )  # fmt: skip
+    assert track.context.library == "analytics.js"
