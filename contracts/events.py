@@ -12,7 +12,7 @@ dozens of comparisons per event.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, Literal, Self
@@ -161,6 +161,11 @@ class Event(
 EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+# How long a request may take to arrive (a CORS preflight first, a slow mobile network) before
+# the gap between its sent_at and its arrival is read as a wrong client clock.
+TRAVEL_TIME_TOLERANCE = timedelta(seconds=10)
+
+
 def correct_clock_skew(
     client_timestamp: datetime | None, sent_at: datetime | None, received_at: datetime
 ) -> datetime:
@@ -168,14 +173,19 @@ def correct_clock_skew(
 
     A client's clock can be off by hours; the offset between when it says it sent a request and
     when the server received it measures that error, and the same error applies to when the event
-    happened: `timestamp + (received_at - sent_at)`. Network delay is counted as skew, which keeps
-    the corrected time at or before `received_at` for an honest client.
+    happened: `timestamp + (received_at - sent_at)`. A request that arrived up to
+    `TRAVEL_TIME_TOLERANCE` after it was sent only travelled: its events keep the client's
+    times. Otherwise two requests of one page (the first held up by its preflight) would get
+    different corrections and swap the order of the events they carry.
     """
     if client_timestamp is None:
         return received_at
     if sent_at is None:
         return client_timestamp
-    return client_timestamp + (received_at - sent_at)
+    offset = received_at - sent_at
+    if timedelta(0) <= offset <= TRAVEL_TIME_TOLERANCE:
+        return client_timestamp
+    return client_timestamp + offset
 
 
 DEAD_LETTER_PAYLOAD_LIMIT = 64 * 1024

@@ -8,7 +8,6 @@ Both are translated into native events and validated like them.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -92,7 +91,7 @@ def _json_field(params: Mapping[str, str], plain: str, encoded: str) -> Any:
         text = params[encoded]
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 inside
             return None
     try:
         return orjson.loads(raw) if raw else None

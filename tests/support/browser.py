@@ -29,6 +29,7 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 def shop_server(root: Path) -> Iterator[tuple[Path, int]]:
     """A static web server for the shop's pages, on its own port: another origin."""
     root.mkdir(parents=True, exist_ok=True)
+    (root / "favicon.ico").write_bytes(b"")  # a shop has one: no 404 in the console
     port = free_port()
     handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)

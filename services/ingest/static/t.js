@@ -1,12 +1,5 @@
-/* klantreis browser tracker. <script src="https://COLLECTOR/t.js" data-key="WRITE_KEY" async></script>
-   Options (data-*): key; host (default: where this script came from); consent="required" (send
-   nothing and write nothing to the browser until klantreis.consent(true); consent(false) wipes
-   what was written); cookieless="true" (no cookie or storage at all: the collector derives the
-   visitor id, for a site set to cookieless); spa="false" (no page views on history changes);
-   flush (ms between sends, default 2000).
-   API: window.klantreis.page(name, props), track(event, props), identify(userId, traits),
-   reset(), consent(granted), flush(), anonymousId(), and the e-commerce helpers productViewed,
-   productAdded, checkoutStarted, orderCompleted (Segment e-commerce event names). */
+/* klantreis browser tracker: <script src="https://COLLECTOR/t.js" data-key="WRITE_KEY" async>.
+   Options (data-key, host, consent, cookieless, spa, flush) and the API: docs/event-api.md. */
 (function (w, d) {
   var s = d.currentScript || {}, o = s.dataset || {}, L = w.localStorage, S = w.sessionStorage;
   var host = o.host || (s.src || "").replace(/\/t\.js.*$/, "");
@@ -70,6 +63,7 @@
   try { camp = JSON.parse(get(C, S)) || {}; } catch (e) { camp = {}; }
 
   function send(type, body, ref, at) {
+    emit();
     var e = body || {};
     e.type = type; e.event_id = id(); e.anonymous_id = anon(); e.timestamp = at || new Date().toISOString();
     var u = get(U); if (u) e.user_id = u;
@@ -82,7 +76,7 @@
     if (!timer) timer = setTimeout(flush, every);
   }
   function flush(beacon) {
-    clearTimeout(timer); timer = 0;
+    emit(); clearTimeout(timer); timer = 0;
     var done = acked(), q = queue().filter(function (e) { return done.indexOf(e.event_id) < 0; });
     if (!q.length || !consented || (busy && !beacon)) return;
     var batch = q.slice(0, 50), now = new Date().toISOString();
@@ -102,11 +96,14 @@
   }
   function page(name, props, ref, at) { send("page", { name: name || d.title || undefined, properties: props || {} }, ref, at); }
   function track(ev, props) { send("track", { event: ev, properties: props || {} }); }
-  // SPAs set the title after the URL: send the view a moment later, timed at the change.
+  // SPAs set the title after the URL: the view goes 100 ms later (or before the next event,
+  // or on leaving), timed at the change.
+  var pend;
+  function emit() { var p = pend; if (p) { pend = 0; clearTimeout(p.t); page(null, null, p.r, p.a); } }
   function spa() {
     if (location.pathname == lastPath) return;
-    var ref = lastUrl, at = new Date().toISOString(); lastPath = location.pathname; lastUrl = location.href;
-    setTimeout(function () { page(null, null, ref, at); }, 100);
+    emit(); pend = { r: lastUrl, a: new Date().toISOString(), t: setTimeout(emit, 100) };
+    lastPath = location.pathname; lastUrl = location.href;
   }
 
   var k = w.klantreis = {

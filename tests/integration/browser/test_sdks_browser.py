@@ -4,18 +4,23 @@ bundled from the versions package-lock.json pins (tests/integration/browser/sdks
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from selenium.webdriver.common.by import By
 
 from contracts.settings import Settings
+from klantreis.local_kafka import free_port
 from tests.support.browser import browser, console_errors, events_of, sdk_bundles, shop_server
-from tests.support.pipeline import SITE, WRITE_KEY
+from tests.support.pipeline import ADMIN, ADMIN_TOKEN, SITE, WRITE_KEY
 from tests.support.processes import collector as collector_process
+from tests.support.processes import start, wait_for_http
 
 CAMPAIGN = "utm_source=newsletter&utm_medium=email&utm_campaign=winter"
 
@@ -187,7 +192,59 @@ async def test_snowplow_tracker_3_legacy_ecommerce_calls_arrive_as_an_order_and_
     assert errors == []
     by_name = {e.event: e for e in events}
     assert set(by_name) == {"Checkout", "Order Completed", "Order Line Item"}
-    assert by_name["Order Completed"].properties == {
-        "order_id": "o-3", "revenue": 120.5, "tax": 20, "shipping": 5, "currency": "EUR"
-    }  # fmt: skip
+    order = by_name["Order Completed"].properties
+    assert order.pop("contexts")["web_page"]["id"]  # the tracker's page entity, kept
+    assert order == {"order_id": "o-3", "revenue": 120.5, "tax": 20, "shipping": 5,
+                     "currency": "EUR"}  # fmt: skip
     assert by_name["Order Line Item"].properties["sku"] == "tv-55"
+
+
+@pytest.fixture
+def whole_pipeline(settings: Settings, tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """`klantreis ingest`, `sessionizer` and `metrics` as processes: (collector, read API)."""
+    ingest_port, api_port = free_port(), free_port()
+    env = {
+        "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
+        "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
+        "KLANTREIS_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "KLANTREIS_SITES": json.dumps({WRITE_KEY: SITE}),
+        "KLANTREIS_SITE_HOSTS": json.dumps({SITE: ["127.0.0.1"]}),
+        "KLANTREIS_DATA_DIR": str(tmp_path / "var"),
+        "KLANTREIS_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'chdb'}",
+        "KLANTREIS_SESSIONIZER_PORT": "0",
+        "KLANTREIS_FLUSH_INTERVAL_SECONDS": "0.2",
+        "PORT": str(ingest_port),
+        "KLANTREIS_API_PORT": str(api_port),
+        "KLANTREIS_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
+    services = [start(name, [name], env, tmp_path) for name in ("metrics", "sessionizer", "ingest")]
+    try:
+        wait_for_http(f"http://127.0.0.1:{ingest_port}/readyz", services[2])
+        wait_for_http(f"http://127.0.0.1:{api_port}/healthz", services[0])
+        yield ingest_port, api_port
+    finally:
+        stopped = {service.name: service.stop() for service in reversed(services)}
+        assert all(stopped.values()), {s.name: s.output()[-2000:] for s in services}
+
+
+async def test_a_snowplow_transaction_counts_as_an_order_with_its_revenue(
+    whole_pipeline: tuple[int, int], shop: tuple[Path, int], tmp_path: Path
+) -> None:
+    collector, api = whole_pipeline
+    root, port = shop
+    (root / "shop.html").write_text(snowplow4_page(collector, "post"))
+    driver = browser(tmp_path / "profile")
+    try:
+        driver.get(f"http://127.0.0.1:{port}/ref.html")
+        driver.find_element(By.ID, "go").click()
+        deadline = time.monotonic() + 60
+        while True:
+            figures = httpx.get(f"http://127.0.0.1:{api}/api/v1/metrics", params={"site": SITE},
+                                headers=ADMIN).json()  # fmt: skip
+            if figures["orders"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        driver.quit()
+    assert (figures["orders"], figures["revenue"], figures["buyers"]) == (1, 499, 1), figures
+    assert figures["average_order_value"] == 499

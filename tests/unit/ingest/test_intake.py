@@ -57,6 +57,19 @@ def test_client_clock_skew_is_corrected_by_the_sent_at_offset() -> None:
     assert event.original_timestamp == datetime(2026, 5, 4, 13, 59, 50, tzinfo=UTC)
 
 
+def test_a_request_that_only_travelled_keeps_the_clients_times_and_their_order() -> None:
+    """Two requests of one page: the first, a page view, held up 3 s by its CORS preflight; the
+    second, sent 1 s after it with the next event, arrived at once. Reading each delay as a
+    wrong clock put the page view after the event that followed it."""
+    page_view = accept({"type": "page", "anonymous_id": "a1", "timestamp": "2026-05-04T11:59:50Z",
+                        "sent_at": "2026-05-04T11:59:57Z"}).events[0]  # fmt: skip
+    product = accept({"type": "track", "event": "Product Viewed", "anonymous_id": "a1",
+                      "timestamp": "2026-05-04T11:59:59Z",
+                      "sent_at": "2026-05-04T11:59:59.900Z"}).events[0]  # fmt: skip
+    assert page_view.timestamp == datetime(2026, 5, 4, 11, 59, 50, tzinfo=UTC)
+    assert page_view.timestamp < product.timestamp
+
+
 def test_times_in_any_offset_become_utc_on_the_event_and_in_kafka() -> None:
     result = accept(
         {"type": "page", "anonymous_id": "a1", "timestamp": "2026-05-04T13:59:50+02:00"}
