@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -25,20 +23,11 @@ import httpx
 from klantreis.local_kafka import LocalKafka, free_port
 from tests.support.pipeline import ADMIN_TOKEN, SITE, WRITE_KEY
 from tests.support.processes import Service, start, wait_for_http
+from tests.support.warehouse_probe import probe
 
-REPO = Path(__file__).resolve().parents[2]
 OUTAGE_SECONDS = float(os.environ.get("KLANTREIS_FAULT_OUTAGE_SECONDS", "15"))
 BATCH = 5
 PAUSE = 0.05  # about 100 events a second
-
-
-def probe(dsn: str, database: str, action: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.support.warehouse_probe", dsn, database, action],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 class Load:

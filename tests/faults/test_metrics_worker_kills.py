@@ -31,13 +31,14 @@ from services.sessionizer.rules import JourneyRules
 from tests.support.pipeline import ADMIN_TOKEN
 from tests.support.pipeline import committed as committed_offsets
 from tests.support.processes import KLANTREIS, Service
+from tests.support.warehouse_probe import probe
 
 # Recent, not a fixed date: signals keep 400 days and dead letters 30, and a TTL merge that
 # drops expired rows in one database and not yet in another would make the counts differ.
 NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 # Dead letters live 30 days (TTL): these must be recent, and the same in both inputs.
 RECEIVED = datetime.now(UTC).replace(microsecond=0)
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 STARTED: list[Service] = []
 
 
@@ -64,15 +65,6 @@ async def write_input(settings: Settings) -> int:
 
 async def committed(settings: Settings) -> int:
     return await committed_offsets(settings, settings.topics.metrics_group)
-
-
-def probe(dsn: str, database: str, action: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.support.warehouse_probe", dsn, database, action],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def worker(settings: Settings, dsn: str, database: str, logs: Path, name: str,

@@ -5,9 +5,13 @@ hold-merges|fingerprint|event-ids`."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 from services.metrics.warehouse import Warehouse
+
+REPO = Path(__file__).resolve().parents[2]
 
 # The tables the worker writes row for row; a duplicate shows in their count and checksum.
 RAW_TABLES = ("events", "sessions", "phase_transitions", "signals", "identities", "dead_letters")
@@ -58,6 +62,16 @@ def fingerprint(warehouse: Warehouse) -> dict[str, list[int]]:
         )[0]
         found[table] = [int(count), int(checksum)]
     return found
+
+
+def probe(dsn: str, database: str, action: str) -> str:
+    """Run `action` on the warehouse from a process of its own; what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.warehouse_probe", dsn, database, action],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def main(argv: list[str]) -> None:

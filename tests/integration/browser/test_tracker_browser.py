@@ -14,7 +14,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from contracts.settings import Settings
-from tests.support.browser import browser, events_of, shop_server
+from tests.support.browser import browser, console_errors, events_of, shop_server
 from tests.support.pipeline import SITE, WRITE_KEY
 from tests.support.processes import collector as collector_process
 
@@ -66,10 +66,12 @@ async def test_page_views_cart_and_order_arrive_with_campaign_and_referrer(
             "history.pushState({}, '', '/cart');"
             "klantreis.orderCompleted({order_id: 'o-1', revenue: 499, currency: 'EUR'})"
         )
+        errors = console_errors(driver)
         driver.get("about:blank")  # page hide: the rest goes out in a beacon
     finally:
         driver.quit()
 
+    assert errors == []  # no CORS refusal
     events = await events_of(settings, anonymous_id, 4)
     assert [(e.type.value, e.event) for e in events] == [
         ("page", "Shop"),

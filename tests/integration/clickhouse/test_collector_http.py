@@ -79,8 +79,21 @@ async def test_segment_calls_answer_like_segment(client: httpx.AsyncClient) -> N
         json={"writeKey": "demo", "anonymousId": "a", "event": "Product Viewed"},
     )
     assert response.json() == {"success": True, "accepted": 1}
-    unknown = await client.post("/v1/group", json={"userId": "u"}, auth=AUTH)
+    short = await client.post("/v1/t", json={"anonymousId": "a", "event": "Viewed"}, auth=AUTH)
+    assert short.json() == {"success": True, "accepted": 1}  # analytics.js's short path
+    group = await client.post("/v1/g", json={"userId": "u", "groupId": "acme"}, auth=AUTH)
+    assert group.json() == {"success": True, "accepted": 1}
+    unknown = await client.post("/v1/frobnicate", json={"userId": "u"}, auth=AUTH)
     assert unknown.status_code == 404
+
+
+async def test_analytics_js_loads_settings_that_send_to_this_collector(
+    client: httpx.AsyncClient,
+) -> None:
+    settings = await client.get("/v1/projects/demo/settings")
+    destination = settings.json()["integrations"]["Segment.io"]
+    assert (destination["apiKey"], destination["apiHost"]) == ("demo", "c/v1")
+    assert (await client.get("/v1/projects/nope/settings")).status_code == 404
 
 
 async def accepted(client: httpx.AsyncClient) -> float:
