@@ -58,6 +58,7 @@ window.loaded.then(([analytics]) => Promise.all([
   analytics.track("Product Added", {sku: "tv-55", price: 499}),
   analytics.identify("dora", {email: "dora@example.com", plan: "pro"}),
   analytics.track("Order Completed", {order_id: "o-1", revenue: 499, currency: "EUR"}),
+  analytics.group("acme", {plan: "enterprise"}),
 ]).then((contexts) => done({
   anonymousId: analytics.user().anonymousId(),
   failed: contexts.filter((c) => c.failedDelivery()).length,
@@ -85,18 +86,20 @@ async def test_analytics_next_delivers_page_track_and_identify(
         driver.find_element(By.ID, "go").click()
         driver.set_script_timeout(30)
         outcome = driver.execute_async_script(CALLS)
+        assert "error" not in outcome and outcome["failed"] == 0, outcome
+        # Batching resolves a call once it is queued: the page stays open until all arrived.
+        events = await events_of(settings, outcome["anonymousId"], 5)
         errors = console_errors(driver)
     finally:
         driver.quit()
-    assert "error" not in outcome and outcome["failed"] == 0, outcome
     assert errors == []  # no CORS refusal, no failed request
-    events = await events_of(settings, outcome["anonymousId"], 4)
     by_kind = {(e.type.value, e.event): e for e in events}
     assert set(by_kind) == {
         ("page", "Sale"),
         ("track", "Product Added"),
         ("identify", None),
         ("track", "Order Completed"),
+        ("group", None),
     }, by_kind
     page = by_kind[("page", "Sale")]
     assert page.context.page.url == f"http://127.0.0.1:{port}/shop.html?{CAMPAIGN}"
@@ -111,6 +114,8 @@ async def test_analytics_next_delivers_page_track_and_identify(
     order = by_kind[("track", "Order Completed")]
     assert order.properties == {"order_id": "o-1", "revenue": 499, "currency": "EUR"}
     assert order.context.library is not None and order.context.library.startswith("analytics")
+    group = by_kind[("group", None)]
+    assert (group.group_id, group.traits, group.user_id) == ("acme", {"plan": "enterprise"}, "dora")
 
 
 def snowplow4_page(collector: int, method: str) -> str:
