@@ -55,13 +55,13 @@ def origin_reflected(
 def cors_headers(
     directory: SiteDirectory, origin: str, site_id: str | None, key: str | None
 ) -> list[tuple[bytes, bytes]]:
+    """The CORS headers of an answer to a page at `origin` (none when it may not read it)."""
     if not origin_reflected(directory, origin, site_id, key):
-        return [(b"vary", b"Origin")]
+        return []
     return [
         (b"access-control-allow-origin", origin.encode("latin-1")),
         (b"access-control-allow-credentials", b"true"),
         (b"access-control-expose-headers", EXPOSED.encode()),
-        (b"vary", b"Origin"),
     ]
 
 
@@ -97,9 +97,8 @@ class CollectorCors:
         async def with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
                 site = state.get(SITE_STATE)
-                added = cors_headers(
-                    directory, origin, site if isinstance(site, str) else None, key
-                )
+                site_id = site if isinstance(site, str) else None
+                added = [*cors_headers(directory, origin, site_id, key), (b"vary", b"Origin")]
                 kept = [(n, v) for n, v in message.get("headers", []) if n.lower() != b"vary"]
                 message = {**message, "headers": [*kept, *added]}
             await send(message)
@@ -110,7 +109,7 @@ class CollectorCors:
         self, send: Send, directory: SiteDirectory, origin: str, key: str | None, headers: Headers
     ) -> None:
         answer = cors_headers(directory, origin, None, key)
-        if len(answer) > 1:
+        if answer:
             answer += [
                 (b"access-control-allow-methods", METHODS.encode()),
                 (b"access-control-max-age", b"86400"),
@@ -118,6 +117,6 @@ class CollectorCors:
             requested = allowed_headers(headers.get("access-control-request-headers", ""))
             if requested:
                 answer.append((b"access-control-allow-headers", requested.encode()))
-        answer.append((b"vary", b"Access-Control-Request-Headers"))
+        answer += [(b"vary", b"Origin"), (b"vary", b"Access-Control-Request-Headers")]
         await send({"type": "http.response.start", "status": 204, "headers": answer})
         await send({"type": "http.response.body", "body": b""})
