@@ -54,6 +54,8 @@ window.loaded = AnalyticsBrowser.load(
 CALLS = """
 const done = arguments[arguments.length - 1];
 window.loaded.then(([analytics]) => Promise.all([
+  // at sign-up, before the identify: the visitor's anonymous id becomes the customer's
+  analytics.alias("dora", analytics.user().anonymousId()),
   analytics.page("Sale"),
   analytics.track("Product Added", {sku: "tv-55", price: 499}),
   analytics.identify("dora", {email: "dora@example.com", plan: "pro"}),
@@ -88,7 +90,7 @@ async def test_analytics_next_delivers_page_track_and_identify(
         outcome = driver.execute_async_script(CALLS)
         assert "error" not in outcome and outcome["failed"] == 0, outcome
         # Batching resolves a call once it is queued: the page stays open until all arrived.
-        events = await events_of(settings, outcome["anonymousId"], 5)
+        events = await events_of(settings, outcome["anonymousId"], 6)
         errors = console_errors(driver)
     finally:
         driver.quit()
@@ -100,6 +102,7 @@ async def test_analytics_next_delivers_page_track_and_identify(
         ("identify", None),
         ("track", "Order Completed"),
         ("group", None),
+        ("alias", None),
     }, by_kind
     page = by_kind[("page", "Sale")]
     assert page.context.page.url == f"http://127.0.0.1:{port}/shop.html?{CAMPAIGN}"
@@ -116,6 +119,8 @@ async def test_analytics_next_delivers_page_track_and_identify(
     assert order.context.library is not None and order.context.library.startswith("analytics")
     group = by_kind[("group", None)]
     assert (group.group_id, group.traits, group.user_id) == ("acme", {"plan": "enterprise"}, "dora")
+    alias = by_kind[("alias", None)]
+    assert (alias.user_id, alias.previous_id) == ("dora", outcome["anonymousId"])
 
 
 def snowplow4_page(collector: int, method: str) -> str:
@@ -134,6 +139,7 @@ const tv = {{id: "tv-55", name: "TV", price: 499, quantity: 1, currency: "EUR", 
 sp.trackAddToCart({{products: [tv], total_value: 499, currency: "EUR"}});
 sp.trackTransaction({{transaction_id: "o-1", revenue: 499, currency: "EUR",
                      payment_method: "card", products: [tv]}});
+sp.trackStructEvent({{category: "video", action: "play", label: "unboxing", value: 12}});
 </script></head><body>shop</body></html>"""
 
 
@@ -148,7 +154,7 @@ async def test_snowplow_browser_tracker_4_delivers_views_cart_and_transaction(
         driver.get(f"http://127.0.0.1:{port}/ref.html")
         driver.find_element(By.ID, "go").click()
         visitor = driver.execute_script("return window.tracker.getDomainUserId()")
-        events = await events_of(settings, visitor, 3)
+        events = await events_of(settings, visitor, 4)
         errors = console_errors(driver)
     finally:
         driver.quit()
@@ -157,8 +163,9 @@ async def test_snowplow_browser_tracker_4_delivers_views_cart_and_transaction(
         ("page", "Winter sale"),
         ("track", "Product Added"),
         ("track", "Order Completed"),
+        ("track", "play"),
     ]
-    view, added, order = events
+    view, added, order, played = events
     assert all(e.user_id == "dora" for e in events)
     assert view.context.page.url == f"http://127.0.0.1:{port}/shop.html?{CAMPAIGN}"
     assert view.context.page.referrer == f"http://127.0.0.1:{port}/ref.html"
@@ -167,6 +174,11 @@ async def test_snowplow_browser_tracker_4_delivers_views_cart_and_transaction(
     assert added.properties["product_id"] == "tv-55" and added.properties["price"] == 499
     assert (order.properties["order_id"], order.properties["revenue"]) == ("o-1", 499)
     assert order.properties["products"][0]["product_id"] == "tv-55"
+    assert {k: played.properties.get(k) for k in ("category", "label", "value")} == {
+        "category": "video",
+        "label": "unboxing",
+        "value": 12,
+    }
 
 
 SNOWPLOW3_PAGE = """<html><head><title>Checkout</title><script src="snowplow3.js"></script><script>
