@@ -33,7 +33,7 @@ from klantreis.simulator import generate_journeys
 from services.ingest.intake import intake
 from services.sessionizer.config import journey_rules
 from services.sessionizer.encoding import routed_from_record, routed_headers, routed_value
-from services.sessionizer.stages import IdentityStage, JourneyStage, RoutedKind, upstream_watermarks
+from services.sessionizer.stages import IdentityStage, JourneyStage, upstream_watermarks
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 Batches = Callable[[list[list[dict[str, Any]]]], None]
@@ -69,13 +69,12 @@ def sessionizer_logic(values: list[bytes]) -> None:
     identities, journeys = IdentityStage(rules, 0), JourneyStage(rules, upstream_partitions=1)
     hop: list[tuple[bytes, list[tuple[str, bytes]]]] = []
     for value in values:
-        links, routed = identities.route(Event.from_bytes(value))
+        event = Event.from_bytes(value)
+        links, routed = identities.route(event)
         for link in links:
             link.to_bytes()
         for one in routed:
-            hop.append(
-                (value if one.kind is RoutedKind.EVENT else routed_value(one), routed_headers(one))
-            )
+            hop.append((value if one.event is event else routed_value(one), routed_headers(one)))
     for _, marker in upstream_watermarks(0, identities.newest, [0]):
         hop.append((b"", routed_headers(marker)))
     identities.take_changes()

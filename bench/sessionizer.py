@@ -9,9 +9,12 @@ reads all of it with:
 2. the floor of any exactly-once stage that writes each event once: the sessionizer's worker
    with a stage that forwards every record unchanged, outputs and offsets in one transaction
    per batch, as the identity stage must;
-3. the sessionizer's two stages (identities: decode, drop duplicates, route each event to its
-   journey's partition; journeys: decode again, sessions, phases, timers; each with outputs,
-   changelog and offsets in one transaction per batch).
+3. the sessionizer's two stages (identities: hold each event to put the stream back in time
+   order, decode, drop duplicates, route each event to its journey's partition; journeys: decode
+   again, sessions, phases, timers; each with outputs, changelog and offsets in one transaction
+   per batch);
+4. the same without the hold (`KLANTREIS_REORDER_SECONDS=0`), on a copy of the input: what
+   putting events back in time order costs.
 
 All run in this process, one event loop, so each uses at most one core; the broker runs beside
 them. Beside them, without Kafka: decoding the events with the event model, and the two stages'
@@ -41,7 +44,7 @@ from klantreis.runtime import tune_garbage_collection
 from klantreis.simulator import collected_events
 from services.sessionizer.config import journey_rules
 from services.sessionizer.encoding import routed_from_record, routed_headers, routed_value
-from services.sessionizer.stages import IdentityStage, JourneyStage, RoutedKind, upstream_watermarks
+from services.sessionizer.stages import IdentityStage, JourneyStage, upstream_watermarks
 from services.sessionizer.telemetry import SessionizerMetrics
 from services.sessionizer.worker import (
     IdentityEdge,
@@ -134,14 +137,14 @@ def logic_in_memory(settings: Settings, values: list[bytes]) -> None:
     for start in range(0, len(values), settings.sessionizer_max_poll_records):
         hop: list[tuple[bytes, list[tuple[str, bytes]]]] = []
         for value in values[start : start + settings.sessionizer_max_poll_records]:
-            links, routed = identities.route(Event.from_bytes(value))
+            event = Event.from_bytes(value)
+            links, routed = identities.route(event)
             for link in links:
                 link.to_bytes()
             for one in routed:
                 hop.append(
-                    (value if one.kind is RoutedKind.EVENT else routed_value(one),
-                     routed_headers(one))
-                )  # fmt: skip
+                    (value if one.event is event else routed_value(one), routed_headers(one))
+                )
         for _, marker in upstream_watermarks(0, identities.newest, [0]):
             hop.append((b"", routed_headers(marker)))
         identities.take_changes()
@@ -210,6 +213,14 @@ async def main(visitors: int, partitions: int) -> None:
         floor_wall, floor_cpu = await timed(lambda: forward_floor(settings, total))
         sess_wall, sess_cpu = await timed(lambda: sessionizer(settings, total))
         size, devices = await state_bytes(settings)
+        unheld = load_settings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            topic_prefix=f"{settings.topic_prefix}-unheld",
+            topic_partitions=partitions,
+            reorder_seconds=0,
+        )
+        await write_events(unheld, events)
+        unheld_wall, unheld_cpu = await timed(lambda: sessionizer(unheld, total))
     values = [event.to_bytes() for event in events]
     decode_cpu = cpu_seconds(lambda: decode_only(values))
     logic_cpu = cpu_seconds(lambda: logic_in_memory(settings, values))
@@ -222,12 +233,17 @@ async def main(visitors: int, partitions: int) -> None:
     line("bare consume loop", bare_wall, bare_cpu)
     line("floor: forward each event, exactly once", floor_wall, floor_cpu)
     line("sessionizer (two stages, exactly once)", sess_wall, sess_cpu)
+    line("sessionizer without the reorder hold", unheld_wall, unheld_cpu)
     line("without Kafka: decode each event once", None, decode_cpu)
     line("without Kafka: both stages' logic", None, logic_cpu)
     # Every event crosses two exactly-once stages and is decoded in each: what that alone costs.
     line("two stages' floor: 2 forwards + 2 decodes", None, 2 * (floor_cpu + decode_cpu))
     print(f"ratio sessionizer / bare (events/s): {bare_wall / sess_wall:.2f}")
     print(f"ratio floor / bare (events/s): {bare_wall / floor_wall:.2f}")
+    print(
+        f"ratio sessionizer with a {settings.reorder_seconds:g} s hold / without (events/s): "
+        f"{unheld_wall / sess_wall:.2f}"
+    )
     print(f"state: {size / max(devices, 1):.0f} bytes per active visitor "
           f"({size:,} bytes for {devices} devices, changelog keys and values)")  # fmt: skip
 

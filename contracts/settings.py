@@ -173,12 +173,19 @@ class Settings(BaseSettings):
     session_timeout_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 30.0
     max_session_hours: Annotated[float, Field(gt=0, le=7 * 24)] = 12.0
     allowed_lateness_minutes: Annotated[float, Field(ge=0, le=24 * 60)] = 10.0
+    reorder_seconds: Annotated[float, Field(ge=0, le=300)] = Field(
+        default=2.0,
+        description="How long the sessionizer holds each event to put the events of a stream "
+        "back in time order (requests of one page load overtake each other); a journey's "
+        "outputs appear this much later. 0: events are applied as they come.",
+    )
     sessionizer_max_poll_records: Annotated[int, Field(ge=1)] = 10_000
     idle_after_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
         default=10.0,
         description="With no event for this long (wall clock) and nothing left to read, the "
         "sessionizer's event-time clock follows the wall clock, so drop-offs and abandoned carts "
-        "fire without new traffic; 0: only events move it.",
+        "fire without new traffic; 0: only events move it (held events still go by the wall "
+        "clock).",
     )
 
     # --- retention

@@ -147,14 +147,17 @@ class EmbeddedPipeline:
             await self._flush_once()
 
     def _pass_time(self) -> None:
-        """With no event for `idle_after_seconds`, the sessionizer's clock follows the wall
-        clock (at most once per that interval), so a quiet shop's last visitors still drop off
-        and their carts are still signalled."""
+        """The held events that are due by the wall clock go (`reorder`); with no event for
+        `idle_after_seconds`, the sessionizer's clock follows the wall clock too (at most once
+        per that interval), so a quiet shop's last visitors still drop off and their carts are
+        still signalled."""
         idle_after = self._settings.idle_after_seconds
+        now = datetime.now(UTC)
         if not idle_after or time.monotonic() - self._last_event < idle_after:
-            return
-        self._last_event = time.monotonic()
-        outputs = self._engine.pass_time(datetime.now(UTC))
+            outputs = self._engine.release_due(now)
+        else:
+            self._last_event = time.monotonic()
+            outputs = self._engine.pass_time(now)
         self._metrics.count(outputs)
         self._writer.add(outputs)
 

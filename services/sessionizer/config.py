@@ -14,4 +14,5 @@ def journey_rules(settings: Settings) -> JourneyRules:
         session_timeout=timedelta(minutes=settings.session_timeout_minutes),
         max_session=timedelta(hours=settings.max_session_hours),
         allowed_lateness=timedelta(minutes=settings.allowed_lateness_minutes),
+        reorder_window=timedelta(seconds=settings.reorder_seconds),
     )

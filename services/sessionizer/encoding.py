@@ -7,6 +7,8 @@ removed key:
 
 - `i` site visitor: a device's identity row;
 - `w`: the identity stage's clock, microseconds or null;
+- `p` place: an event held to be put back in time order, as its record's JSON (`reorder`);
+- `r`: the clock of that hold, microseconds or null;
 - `j` site journey: a journey row;
 - `q` site journey: the journey's records waiting for a hand-off, each as [kind, journey,
   event, other, watermark], the event as its record's JSON in a string;
@@ -32,6 +34,8 @@ _SEPARATOR = b"\x1f"
 _PREFIX = {
     StateKind.IDENTITY: b"i",
     StateKind.CLOCK: b"w",
+    StateKind.HELD: b"p",
+    StateKind.HOLD_CLOCK: b"r",
     StateKind.JOURNEY: b"j",
     StateKind.WAITING: b"q",
     StateKind.HANDOFFS: b"h",
@@ -43,11 +47,14 @@ _KIND = {prefix: kind for kind, prefix in _PREFIX.items()}
 def changelog_record(change: StateChange) -> tuple[bytes, bytes | None]:
     """A state change as a changelog record: key and value (None: a tombstone)."""
     kind, key, value = change.kind, change.key, change.value
-    if kind is StateKind.CLOCK:
+    if kind in (StateKind.CLOCK, StateKind.HOLD_CLOCK):
         return _PREFIX[kind], orjson.dumps(value)
-    if kind is StateKind.UPSTREAM:
-        (partition,) = key
-        return _PREFIX[kind] + _SEPARATOR + b"%d" % partition, orjson.dumps(value)
+    if kind in (StateKind.UPSTREAM, StateKind.HELD):
+        (number,) = key
+        encoded_number = _PREFIX[kind] + _SEPARATOR + b"%d" % number
+        if kind is StateKind.HELD:
+            return encoded_number, None if value is None else value.to_bytes()
+        return encoded_number, orjson.dumps(value)
     encoded_key = _SEPARATOR.join([_PREFIX[kind], *(part.encode() for part in key)])
     if value is None:
         return encoded_key, None
@@ -60,8 +67,10 @@ def state_change(key: bytes, value: bytes | None) -> StateChange:
     """A changelog record read back."""
     prefix, _, rest = key.partition(_SEPARATOR)
     kind = _KIND[prefix]
+    if kind is StateKind.HELD:
+        return StateChange(kind, (int(rest),), None if value is None else Event.from_bytes(value))
     loaded = None if value is None else orjson.loads(value)
-    if kind is StateKind.CLOCK:
+    if kind in (StateKind.CLOCK, StateKind.HOLD_CLOCK):
         return StateChange(kind, (), loaded)
     if kind is StateKind.UPSTREAM:
         return StateChange(kind, (int(rest),), loaded)

@@ -155,9 +155,13 @@ class JourneyTracker:
     def _continue(
         self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput]
     ) -> None:
+        # Older than the journey's newest event: one that came after the hold (`reorder`) had
+        # let newer ones go, or one of another device. It counts, but the current phase stays
+        # that of the newest event: it can only take the journey further.
+        older = event.timestamp < journey.last_event_at
         # Only possible for an event of another device of the customer whose partition ran
-        # behind (in one stream such an event is late): it counts, but it is no longer what the
-        # customer is doing now.
+        # behind (in one stream such an event is late): it is no longer what the customer is
+        # doing now, so it fills no cart either.
         behind = event.timestamp < journey.last_event_at - self._rules.allowed_lateness
         if ends_before(journey.session, event, self._rules):
             if not journey.session.closed:
@@ -170,7 +174,7 @@ class JourneyTracker:
             )
             outputs.append(self._signal(journey, SignalKind.RETURNED, event.timestamp, event))
         self._record(journey, event, outputs, behind)
-        self._move(journey, event, outputs, behind)
+        self._move(journey, event, outputs, older)
 
     def _record(
         self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput], behind: bool
@@ -193,7 +197,7 @@ class JourneyTracker:
         return self._model.phase_of(event)
 
     def _move(
-        self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput], behind: bool
+        self, journey: JourneyState, event: Event, outputs: list[SessionizerOutput], older: bool
     ) -> None:
         orders_before = journey.orders - (1 if self._model.is_order(event) else 0)
         if self._model.is_order(event) and orders_before == 1:
@@ -204,8 +208,8 @@ class JourneyTracker:
         if target is None or target == journey.phase:
             return
         index = self._model.index
-        if behind and index(target) <= index(journey.furthest):
-            return  # an earlier step on another device: it moves the journey only further
+        if older and index(target) <= index(journey.furthest):
+            return  # an earlier step that came late: it moves the journey only further
         kind = (
             TransitionKind.ADVANCED
             if index(target) > index(journey.phase)

@@ -14,3 +14,5 @@ class JourneyRules:
     session_timeout: timedelta = timedelta(minutes=30)
     max_session: timedelta = timedelta(hours=12)
     allowed_lateness: timedelta = timedelta(minutes=10)
+    # How long each stream holds its events to put them back in time order (`reorder`).
+    reorder_window: timedelta = timedelta(0)

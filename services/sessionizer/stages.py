@@ -39,6 +39,7 @@ from contracts.timecodec import from_micros, maybe_from_micros, maybe_micros
 from services.sessionizer.clock import EventClock
 from services.sessionizer.identities import IdentityResolver
 from services.sessionizer.journeys import JourneyTracker
+from services.sessionizer.reorder import ReorderBuffer
 from services.sessionizer.rules import JourneyRules
 from services.sessionizer.store import TrackedState
 
@@ -48,6 +49,8 @@ class StateKind(StrEnum):
 
     IDENTITY = "identity"  # a device's identity (identity stage)
     CLOCK = "clock"  # the events partition's clock (identity stage)
+    HELD = "held"  # an event held to be put back in time order (identity stage)
+    HOLD_CLOCK = "hold_clock"  # the clock of that hold (identity stage)
     JOURNEY = "journey"  # a journey (journey stage)
     WAITING = "waiting"  # a journey's records that wait for a hand-off
     HANDOFFS = "handoffs"  # hand-offs that came before the event that waits for them
@@ -106,12 +109,14 @@ class Routed:
 
 
 class IdentityStage:
-    """Per events partition: the events' journeys, and the partition's progress in event time."""
+    """Per events partition: the events back in time order (`reorder`), their journeys, and
+    the partition's progress in event time."""
 
     def __init__(self, rules: JourneyRules, partition: int) -> None:
         self.identities = IdentityResolver()
         self.partition = partition
         self.clock = EventClock(rules.allowed_lateness)
+        self.hold = ReorderBuffer(rules.reorder_window)
 
     @property
     def newest(self) -> int | None:
@@ -119,6 +124,20 @@ class IdentityStage:
         return self.clock.micros
 
     def route(self, event: Event) -> tuple[list[SessionizerOutput], list[Routed]]:
+        """Hold `event`; the identity links and the records for the journeys topic of the
+        events that this makes due, in time order."""
+        return self._route_all(self.hold.add(event))
+
+    def _route_all(self, events: list[Event]) -> tuple[list[SessionizerOutput], list[Routed]]:
+        outputs: list[SessionizerOutput] = []
+        routed: list[Routed] = []
+        for event in events:
+            links, records = self._route(event)
+            outputs += links
+            routed += records
+        return outputs, routed
+
+    def _route(self, event: Event) -> tuple[list[SessionizerOutput], list[Routed]]:
         """The identity link the event makes (if any), and the records for the journeys topic;
         nothing for a duplicate."""
         resolution = self.identities.resolve(event)
@@ -156,47 +175,72 @@ class IdentityStage:
         return outputs, routed
 
     def erase(self, site_id: str, visitor_id: str) -> Routed:
-        """Forget the id's identity; the record that makes the journey stage forget its
-        journey."""
+        """Forget the id's identity and its events still held; the record that makes the
+        journey stage forget its journey."""
         self.identities.forget(site_id, visitor_id)
+        self.hold.drop(site_id, [visitor_id])
         return Routed(RoutedKind.ERASE, site_id, visitor_id)
+
+    def release_due(self, now: datetime) -> tuple[list[SessionizerOutput], list[Routed]]:
+        """The wall clock is at `now` and the partition has nothing left to read: route the
+        held events that are the hold's window older than it."""
+        return self._route_all(self.hold.pass_time(now))
 
     def pass_time(self, now: datetime, downstream: Iterable[int]) -> list[tuple[int, Routed]]:
         """No event came until `now` (the wall clock, with nothing left to read): the partition
         has seen everything up to it, as if an event had come then. Returns the `WATERMARK`
-        records that say so to the journeys partitions; none if the clock did not move.
+        records that say so to the journeys partitions; none if the clock did not move. Call
+        `release_due` first: the clock moves no further than the oldest event still held,
+        which must not be late once it goes.
 
         A partition that has never had an event has no clock to move: its first events may be
         history replayed into a new pipeline, which a clock at `now` would find late. It asks
         to be left out of the watermark until it has one (`idle_markers`)."""
         if self.clock.newest is None:
             return idle_markers(self.partition, downstream)
+        oldest_held = self.hold.oldest
+        if oldest_held is not None:
+            now = min(now, oldest_held)
         if not self.clock.observe(now):
             return []
         return upstream_watermarks(self.partition, self.newest, downstream)
 
     def take_changes(self) -> list[StateChange]:
-        """The batch's state changes: the identities it changed, and the clock."""
+        """The batch's state changes: the identities it changed, the events held or let go,
+        and the clocks."""
         changes = [
             StateChange(StateKind.IDENTITY, key, row) for key, row in self.identities.take_changes()
         ]
+        changes += [
+            StateChange(StateKind.HELD, (place,), event)
+            for place, event in self.hold.take_changes()
+        ]
         changes.append(StateChange(StateKind.CLOCK, (), self.newest))
+        changes.append(StateChange(StateKind.HOLD_CLOCK, (), self.hold.micros))
         return changes
 
     def apply_change(self, change: StateChange) -> None:
         if change.kind is StateKind.CLOCK:
             self.clock.set_micros(change.value)
+        elif change.kind is StateKind.HOLD_CLOCK:
+            self.hold.set_micros(change.value)
+        elif change.kind is StateKind.HELD:
+            (place,) = change.key
+            self.hold.load(place, change.value)
         elif change.kind is StateKind.IDENTITY:
             self.identities.apply_row(change.key, change.value)
 
     def finish_restore(self) -> None:
-        """Nothing to derive: identities are used as stored."""
+        """Identities are used as stored; the events read back are held again."""
+        self.hold.finish_restore()
 
     def snapshot(self) -> dict[str, Any]:
         """All the stage holds, in one order: what a restore from the changelog must rebuild."""
         return {
             "identities": sorted(self.identities.export_state(), key=lambda row: row[:2]),
             "clock": self.newest,
+            "hold": self.hold.snapshot(),
+            "hold_clock": self.hold.micros,
         }
 
 

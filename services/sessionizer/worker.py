@@ -47,7 +47,6 @@ from services.sessionizer.stages import (
     IdentityStage,
     JourneyStage,
     Routed,
-    RoutedKind,
     StateChange,
     upstream_watermarks,
 )
@@ -117,6 +116,17 @@ class StageEdge(ABC, Generic[Stage]):
         if the stage has no such clock or it did not move."""
         return False
 
+    def holds_due(self, stage: Stage, now: datetime) -> bool:
+        """Whether the stage holds events that are due by the wall clock `now`."""
+        return False
+
+    def release_due(
+        self, owned: OwnedPartition[Stage], now: datetime, batches: RecordBatches
+    ) -> bool:
+        """The partition has nothing left to read: add what its held events due by `now` make
+        to `batches`; False if there were none."""
+        return False
+
     @abstractmethod
     def count_processed(self, records: int) -> None: ...
 
@@ -176,9 +186,7 @@ class IdentityEdge(StageEdge[IdentityStage]):
             self.add(batches, links)
             for one in routed:
                 # the event as it was read: it decodes to the same event, without a new encoding
-                self.add_routed(
-                    batches, one, record.value if one.kind is RoutedKind.EVENT else None
-                )
+                self.add_routed(batches, one, record.value if one.event is event else None)
         self.metrics.duplicates.inc(stage.identities.duplicates - duplicates)
         self._add_watermarks(owned, batches)
         return len(records)
@@ -196,9 +204,35 @@ class IdentityEdge(StageEdge[IdentityStage]):
     def pass_time(
         self, owned: OwnedPartition[IdentityStage], now: datetime, batches: RecordBatches
     ) -> bool:
+        released = self._release(owned, now, batches)  # before the watermark that follows
         marks = owned.stage.pass_time(now, self._journey_partitions)
+        if released and not marks:
+            self._add_watermarks(owned, batches)
         self._add_markers(marks, batches)
-        return bool(marks)
+        return released or bool(marks)
+
+    def holds_due(self, stage: IdentityStage, now: datetime) -> bool:
+        oldest = stage.hold.oldest
+        return oldest is not None and oldest + stage.hold.window <= now
+
+    def release_due(
+        self, owned: OwnedPartition[IdentityStage], now: datetime, batches: RecordBatches
+    ) -> bool:
+        released = self._release(owned, now, batches)
+        if released:
+            self._add_watermarks(owned, batches)
+        return released
+
+    def _release(
+        self, owned: OwnedPartition[IdentityStage], now: datetime, batches: RecordBatches
+    ) -> bool:
+        if not self.holds_due(owned.stage, now):
+            return False
+        links, routed = owned.stage.release_due(now)
+        self.add(batches, links)
+        for one in routed:
+            self.add_routed(batches, one)
+        return True
 
     def _add_watermarks(self, owned: OwnedPartition[IdentityStage], batches: RecordBatches) -> None:
         """After a batch's events, in the same transaction: a journeys partition that has this
@@ -309,7 +343,8 @@ class StageWorker(Generic[Stage]):
          identity stage, the routed events and the partition's watermark to the journeys topic).
       2. Send the stage's state changes to the same partition of the changelog.
       3. Add the input offset after the batch to the transaction (send_offsets_to_transaction);
-         none when no record was read and only an idle partition's clock moved.
+         none when no record was read: only the wall clock let held events go or moved an
+         idle partition's clock.
       4. Commit the transaction.
     A `read_committed` reader sees all of a batch's records or none. A crash before 4 leaves an
     open transaction that the next producer with the same id aborts when it starts; the batch is
@@ -479,7 +514,7 @@ class StageWorker(Generic[Stage]):
                     raise self._failed_commit
                 if time.monotonic() - self._gauges_updated >= GAUGE_INTERVAL_SECONDS:
                     self._update_gauges()
-                idle = await self._idle_partitions(batches)
+                quiet = await self._quiet_partitions(batches)
                 async with self.busy:
                     if self._rebalances != rebalances:
                         # Polled before a rebalance: every partition held now was restored
@@ -487,7 +522,7 @@ class StageWorker(Generic[Stage]):
                         continue
                     polled = time.perf_counter()
                     prepared = [self._prepare(tp, records) for tp, records in batches.items()]
-                    prepared += self._pass_time(idle)
+                    prepared += self._pass_time(quiet)
                     await self.finish_commits()
                     self._committing = [
                         asyncio.create_task(self._commit(*batch, polled))
@@ -540,41 +575,50 @@ class StageWorker(Generic[Stage]):
         self._add_changes(owned, batches)
         return owned, batches, records[-1].offset + 1, processed
 
-    async def _idle_partitions(
+    async def _quiet_partitions(
         self, polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> list[OwnedPartition[Stage]]:
-        """The partitions that have read nothing for `idle_after_seconds` and have nothing left
-        to read, at most once per that interval each.
+    ) -> list[tuple[OwnedPartition[Stage], bool]]:
+        """The partitions that read nothing this time, have nothing left to read, and either
+        hold events now due or are idle: read nothing for `idle_after_seconds` (each at most
+        once per that interval). Each comes with whether it is idle.
 
         Only the live end of a partition passes time: one still catching up is read to its end
         first, so a replay or a restart never jumps its clock past records it has not read.
         """
         idle_after = self._settings.idle_after_seconds
-        if not idle_after:
-            return []
         consumer = self._require_consumer()
-        now = time.monotonic()
-        idle: list[OwnedPartition[Stage]] = []
+        now, wall = time.monotonic(), datetime.now(UTC)
+        quiet: list[tuple[OwnedPartition[Stage], bool]] = []
         for tp, owned in list(self._partitions.items()):
-            if tp in polled or now - self._last_read.get(tp, now) < idle_after:
+            if tp in polled:
+                continue
+            idle = bool(idle_after) and now - self._last_read.get(tp, now) >= idle_after
+            if not idle and not self._edge.holds_due(owned.stage, wall):
                 continue
             highwater = consumer.highwater(tp)
             if highwater is None or await consumer.position(tp) < highwater:
                 continue
-            self._last_read[tp] = now  # the next pass, if still idle, one interval later
-            idle.append(owned)
-        return idle
+            if idle:
+                self._last_read[tp] = now  # the next pass, if still idle, one interval later
+            quiet.append((owned, idle))
+        return quiet
 
-    def _pass_time(self, idle: list[OwnedPartition[Stage]]) -> list[_Prepared[Stage]]:
-        """Move the clock of the idle partitions (still held here) to the wall clock: a quiet
+    def _pass_time(self, quiet: list[tuple[OwnedPartition[Stage], bool]]) -> list[_Prepared[Stage]]:
+        """Let the quiet partitions (still held here) go on by the wall clock: their held
+        events that are due go, and an idle one's clock moves to the wall clock, so a quiet
         shop's last visitors still drop off and their carts are still signalled, without
         waiting for new traffic."""
         prepared: list[_Prepared[Stage]] = []
-        for owned in idle:
+        for owned, idle in quiet:
             if self._partitions.get(owned.tp) is not owned:
                 continue  # released, or restored afresh, while its position was looked up
             batches = RecordBatches(owned.producer)
-            if self._edge.pass_time(owned, datetime.now(UTC), batches):
+            now = datetime.now(UTC)
+            if idle:
+                moved = self._edge.pass_time(owned, now, batches)
+            else:
+                moved = self._edge.release_due(owned, now, batches)
+            if moved:
                 self._add_changes(owned, batches)
                 prepared.append((owned, batches, None, 0))
         return prepared

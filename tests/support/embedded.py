@@ -40,14 +40,16 @@ async def embedded_app(
     chdb_dsn: str, tmp_path: Path, **overrides: object
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Warehouse]]:
     """The embedded app and a client, with the warehouse it writes (for tests that look at
-    the rows themselves)."""
+    the rows themselves). Events are applied as they come (no reorder hold), so a test reads
+    what it posted at once; the hold's own tests are in tests/unit/sessionizer/test_reorder.py
+    and test_embedded_up.py runs the embedded default."""
     settings = load_settings(
         kafka_bootstrap_servers="",
         clickhouse_dsn=chdb_dsn,
         clickhouse_database=f"http_{uuid.uuid4().hex[:10]}",
         data_dir=tmp_path,
         flush_interval_seconds=0.05,
-        **({"admin_token": ADMIN_TOKEN} | overrides),
+        **({"admin_token": ADMIN_TOKEN, "reorder_seconds": 0} | overrides),
     )
     app = create_app(settings)
     async with (

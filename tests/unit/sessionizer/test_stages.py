@@ -37,6 +37,7 @@ from tests.support.streams import streams
 
 RULES = JourneyRules(DEFAULT_PHASE_MODEL)
 HOUR = timedelta(hours=1)
+END_OF_TIME = T0 + timedelta(days=3650)
 Stage = TypeVar("Stage", IdentityStage, JourneyStage)
 Outputs = dict[tuple[str, bytes], list[bytes]]
 
@@ -53,9 +54,10 @@ def by_key(outputs: Iterable[SessionizerOutput]) -> Outputs:
     return dict(keyed)
 
 
-def one_stream(events: list[Event]) -> Outputs:
-    engine = JourneyEngine(RULES)
-    return by_key([output for event in events for output in engine.process(event)])
+def one_stream(events: list[Event], rules: JourneyRules = RULES) -> Outputs:
+    engine = JourneyEngine(rules)
+    outputs = [output for event in events for output in engine.process(event)]
+    return by_key(outputs + engine.drain())
 
 
 @dataclass
@@ -76,17 +78,22 @@ class Changelog:
 
 
 def two_stages(
-    events: list[Event], upstream: int, downstream: int, rng: random.Random
+    events: list[Event],
+    upstream: int,
+    downstream: int,
+    rng: random.Random,
+    rules: JourneyRules = RULES,
 ) -> tuple[Outputs, list[JourneyStage]]:
     """Stage 1 over `upstream` events partitions in batches, stage 2 over `downstream` journeys
     partitions; every record travels on a channel that keeps its order (one producer to one
     partition), and the channels are delivered in an order drawn from `rng`. Now and then a
-    stage is replaced by one restored from its changelog, as after a crash."""
+    stage is replaced by one restored from its changelog, as after a crash. At the end of its
+    input, each events partition lets go of the events it still holds."""
     inputs: list[deque[Event]] = [deque() for _ in range(upstream)]
     for event in events:
         inputs[key_partition(event.partition_key, range(upstream))].append(event)
-    stage1 = [IdentityStage(RULES, p) for p in range(upstream)]
-    stage2 = [JourneyStage(RULES, upstream) for _ in range(downstream)]
+    stage1 = [IdentityStage(rules, p) for p in range(upstream)]
+    stage2 = [JourneyStage(rules, upstream) for _ in range(downstream)]
     logs1 = [Changelog() for _ in range(upstream)]
     logs2 = [Changelog() for _ in range(downstream)]
     # (source, journeys partition) -> records in flight, from ("events", p) or ("journeys", q)
@@ -99,13 +106,20 @@ def two_stages(
                 record
             )
 
-    while any(inputs) or any(channels.values()):
-        busy = [p for p in range(upstream) if inputs[p]]
+    def busy_partitions() -> list[int]:
+        return [p for p in range(upstream) if inputs[p] or len(stage1[p].hold)]
+
+    while busy_partitions() or any(channels.values()):
+        busy = busy_partitions()
         ready = [channel for channel, records in channels.items() if records]
         if busy and (not ready or rng.random() < 0.3):
             p = rng.choice(busy)
             if rng.random() < 0.1:
-                stage1[p] = logs1[p].restore(IdentityStage(RULES, p))
+                stage1[p] = logs1[p].restore(IdentityStage(rules, p))
+            if not inputs[p]:
+                links, routed = stage1[p].release_due(END_OF_TIME)
+                outputs += links
+                send(("events", p), routed)
             for _ in range(min(len(inputs[p]), rng.randint(1, 8))):
                 links, routed = stage1[p].route(inputs[p].popleft())
                 outputs += links
@@ -117,7 +131,7 @@ def two_stages(
         channel = rng.choice(ready)
         q = channel[1]
         if rng.random() < 0.1:
-            stage2[q] = logs2[q].restore(JourneyStage(RULES, upstream))
+            stage2[q] = logs2[q].restore(JourneyStage(rules, upstream))
         produced, routed = stage2[q].process(channels[channel].popleft())
         outputs += produced
         send(("journeys", q), routed)
@@ -135,6 +149,24 @@ def test_one_events_partition_gives_what_one_stream_gives(
     makes them, logins across devices included."""
     outputs, stages = two_stages(events, 1, downstream, rng)
     assert outputs == one_stream(events)
+    assert not any(stage.waiting for stage in stages)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    streams(),
+    st.integers(1, 4),
+    st.sampled_from([timedelta(seconds=5), timedelta(minutes=10)]),
+    st.randoms(use_true_random=False),
+)
+def test_one_events_partition_that_holds_events_gives_what_one_stream_gives(
+    events: list[Event], downstream: int, window: timedelta, rng: random.Random
+) -> None:
+    """The same with events held to be put back in time order, across restarts that restore
+    what was held from the changelog."""
+    rules = JourneyRules(DEFAULT_PHASE_MODEL, reorder_window=window)
+    outputs, stages = two_stages(events, 1, downstream, rng, rules)
+    assert outputs == one_stream(events, rules)
     assert not any(stage.waiting for stage in stages)
 
 
