@@ -240,6 +240,8 @@ CSAT_EVENT = "CSAT Submitted"
 EMAIL_DELIVERED_EVENT = "Email Delivered"
 EMAIL_OPENED_EVENT = "Email Opened"
 EXIT_PAGES_SHOWN = 10
+# A refund (Segment e-commerce spec): `order_id`, and the amount refunded (all of it without).
+REFUND_EVENT = "Order Refunded"
 
 
 @dataclass(frozen=True)
@@ -269,8 +271,9 @@ class ShopMetrics:
     carts_abandoned: int
     buyers: int
     repeat_buyers: int
-    orders: int
-    revenue: float
+    orders: int  # distinct `order_id`s placed in the range
+    revenue: float  # of those orders, net of their refunds
+    refunded: float  # what their refunds took back
     average_seconds_on_page: float | None
     nps_answers: int
     nps_promoters: int
@@ -353,21 +356,51 @@ FROM (
     GROUP BY session_id
 )
 """
-# Revenue of an order: Segment's `revenue`, else its `total`, else a generic `value`.
-_ORDER_REVENUE = """multiIf(
+# An amount: Segment's `revenue`, else its `total`, else a generic `value` (NULL without any).
+_AMOUNT = """multiIf(
     JSONHas(e.properties, 'revenue'), JSONExtractFloat(e.properties, 'revenue'),
     JSONHas(e.properties, 'total'), JSONExtractFloat(e.properties, 'total'),
-    JSONExtractFloat(e.properties, 'value'))"""
+    JSONHas(e.properties, 'value'), JSONExtractFloat(e.properties, 'value'),
+    NULL)"""
+# An order is its `order_id` (Segment spec), whatever event ids carried it: a shop that sends the
+# same order from the browser and from its server, or re-sends it under a new event id, has one
+# order. Without an `order_id` the event is the order.
+_ORDER_KEY = (
+    "if(JSONExtractString(e.properties, 'order_id') != '', "
+    "JSONExtractString(e.properties, 'order_id'), concat('event:', e.event_id))"
+)
+# The orders placed in the range, each counted once with its first copy's customer and amount,
+# net of its refunds (`Order Refunded` with the same `order_id`, whenever they came; one without
+# an amount refunds the whole order, and no order is refunded below zero).
 _BUYERS_SQL = f"""
-SELECT countIf(orders >= 1), countIf(orders >= 2), sum(orders), sum(revenue)
+SELECT countIf(orders >= 1), countIf(orders >= 2), sum(orders), sum(revenue), sum(refunded)
 FROM (
-    SELECT if(e.user_id != '', e.user_id, {_person("e.anonymous_id")}) AS customer,
-           uniqExact(e.event_id) AS orders,
-           sum({_ORDER_REVENUE}) AS revenue
-    FROM {{database}}.events AS e
-    {_claimed("e.anonymous_id")}
-    WHERE e.site_id = {{site:String}} AND e.type = 'track' AND e.event IN {{orders:Array(String)}}
-      AND {_in_range("e.timestamp")}
+    SELECT o.customer AS customer, count() AS orders,
+           sum(o.amount - least(o.amount, r.refunded)) AS revenue,
+           sum(least(o.amount, r.refunded)) AS refunded
+    FROM (
+        SELECT {_ORDER_KEY} AS order_key,
+               argMin(if(e.user_id != '', e.user_id, {_person("e.anonymous_id")}),
+                      (e.timestamp, e.event_id)) AS customer,
+               argMin(ifNull({_AMOUNT}, 0), (e.timestamp, e.event_id)) AS amount
+        FROM {{database}}.events AS e
+        {_claimed("e.anonymous_id")}
+        WHERE e.site_id = {{site:String}} AND e.type = 'track'
+          AND e.event IN {{orders:Array(String)}} AND {_in_range("e.timestamp")}
+        GROUP BY order_key
+    ) AS o
+    LEFT JOIN (
+        SELECT order_key, if(countIf(amount IS NULL) > 0, inf, sum(ifNull(amount, 0))) AS refunded
+        FROM (
+            SELECT JSONExtractString(e.properties, 'order_id') AS order_key,
+                   any({_AMOUNT}) AS amount
+            FROM {{database}}.events AS e
+            WHERE e.site_id = {{site:String}} AND e.type = 'track'
+              AND e.event = {{refund:String}} AND JSONExtractString(e.properties, 'order_id') != ''
+            GROUP BY order_key, e.event_id
+        )
+        GROUP BY order_key
+    ) AS r ON o.order_key = r.order_key
     GROUP BY customer
 )
 """
@@ -375,19 +408,22 @@ _ABANDONED_SQL = f"""
 SELECT uniqExact(signal_id) FROM {{database}}.signals
 WHERE site_id = {{site:String}} AND kind = 'cart_abandoned' AND {_in_range("at")}
 """
-# Time on a page: until the visitor's next page view or action, within the session timeout;
-# the last page of a visit has no next event and is left out (as GA does).
+# Time on a page: until the next page view or action of the same journey (the visitor, or the
+# customer with every id they logged in from, whichever ids each event carries), within the
+# session timeout; the last page of a visit has no next event and is left out (as GA does).
 _TIME_ON_PAGE_SQL = f"""
 SELECT avgIf((next_ms - at_ms) / 1000, type = 'page' AND next_ms > at_ms
              AND next_ms - at_ms <= {{timeout_ms:Int64}})
 FROM (
-    SELECT type, toUnixTimestamp64Milli(timestamp) AS at_ms,
-           leadInFrame(toUnixTimestamp64Milli(timestamp), 1, toInt64(0)) OVER (
-               PARTITION BY anonymous_id ORDER BY timestamp, event_id
+    SELECT e.type AS type, toUnixTimestamp64Milli(e.timestamp) AS at_ms,
+           leadInFrame(toUnixTimestamp64Milli(e.timestamp), 1, toInt64(0)) OVER (
+               PARTITION BY {_person("e.own_id")} ORDER BY e.timestamp, e.event_id
                ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS next_ms
-    FROM {{database}}.events
-    WHERE site_id = {{site:String}} AND type IN ('page', 'track') AND NOT is_bot
-      AND {_in_range("timestamp")}
+    FROM (SELECT *, if(user_id != '', user_id, anonymous_id) AS own_id
+          FROM {{database}}.events
+          WHERE site_id = {{site:String}} AND type IN ('page', 'track') AND NOT is_bot
+            AND {_in_range("timestamp")}) AS e
+    {_claimed("e.own_id")}
 )
 """
 _SURVEYS_SQL = f"""
@@ -450,8 +486,8 @@ def shop_metrics(
 ) -> ShopMetrics:
     params: dict[str, Any] = {"site": site_id} | _range(days)
     sessions, converting, engaged = warehouse.query(_SESSIONS_SQL, params)[0]
-    buyers, repeat, orders, revenue = warehouse.query(
-        _BUYERS_SQL, params | {"orders": sorted(model.order_events)}
+    buyers, repeat, orders, revenue, refunded = warehouse.query(
+        _BUYERS_SQL, params | {"orders": sorted(model.order_events), "refund": REFUND_EVENT}
     )[0]
     (abandoned,) = warehouse.query(_ABANDONED_SQL, params)[0]
     (seconds_on_page,) = warehouse.query(
@@ -479,6 +515,7 @@ def shop_metrics(
         repeat_buyers=int(repeat),
         orders=int(orders),
         revenue=float(revenue or 0),
+        refunded=float(refunded or 0),
         average_seconds_on_page=(
             None if seconds_on_page is None or math.isnan(seconds_on_page) else seconds_on_page
         ),
