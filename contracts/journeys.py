@@ -32,6 +32,24 @@ def derived_id(*parts: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+# A journey or session number is its sessionizer partition in the high 32 bits and that
+# partition's serial in the low 32: unique without coordination, and dense within a partition,
+# which is what makes a bitmap of them small and fast to merge.
+SERIAL_BITS = 32
+
+
+def journey_number(partition: int, serial: int) -> int:
+    return partition << SERIAL_BITS | serial
+
+
+def legacy_number(record_id: str) -> int:
+    """The number of a journey or session already under way before numbering: the one its
+    warehouse rows of then (number 0) are counted by, `journey_bitmap_id` and `session_bitmap_id`
+    in migration 0015, so it still counts once. High 16 bits set: apart from every partition."""
+    low = int.from_bytes(hashlib.md5(record_id.encode()).digest()[:8], "little")
+    return 0xFFFF000000000000 | low % 0x1000000000000
+
+
 def journey_key(site_id: str, journey_id: str) -> bytes:
     """Outputs are keyed by journey, so all of one journey's records share a partition."""
     return f"{site_id}/{journey_id}".encode()
@@ -67,6 +85,10 @@ class SessionSnapshot(JourneyRecord, frozen=True, kw_only=True):
     landing_path: str | None
     exit_path: str | None
     version: int
+    # Dense numbers the sessionizer gives each journey and session (`journey_number`), so the
+    # warehouse counts them exactly in bitmaps; None in records made before numbering.
+    journey_number: int | None = None
+    session_number: int | None = None
 
 
 class TransitionKind(StrEnum):
@@ -95,6 +117,7 @@ class PhaseTransition(JourneyRecord, frozen=True, kw_only=True):
     touchpoint: str | None
     device: str | None = None  # of the event that moved the journey; None for timers
     segment: str | None = None  # `new` in the journey's first session, else `returning`
+    journey_number: int | None = None  # as on SessionSnapshot
 
 
 class SignalKind(StrEnum):

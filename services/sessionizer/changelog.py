@@ -2,8 +2,8 @@
 
 These rows are the values on the sessionizer's compacted changelog topics (`*-changelog.v1`),
 in the embedded mode's state file and in a journey handed off between partitions. A change to
-any row's layout is a new version: new changelog topics, so a restore never reads rows of
-another layout.
+any row's layout is a new version (new changelog topics, so a restore never reads rows of
+another layout), except fields appended at a row's end that a shorter row reads as absent.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ def identity_from_row(row: list[Any]) -> IdentityState:
     return IdentityState(row[0], base64.b64decode(row[1]))
 
 
-# A journey: these 21 fields, in this order.
+# A journey: these 23 fields, in this order; a row of the first 21 has no numbers.
 JOURNEY_ROW_V1 = (
     "first_seen", "first_channel", "first_touchpoint", "phase", "phase_since", "furthest",
     "last_event_at", "orders", "flags", "cart_since", "session_id", "session_started_at",
     "session_last_event_at", "session_events", "session_page_views", "session_conversions",
     "session_channel", "session_landing_path", "session_exit_path", "session_anonymous_id",
-    "session_user_id",
+    "session_user_id", "number", "session_number",
 )  # fmt: skip
 
 
@@ -63,14 +63,15 @@ def journey_row(j: JourneyState, model: PhaseModel) -> list[Any]:
         rel(s.started_at), rel(s.last_event_at), s.events, s.page_views, s.conversions,
         None if s.channel == j.first_channel else s.channel, s.landing_path,
         None if s.exit_path == s.landing_path else s.exit_path,
-        0 if s.anonymous_id == j.journey_id else s.anonymous_id, s.user_id,
+        0 if s.anonymous_id == j.journey_id else s.anonymous_id, s.user_id, j.number, s.number,
     ]  # fmt: skip
 
 
 def journey_from_row(key: tuple[str, str], row: list[Any], model: PhaseModel) -> JourneyState:
     (t0, first_channel, first_touchpoint, phase, phase_since, furthest, last_event_at, orders,
      flags, cart_since, session_id, started_at, session_last, events, page_views, conversions,
-     channel, landing_path, exit_path, anonymous_id, user_id) = row  # fmt: skip
+     channel, landing_path, exit_path, anonymous_id, user_id) = row[:21]  # fmt: skip
+    number, session_number = (row[21:] + [None, None])[:2]
 
     def at(offset: int) -> datetime:
         return from_micros(t0 + offset)
@@ -81,12 +82,12 @@ def journey_from_row(key: tuple[str, str], row: list[Any], model: PhaseModel) ->
         page_views=page_views, conversions=conversions, channel=channel or first_channel,
         landing_path=landing_path, exit_path=exit_path or landing_path, engaged=bool(flags & 2),
         closed=bool(flags & 4), anonymous_id=key[1] if anonymous_id == 0 else anonymous_id,
-        user_id=user_id,
+        user_id=user_id, number=session_number,
     )  # fmt: skip
     return JourneyState(
         site_id=key[0], journey_id=key[1], first_seen=from_micros(t0), first_channel=first_channel,
         first_touchpoint=first_touchpoint, phase=model.phases[phase],
         phase_since=at(phase_since), furthest=model.phases[furthest],
         last_event_at=at(last_event_at), session=session, orders=orders, dropped=bool(flags & 1),
-        cart_since=None if cart_since is None else at(cart_since),
+        cart_since=None if cart_since is None else at(cart_since), number=number,
     )  # fmt: skip

@@ -13,7 +13,8 @@ removed key:
 - `q` site journey: the journey's records waiting for a hand-off, each as [kind, journey,
   event, other, watermark], the event as its record's JSON in a string;
 - `h` site from into: stashed hand-offs, a list of journey rows (null: there was none);
-- `u` partition: an events partition's clock as the journey stage heard it.
+- `u` partition: an events partition's clock as the journey stage heard it;
+- `n`: the last serial the journey stage gave a journey or session (`journey_number`).
 
 Journeys-topic records: the routed record's kind, site, journey, other journey, watermark and
 events partition travel as headers; the value is the event as the collector wrote it (`EVENT`),
@@ -40,6 +41,7 @@ _PREFIX = {
     StateKind.WAITING: b"q",
     StateKind.HANDOFFS: b"h",
     StateKind.UPSTREAM: b"u",
+    StateKind.SERIAL: b"n",
 }
 _KIND = {prefix: kind for kind, prefix in _PREFIX.items()}
 
@@ -47,7 +49,7 @@ _KIND = {prefix: kind for kind, prefix in _PREFIX.items()}
 def changelog_record(change: StateChange) -> tuple[bytes, bytes | None]:
     """A state change as a changelog record: key and value (None: a tombstone)."""
     kind, key, value = change.kind, change.key, change.value
-    if kind in (StateKind.CLOCK, StateKind.HOLD_CLOCK):
+    if kind in (StateKind.CLOCK, StateKind.HOLD_CLOCK, StateKind.SERIAL):
         return _PREFIX[kind], orjson.dumps(value)
     if kind in (StateKind.UPSTREAM, StateKind.HELD):
         (number,) = key
@@ -70,7 +72,7 @@ def state_change(key: bytes, value: bytes | None) -> StateChange:
     if kind is StateKind.HELD:
         return StateChange(kind, (int(rest),), None if value is None else Event.from_bytes(value))
     loaded = None if value is None else orjson.loads(value)
-    if kind in (StateKind.CLOCK, StateKind.HOLD_CLOCK):
+    if kind in (StateKind.CLOCK, StateKind.HOLD_CLOCK, StateKind.SERIAL):
         return StateChange(kind, (), loaded)
     if kind is StateKind.UPSTREAM:
         return StateChange(kind, (int(rest),), loaded)

@@ -18,6 +18,8 @@ from contracts.journeys import (
     SignalKind,
     TransitionKind,
     derived_id,
+    journey_number,
+    legacy_number,
 )
 from contracts.records import SessionizerOutput
 from services.sessionizer.changelog import journey_from_row, journey_row
@@ -51,8 +53,12 @@ class JourneyTracker:
     placed in a closed session: it is routed out as a late event, not folded in.
     """
 
-    def __init__(self, rules: JourneyRules) -> None:
+    def __init__(self, rules: JourneyRules, partition: int = 0) -> None:
         self._rules = rules
+        self._partition = partition
+        # The last serial given to a journey or session here; in the changelog when it moved.
+        self.serial = 0
+        self.serial_moved = False
         self._model = rules.model
         self.journeys: TrackedState[tuple[str, str], JourneyState] = TrackedState()
         self._timers = TimerQueue()
@@ -75,6 +81,21 @@ class JourneyTracker:
 
     def journey(self, site_id: str, journey_id: str) -> JourneyState | None:
         return self.journeys.get((site_id, journey_id))
+
+    def _next_number(self) -> int:
+        self.serial += 1
+        self.serial_moved = True
+        return journey_number(self._partition, self.serial)
+
+    @staticmethod
+    def _numbered(journey: JourneyState) -> int:
+        """The journey's number; one restored from a row made before numbering takes the number
+        its warehouse rows of then are counted by (`legacy_number`), and so does its session."""
+        if journey.number is None:
+            journey.number = legacy_number(journey.journey_id)
+        if journey.session.number is None:
+            journey.session.number = legacy_number(journey.session.id)
+        return journey.number
 
     # --- events -------------------------------------------------------------------------------
 
@@ -144,8 +165,10 @@ class JourneyTracker:
             phase_since=event.timestamp,
             furthest=phase,
             last_event_at=event.timestamp,
+            number=self._next_number(),
             session=new_session(event, journey_id),
         )
+        journey.session.number = self._next_number()
         self.journeys.put((event.site_id, journey_id), journey)
         self._record(journey, event, outputs, behind=False)
         outputs.append(self._transition(journey, event, TransitionKind.ENTERED, None, None))
@@ -166,7 +189,7 @@ class JourneyTracker:
         if ends_before(journey.session, event, self._rules):
             if not journey.session.closed:
                 outputs.append(self._close(journey))
-            journey.session = new_session(event, journey.journey_id)
+            journey.session = new_session(event, journey.journey_id, self._next_number())
         if journey.dropped:
             journey.dropped = False
             outputs.append(
@@ -276,7 +299,10 @@ class JourneyTracker:
         site_id, from_journey = source.site_id, source.journey_id
         target = self.journeys.for_update((site_id, into_journey))
         if target is None:
+            # The warehouse counts a journey id once: under its new id the journey is another
+            # journey there, so it takes another number (its session keeps id and number).
             source.journey_id = into_journey
+            source.number = self._next_number()
             self.journeys.put((site_id, into_journey), source)
             self._schedule(source)
             return []
@@ -323,6 +349,7 @@ class JourneyTracker:
                 event_name=None,
                 channel=target.first_channel,
                 touchpoint=target.first_touchpoint,
+                journey_number=self._numbered(target),
             )
         ]
 
@@ -452,6 +479,7 @@ class JourneyTracker:
                 event_name=None,
                 channel=None,
                 touchpoint=None,
+                journey_number=self._numbered(journey),
             ),
             self._signal(journey, SignalKind.DROPPED_OFF, timer.deadline, None),
         ]
@@ -463,7 +491,8 @@ class JourneyTracker:
         return self._snapshot(journey)
 
     def _snapshot(self, journey: JourneyState) -> SessionSnapshot:
-        return snapshot(journey.site_id, journey.journey_id, journey.session)
+        number = self._numbered(journey)
+        return snapshot(journey.site_id, journey.journey_id, journey.session, number)
 
     def _transition(
         self,
@@ -492,6 +521,7 @@ class JourneyTracker:
             touchpoint=self._model.touchpoint_of(event),
             device=event.device,
             segment="new" if journey.session.started_at <= journey.first_seen else "returning",
+            journey_number=self._numbered(journey),
         )
 
     def _signal(
@@ -536,14 +566,23 @@ class JourneyTracker:
         """Timers are derived from the journeys; after restoring rows, derive them again."""
         self._rebuild_timers()
 
+    def take_serial(self) -> int | None:
+        """The serial, if it moved since the last call (for the changelog)."""
+        if not self.serial_moved:
+            return None
+        self.serial_moved = False
+        return self.serial
+
     def export_state(self) -> dict[str, Any]:
         return {
             "newest": self.clock.micros,
+            "serial": self.serial,
             "journeys": [[*key, *journey_row(j, self._model)] for key, j in self.journeys.items()],
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
         self.clock.set_micros(state.get("newest"))
+        self.serial = state.get("serial") or 0
         for site, journey_id, *row in state["journeys"]:
             self.apply_row((site, journey_id), row)
         self._rebuild_timers()

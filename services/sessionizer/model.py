@@ -29,6 +29,7 @@ class SessionState:
     closed: bool = False
     anonymous_id: str | None = None
     user_id: str | None = None
+    number: int | None = None  # contracts.journeys.journey_number
 
 
 @dataclass(slots=True)
@@ -46,3 +47,4 @@ class JourneyState:
     orders: int = 0
     dropped: bool = False
     cart_since: datetime | None = None
+    number: int | None = None  # contracts.journeys.journey_number

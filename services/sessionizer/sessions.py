@@ -13,12 +13,13 @@ ENGAGED_SECONDS = 10.0
 ENGAGED_PAGE_VIEWS = 2
 
 
-def new_session(event: Event, journey_id: str) -> SessionState:
+def new_session(event: Event, journey_id: str, number: int | None = None) -> SessionState:
     return SessionState(
         id=derived_id(event.site_id, journey_id, event.event_id),
         started_at=event.timestamp,
         last_event_at=event.timestamp,
         channel=event.channel,
+        number=number,
     )
 
 
@@ -61,7 +62,9 @@ def count_event(session: SessionState, event: Event, is_order: bool) -> bool:
     )
 
 
-def snapshot(site_id: str, journey_id: str, session: SessionState) -> SessionSnapshot:
+def snapshot(
+    site_id: str, journey_id: str, session: SessionState, journey_number: int | None = None
+) -> SessionSnapshot:
     return SessionSnapshot(
         session_id=session.id,
         site_id=site_id,
@@ -79,4 +82,6 @@ def snapshot(site_id: str, journey_id: str, session: SessionState) -> SessionSna
         landing_path=session.landing_path,
         exit_path=session.exit_path,
         version=2 * session.events + int(session.closed),
+        journey_number=journey_number,
+        session_number=session.number,
     )

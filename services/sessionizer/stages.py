@@ -55,6 +55,7 @@ class StateKind(StrEnum):
     WAITING = "waiting"  # a journey's records that wait for a hand-off
     HANDOFFS = "handoffs"  # hand-offs that came before the event that waits for them
     UPSTREAM = "upstream"  # an events partition's clock, as the journey stage heard it
+    SERIAL = "serial"  # the last journey or session number the journey stage gave
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +251,8 @@ class IdentityStage:
 class JourneyStage:
     """Per journeys-topic partition: the journeys keyed here, and the hand-offs between them."""
 
-    def __init__(self, rules: JourneyRules, upstream_partitions: int) -> None:
-        self.journeys = JourneyTracker(rules)
+    def __init__(self, rules: JourneyRules, upstream_partitions: int, partition: int = 0) -> None:
+        self.journeys = JourneyTracker(rules, partition)
         self._upstream_partitions = upstream_partitions
         self._lateness = rules.allowed_lateness
         # events partition -> its clock, as heard here; no time: caught up, never had an event
@@ -425,6 +426,9 @@ class JourneyStage:
             StateChange(StateKind.UPSTREAM, (partition,), None if clock is None else clock.micros)
             for partition, clock in self._upstream.take_changes()
         ]
+        serial = self.journeys.take_serial()
+        if serial is not None:
+            changes.append(StateChange(StateKind.SERIAL, (), serial))
         return changes
 
     def apply_change(self, change: StateChange) -> None:
@@ -434,6 +438,8 @@ class JourneyStage:
             self._upstream.load(partition, EventClock(self._lateness, maybe_from_micros(value)))
         elif kind is StateKind.JOURNEY:
             self.journeys.apply_row(key, value)
+        elif kind is StateKind.SERIAL:
+            self.journeys.serial = max(self.journeys.serial, value)
         elif kind is StateKind.WAITING:
             self._waiting.load(key, value)
         elif kind is StateKind.HANDOFFS:
@@ -450,6 +456,7 @@ class JourneyStage:
         return {
             "journeys": sorted(tracker["journeys"], key=lambda row: row[:2]),
             "clock": tracker["newest"],
+            "serial": tracker["serial"],
             "waiting": sorted(
                 (key, [repr(r) for r in queue]) for key, queue in self._waiting.items()
             ),

@@ -281,7 +281,7 @@ class JourneyEdge(StageEdge[JourneyStage]):
         self._events_partitions = settings.topic_partitions
 
     def new_stage(self, partition: int) -> JourneyStage:
-        return JourneyStage(self.rules, upstream_partitions=self._events_partitions)
+        return JourneyStage(self.rules, self._events_partitions, partition)
 
     def process(
         self, owned: OwnedPartition[JourneyStage], records: list[ConsumerRecord[bytes, bytes]],

@@ -3,7 +3,8 @@
 `data/records-v1.tsv` holds records as klantreis's earlier (pydantic) models encoded them, one
 per line after its type; the topics hold such records. A reader decodes each into its record
 type, and writing it again gives the same bytes, so old and new services can share a topic
-during a deploy.
+during a deploy. Fields added since come last, as null for an old record (readers ignore fields
+they do not know).
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ TYPES: dict[str, type[KafkaRecord]] = {
     kind.__name__: kind
     for kind in (Event, DeadLetter, SessionSnapshot, PhaseTransition, Signal, IdentityLink)
 }
+# Optional fields added to a record type after its lines were written, in order.
+ADDED_SINCE = {
+    "SessionSnapshot": ("journey_number", "session_number"),
+    "PhaseTransition": ("journey_number",),
+}
 WRITTEN_BEFORE = [
     line.split("\t", 1)
     for line in (Path(__file__).parent / "data" / "records-v1.tsv").read_text().splitlines()
@@ -28,7 +34,11 @@ WRITTEN_BEFORE = [
 @pytest.mark.parametrize(("type_name", "line"), WRITTEN_BEFORE)
 def test_a_record_written_before_reads_and_writes_the_same_bytes(type_name: str, line: str) -> None:
     record = TYPES[type_name].from_bytes(line.encode())
-    assert record.to_bytes() == line.encode()
+    added = ADDED_SINCE.get(type_name, ())
+    assert (
+        record.to_bytes()
+        == line.encode()[:-1] + b"".join(b',"%s":null' % name.encode() for name in added) + b"}"
+    )
 
 
 def test_every_record_type_has_a_line_written_before() -> None:

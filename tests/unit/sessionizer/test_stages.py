@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.events import DeadLetter, Event, EventType
-from contracts.journeys import SessionSnapshot, Signal, SignalKind
+from contracts.journeys import PhaseTransition, SessionSnapshot, Signal, SignalKind
 from contracts.kafka import key_partition
 from contracts.phases import DEFAULT_PHASE_MODEL
 from contracts.records import SessionizerOutput
@@ -44,14 +45,42 @@ Outputs = dict[tuple[str, bytes], list[bytes]]
 
 def by_key(outputs: Iterable[SessionizerOutput]) -> Outputs:
     """Every output per topic (record type) and Kafka key, in order; dead letters (keyed by
-    site, so records of several journeys share a key) as a sorted list."""
+    site, so records of several journeys share a key) as a sorted list.
+
+    Journey and session numbers depend on the partition that gave them, so they are checked
+    to identify their journeys and sessions (`check_numbers`) and then left out."""
+    outputs = list(outputs)
+    check_numbers(outputs)
     keyed: Outputs = defaultdict(list)
     for output in outputs:
+        if isinstance(output, SessionSnapshot):
+            output = msgspec.structs.replace(output, journey_number=None, session_number=None)
+        elif isinstance(output, PhaseTransition):
+            output = msgspec.structs.replace(output, journey_number=None)
         keyed[(type(output).__name__, output.partition_key)].append(output.to_bytes())
     for (kind, _), records in keyed.items():
         if kind == DeadLetter.__name__:
             records.sort()
     return dict(keyed)
+
+
+def check_numbers(outputs: list[SessionizerOutput]) -> None:
+    """Every journey id carries one number and every session one number of its own, never a
+    journey's: counting distinct numbers counts journeys and sessions."""
+    of_journey: dict[bytes, set[int | None]] = defaultdict(set)
+    of_session: dict[str, set[int | None]] = defaultdict(set)
+    for output in outputs:
+        if isinstance(output, SessionSnapshot | PhaseTransition):
+            of_journey[output.partition_key].add(output.journey_number)
+        if isinstance(output, SessionSnapshot):
+            of_session[output.session_id].add(output.session_number)
+    assert all(len(numbers) == 1 and None not in numbers for numbers in of_journey.values())
+    assert all(len(numbers) == 1 and None not in numbers for numbers in of_session.values())
+    journeys = [n for numbers in of_journey.values() for n in numbers]
+    sessions = [n for numbers in of_session.values() for n in numbers]
+    assert len(set(journeys)) == len(journeys)
+    assert len(set(sessions)) == len(sessions)
+    assert not set(sessions) & set(journeys)
 
 
 def one_stream(events: list[Event], rules: JourneyRules = RULES) -> Outputs:
@@ -93,7 +122,7 @@ def two_stages(
     for event in events:
         inputs[key_partition(event.partition_key, range(upstream))].append(event)
     stage1 = [IdentityStage(rules, p) for p in range(upstream)]
-    stage2 = [JourneyStage(rules, upstream) for _ in range(downstream)]
+    stage2 = [JourneyStage(rules, upstream, q) for q in range(downstream)]
     logs1 = [Changelog() for _ in range(upstream)]
     logs2 = [Changelog() for _ in range(downstream)]
     # (source, journeys partition) -> records in flight, from ("events", p) or ("journeys", q)
@@ -131,7 +160,7 @@ def two_stages(
         channel = rng.choice(ready)
         q = channel[1]
         if rng.random() < 0.1:
-            stage2[q] = logs2[q].restore(JourneyStage(rules, upstream))
+            stage2[q] = logs2[q].restore(JourneyStage(rules, upstream, q))
         produced, routed = stage2[q].process(channels[channel].popleft())
         outputs += produced
         send(("journeys", q), routed)
@@ -292,7 +321,7 @@ def quiet_shop(passed: timedelta | None) -> list[SessionizerOutput]:
         make_event("track", "Product Added", visitor="lone-1", at=timedelta(minutes=2)),
     ]
     identities = [IdentityStage(RULES, p) for p in range(3)]
-    journeys = [JourneyStage(RULES, upstream_partitions=3) for _ in range(3)]
+    journeys = [JourneyStage(RULES, 3, q) for q in range(3)]
     outputs: list[SessionizerOutput] = []
 
     def deliver(routed: Iterable[Routed], partition: int | None = None) -> None:
