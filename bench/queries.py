@@ -10,7 +10,8 @@ fill the daily aggregates as the copies go in). Then times, over the last 30 day
 dashboards ask (median of 5 after a warm-up) next to `SELECT count()` of the same days' events:
 
 - from the daily aggregates (what dashboards ask: `exact=false`, `/breakdown`, `/trends`): the
-  phase funnel, drop-off per phase, channel breakdown, trends, last-touch credit;
+  phase funnel, drop-off per phase, channel and device breakdowns, trends, last-touch credit,
+  all exact counts (bitmaps of journey and session numbers, migration 0015);
 - from raw rows, a customer's devices folded into one journey (`exact=true`): the phase funnel
   and drop-off, and a three-step ordered funnel (`/api/v1/funnels/steps`), for reference.
 """
@@ -52,18 +53,36 @@ def load_base(warehouse: Warehouse, visitors: int, now: datetime) -> int:
     return len(events)
 
 
-def copy_once(warehouse: Warehouse, copy: int) -> None:
+# Journey and session numbers (migration 0015): a copy shifts them past every number before it,
+# so they stay unique and as dense as the sessionizer keeps them.
+NUMBER_COLUMNS = ("journey_number", "session_number")
+
+
+def numbers_stride(warehouse: Warehouse) -> int:
+    ((journeys, sessions),) = warehouse.query(
+        "SELECT (SELECT max(journey_number) FROM {database}.phase_transitions), "
+        "(SELECT max(session_number) FROM {database}.sessions)"
+    )
+    return max(int(journeys), int(sessions)) + 1
+
+
+def copy_once(warehouse: Warehouse, copy: int, stride: int) -> None:
     for table, ids in ID_COLUMNS.items():
         columns = [
             name
             for (name,) in warehouse.query(
-                "SELECT name FROM system.columns WHERE database = {db:String} "
-                "AND table = {t:String} AND default_kind != 'EPHEMERAL' ORDER BY position",
+                "SELECT name FROM system.columns WHERE database = {db:String} AND table = "
+                "{t:String} AND default_kind NOT IN ('EPHEMERAL', 'ALIAS') ORDER BY position",
                 {"db": warehouse.database, "t": table},
             )
         ]
         select = ", ".join(
-            f"if({c} = '', '', concat({c}, '~{copy}'))" if c in ids else c for c in columns
+            f"if({c} = '', '', concat({c}, '~{copy}'))"
+            if c in ids
+            else f"if({c} = 0, 0, {c} + {copy * stride})"
+            if c in NUMBER_COLUMNS
+            else c
+            for c in columns
         )
         warehouse.query(
             f"INSERT INTO {{database}}.{table} ({', '.join(columns)}) "
@@ -89,8 +108,9 @@ def main(target_events: int, base_visitors: int) -> None:
         started = time.perf_counter()
         base = load_base(warehouse, base_visitors, now)
         copies = max(0, -(-target_events // base) - 1)
+        stride = numbers_stride(warehouse)
         for copy in range(1, copies + 1):
-            copy_once(warehouse, copy)
+            copy_once(warehouse, copy, stride)
         # The steady state: background merges have combined the copies' parts (and each
         # aggregate key's states) by the time a shop looks at a month.
         for (table,) in warehouse.query(
@@ -126,6 +146,8 @@ def main(target_events: int, base_visitors: int) -> None:
              lambda: queries.recorded_dropoff(warehouse, SITE, MODEL, days)),
             ("channel breakdown, 30 days",
              lambda: queries.breakdown(warehouse, SITE, MODEL, "channel", days)),
+            ("device breakdown, 30 days",
+             lambda: queries.breakdown(warehouse, SITE, MODEL, "device", days)),
             ("trends, 30 days", lambda: queries.trends(warehouse, SITE, MODEL, days)),
             ("touchpoints, 30 days (aggregates)",
              lambda: queries.recorded_touchpoints(warehouse, SITE, MODEL, days)),

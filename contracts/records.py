@@ -64,7 +64,8 @@ CATALOGUE: tuple[RecordKind, ...] = (
         columns=(
             "site_id", "session_id", "journey_id", "anonymous_id", "user_id", "started_at",
             "last_event_at", "event_count", "page_views", "conversions", "engaged", "closed",
-            "channel", "landing_path", "exit_path", "version",
+            "channel", "landing_path", "exit_path", "version", "journey_number",
+            "session_number",
         ),
     ),
     RecordKind(
@@ -75,7 +76,7 @@ CATALOGUE: tuple[RecordKind, ...] = (
         columns=(
             "site_id", "transition_id", "journey_id", "session_id", "kind", "from_phase",
             "to_phase", "furthest_phase", "at", "seconds_in_previous_phase", "event_id",
-            "event_name", "channel", "device", "segment", "touchpoint",
+            "event_name", "channel", "device", "segment", "touchpoint", "journey_number",
         ),
     ),
     RecordKind(

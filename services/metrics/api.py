@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contracts.phases import PhaseModel, parse_duration
 from contracts.pseudonyms import Pseudonyms
@@ -378,6 +378,11 @@ class BreakdownResponse(BaseModel):
     date_from: date
     date_to: date
     rows: list[BreakdownRow]
+    estimated: list[str] = Field(
+        description="The rows' fields that are estimates (within about 1 %), not exact counts: "
+        "people and page views per device come from distinct-count estimates of event and "
+        "person ids; every other count is exact."
+    )
 
 
 @router.get(
@@ -400,4 +405,5 @@ async def breakdown(
         date_from=days.first,
         date_to=days.last,
         rows=rows,
+        estimated=["people", "page_views"] if by == "device" else [],
     )

@@ -33,6 +33,7 @@ _VIEW = re.compile(
     r"CREATE MATERIALIZED VIEW IF NOT EXISTS (?P<db>\w+)\.(?P<view>\w+)\s*\n"
     r"TO (?P=db)\.(?P<target>\w+) AS"
 )
+_DROP = re.compile(r"DROP (?P<what>TABLE|VIEW) IF EXISTS (?P<db>\w+)\.(?P<name>\w+)$")
 _REPLICATED_SETTINGS = re.compile(r"\nSETTINGS non_replicated_deduplication_window = \d+")
 
 
@@ -73,6 +74,8 @@ def cluster_statements(migration: Migration, target: ClusterTarget) -> list[str]
             statements.extend(_alter_table(body, target))
         elif body.startswith("CREATE MATERIALIZED VIEW"):
             statements.append(_materialized_view(body, target))
+        elif body.startswith("DROP "):
+            statements.extend(_drop(body, target))
         elif body.startswith("INSERT INTO"):
             statements.append(body)
         else:
@@ -127,6 +130,16 @@ def _alter_table(body: str, target: ClusterTarget) -> list[str]:
         f"ALTER TABLE {db}.{table}{LOCAL_SUFFIX} {target.on_cluster}{rest}",
         f"ALTER TABLE {db}.{table} {target.on_cluster}{rest}",
     ]
+
+
+def _drop(body: str, target: ClusterTarget) -> list[str]:
+    """A view is one object per shard; a table is the Distributed one and the shards' tables."""
+    drop = _DROP.match(body)
+    if drop is None:
+        raise ValueError(f"cannot read what {body.splitlines()[0]!r} drops")
+    what, name = drop.group("what"), f"{drop.group('db')}.{drop.group('name')}"
+    names = [name] if what == "VIEW" else [name, f"{name}{LOCAL_SUFFIX}"]
+    return [f"DROP {what} IF EXISTS {one} {target.on_cluster} SYNC" for one in names]
 
 
 def _materialized_view(body: str, target: ClusterTarget) -> str:

@@ -724,9 +724,11 @@ class DayFigures:
     journeys_by_phase: dict[str, int]  # journeys that got at least this far on the day
 
 
-# Both read the aggregates the materialized views keep (migration 0007), never raw rows; the
-# states are uniqCombined(14) (the migration says why), merged with the same parameter.
-_MERGE, _MERGE_IF = "uniqCombinedMerge(14)", "uniqCombinedMergeIf(14)"
+# Both read the aggregates the materialized views keep (migrations 0007 and 0015), never raw
+# rows: bitmaps of journey and session numbers, so the counts are exact (0015 says why). Events
+# carry no number: activity_daily's states are uniqCombined(14) estimates (0007).
+_MERGE, _MERGE_IF = "groupBitmapMerge", "groupBitmapMergeIf"
+_ESTIMATE, _ESTIMATE_IF = "uniqCombinedMerge(14)", "uniqCombinedMergeIf(14)"
 _SESSIONS_BY_DAY_SQL = f"""
 SELECT day, {_MERGE}(sessions), {_MERGE}(engaged_sessions), {_MERGE}(converting_sessions)
 FROM {{database}}.sessions_daily
@@ -824,7 +826,7 @@ def breakdown(
             sessions[channel] = (int(total), int(converting))
     elif by == "device":
         for device, people, views in warehouse.query(
-            f"SELECT device, {_MERGE}(people), {_MERGE_IF}(events, action = 'page') "
+            f"SELECT device, {_ESTIMATE}(people), {_ESTIMATE_IF}(events, action = 'page') "
             f"FROM {{database}}.activity_daily WHERE {in_days} GROUP BY device",
             params,
         ):

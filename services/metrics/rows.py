@@ -102,6 +102,8 @@ def _session_row(session: SessionSnapshot) -> Row:
         session.landing_path or "",
         session.exit_path or "",
         session.version,
+        session.journey_number or 0,  # 0: made before numbering (migration 0015)
+        session.session_number or 0,
     )
 
 
@@ -123,6 +125,7 @@ def _transition_row(transition: PhaseTransition) -> Row:
         transition.device or "",
         transition.segment or "",
         transition.touchpoint or "",
+        transition.journey_number or 0,
     )
 
 

@@ -104,7 +104,7 @@ async def test_no_client_address_reaches_any_sink(
         "SELECT name FROM system.tables WHERE database = '{database}' AND engine NOT LIKE '%View'"
     )
     for (table,) in tables:
-        # Aggregate states keep 64-bit hashes of the values they count, never the values.
+        # Aggregate states keep numbers or 64-bit hashes of what they count, never the values.
         columns = warehouse.query(
             "SELECT name FROM system.columns WHERE database = '{database}' AND table = "
             f"'{table}' AND type NOT LIKE 'AggregateFunction%' AND default_kind != 'EPHEMERAL'"

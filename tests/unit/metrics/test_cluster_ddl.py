@@ -15,8 +15,8 @@ ALL = [s for m in load_migrations() for s in cluster_statements(m, TARGET)]
 
 
 def statement(prefix: str) -> str:
-    (found,) = [s for s in ALL if s.startswith(prefix)]
-    return found
+    """The last statement that starts so: the schema as the migrations leave it."""
+    return [s for s in ALL if s.startswith(prefix)][-1]
 
 
 def test_a_table_becomes_a_replicated_local_table_and_a_distributed_one_with_its_sharding_key() -> (
@@ -81,6 +81,22 @@ def test_every_single_node_table_exists_under_its_name_on_the_cluster() -> None:
     assert "{replica}" in schema_migrations_table(TARGET)
 
 
+def test_a_table_made_again_goes_from_the_shards_and_the_distributed_table_its_view_once() -> None:
+    drops = [s for s in ALL if s.startswith("DROP") and "sessions_daily" in s]
+    assert drops == [
+        "DROP VIEW IF EXISTS klantreis.sessions_daily_mv ON CLUSTER 'shop_cluster' SYNC",
+        "DROP TABLE IF EXISTS klantreis.sessions_daily ON CLUSTER 'shop_cluster' SYNC",
+        "DROP TABLE IF EXISTS klantreis.sessions_daily_local ON CLUSTER 'shop_cluster' SYNC",
+    ]
+    made_again = ALL.index(drops[-1])
+    assert "groupBitmap" in statement("CREATE TABLE IF NOT EXISTS klantreis.sessions_daily_local")
+    assert ALL.index(statement("CREATE TABLE IF NOT EXISTS klantreis.sessions_daily_local")) > (
+        made_again
+    )
+
+
 def test_a_statement_without_a_cluster_form_is_refused() -> None:
     with pytest.raises(ValueError, match="no cluster form"):
-        cluster_statements(Migration(99, "0099_x.sql", "DROP TABLE {database}.events;"), TARGET)
+        cluster_statements(
+            Migration(99, "0099_x.sql", "RENAME TABLE {database}.events TO {database}.e;"), TARGET
+        )

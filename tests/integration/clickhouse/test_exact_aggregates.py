@@ -1,0 +1,169 @@
+"""The daily aggregates the dashboard reads count exactly: 50,000 simulated journeys through the
+sessionizer's core into chDB, and every figure from the aggregates equals a direct
+`count(DISTINCT …)` over the raw rows they come from, to the unit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from contracts.journeys import PhaseTransition, TransitionKind, legacy_number
+from contracts.phases import load_phase_model
+from contracts.settings import load_settings
+from klantreis.simulator import collected_events
+from services.metrics import queries
+from services.metrics.app import open_warehouse
+from services.metrics.queries import DateRange
+from services.metrics.rows import Row, mapping_for
+from services.metrics.warehouse import Warehouse
+from services.sessionizer.engine import JourneyEngine
+from services.sessionizer.rules import JourneyRules
+
+SITE = "shop"
+MODEL = load_phase_model("default")
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
+DAYS = DateRange(date(2026, 10, 30), date(2026, 11, 30))
+IN_RANGE = "site_id = 'shop' AND toDate({column}) BETWEEN '2026-10-30' AND '2026-11-30'"
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory, chdb_dsn: str) -> Iterator[Warehouse]:
+    settings = load_settings(
+        clickhouse_dsn=chdb_dsn,
+        clickhouse_database=f"test_{uuid.uuid4().hex[:10]}",
+        data_dir=tmp_path_factory.mktemp("exact"),
+    )
+    warehouse = open_warehouse(settings)
+    try:
+        store(warehouse, collected_events(seed=17, visitors=51_000, days=30, now=NOW))
+        yield warehouse
+    finally:
+        warehouse.close()
+
+
+def store(warehouse: Warehouse, events: list[Any]) -> None:
+    """The events and what the sessionizer's core makes of them, as the pipeline writes them."""
+    engine = JourneyEngine(JourneyRules(MODEL))
+    rows: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
+    for event in events:
+        for record in (event, *engine.process(event)):
+            mapping = mapping_for(record)
+            rows.setdefault(mapping.table, (mapping.columns, []))[1].append(mapping.to_row(record))
+    for table, (columns, table_rows) in rows.items():
+        for start in range(0, len(table_rows), 100_000):
+            warehouse.insert(table, columns, table_rows[start : start + 100_000])
+
+
+def direct(warehouse: Warehouse, sql: str) -> dict[Any, int]:
+    return {
+        tuple(row[:-1]) if len(row) > 2 else row[0]: int(row[-1]) for row in warehouse.query(sql)
+    }
+
+
+def reach_sql(by: str = "") -> str:
+    """Per phase (and `by`): journeys whose furthest phase in the range is it or a later one."""
+    columns = f"{by}, " if by else ""
+    phases = list(MODEL.phases)
+    return (
+        f"SELECT {columns}phase, count(DISTINCT journey_id) FROM {{database}}.phase_transitions "
+        f"ARRAY JOIN arraySlice({phases!r}, 1, indexOf({phases!r}, furthest_phase)) "
+        f"AS phase WHERE kind != 'dropped_off' AND {IN_RANGE.format(column='at')} "
+        f"GROUP BY {columns}phase"
+    )
+
+
+def test_fifty_thousand_journeys_count_exactly_in_the_phase_funnel_and_drop_off(
+    warehouse: Warehouse,
+) -> None:
+    ((journeys,),) = warehouse.query(
+        "SELECT count(DISTINCT journey_id) FROM {database}.phase_transitions"
+    )
+    assert journeys >= 50_000
+    funnel = {
+        r.phase: r.journeys for r in queries.recorded_phase_funnel(warehouse, SITE, MODEL, DAYS)
+    }
+    assert funnel == direct(warehouse, reach_sql())
+    assert funnel[MODEL.phases[0]] >= 50_000
+    dropped = direct(
+        warehouse,
+        "SELECT to_phase, count(DISTINCT journey_id) FROM {database}.phase_transitions "
+        f"WHERE kind = 'dropped_off' AND {IN_RANGE.format(column='at')} GROUP BY to_phase",
+    )
+    dropoff = queries.recorded_dropoff(warehouse, SITE, MODEL, DAYS)
+    assert {d.phase: d.dropped for d in dropoff if d.dropped} == dropped
+
+
+def test_every_day_and_every_breakdown_counts_exactly(warehouse: Warehouse) -> None:
+    days = queries.trends(warehouse, SITE, MODEL, DAYS)
+    sessions = direct(
+        warehouse,
+        "SELECT toDate(started_at), count(DISTINCT session_id) FROM {database}.sessions "
+        f"WHERE {IN_RANGE.format(column='started_at')} GROUP BY 1",
+    )
+    assert {d.day: d.sessions for d in days if d.sessions} == sessions
+    converting = direct(
+        warehouse,
+        "SELECT toDate(started_at), count(DISTINCT session_id) FROM {database}.sessions "
+        f"WHERE conversions > 0 AND {IN_RANGE.format(column='started_at')} GROUP BY 1",
+    )
+    assert {d.day: d.converting_sessions for d in days if d.converting_sessions} == converting
+
+    for by in ("channel", "device", "segment"):
+        rows = queries.breakdown(warehouse, SITE, MODEL, by, DAYS)
+        found = {
+            (row.value, phase): n for row in rows for phase, n in row.journeys_by_phase.items() if n
+        }
+        expected = {
+            (value or "unknown", phase): n
+            for (value, phase), n in direct(warehouse, reach_sql(by)).items()
+        }
+        assert found == expected, by
+
+    credit = queries.recorded_touchpoints(warehouse, SITE, MODEL, DAYS)
+    last_touch = direct(
+        warehouse,
+        "SELECT to_phase, touchpoint, channel, count(DISTINCT journey_id) "
+        "FROM {database}.phase_transitions WHERE kind IN ('entered', 'advanced') "
+        f"AND to_phase = furthest_phase AND {IN_RANGE.format(column='at')} GROUP BY 1, 2, 3",
+    )
+    assert {(c.phase, c.touchpoint, c.channel): c.last_touch for c in credit} == {
+        (phase, touchpoint or "unknown", channel or "unknown"): n
+        for (phase, touchpoint, channel), n in last_touch.items()
+    }
+
+
+def test_a_journey_under_way_before_numbering_counts_once_across_the_upgrade(
+    warehouse: Warehouse,
+) -> None:
+    """Its rows of before have number 0; those after carry the number the sessionizer gives a
+    journey restored without one (`legacy_number`)."""
+    day = DateRange(date(2026, 12, 5), date(2026, 12, 5))
+    at = datetime(2026, 12, 5, 9, tzinfo=UTC)
+
+    def moved(to_phase: str, number: int | None, minutes: int) -> PhaseTransition:
+        return PhaseTransition(
+            transition_id=f"legacy-{to_phase}", site_id=SITE, journey_id="legacy-journey",
+            session_id="legacy-session", kind=TransitionKind.ADVANCED, from_phase=None,
+            to_phase=to_phase, furthest_phase=to_phase, at=at + timedelta(minutes=minutes),
+            seconds_in_previous_phase=None, event_id=None, event_name=None, channel="direct",
+            touchpoint=None, journey_number=number,
+        )  # fmt: skip
+
+    before, after = (
+        moved("awareness", None, 0),
+        moved("consideration", legacy_number("legacy-journey"), 5),
+    )
+    mapping = mapping_for(before)
+    warehouse.insert(
+        mapping.table, mapping.columns, [mapping.to_row(before), mapping.to_row(after)]
+    )
+    funnel = queries.recorded_phase_funnel(warehouse, SITE, MODEL, day)
+    assert [(r.phase, r.journeys) for r in funnel][:3] == [
+        ("awareness", 1),
+        ("consideration", 1),
+        ("purchase", 0),
+    ]
