@@ -11,6 +11,26 @@ from enum import StrEnum
 class PhaseReach:
     phase: str
     journeys: int
+    # Of the journeys that reached the phase before, the share that got this far: the
+    # conversion between the two, whose complement is the drop-off between them. None for the
+    # first phase, and when no journey reached the one before.
+    from_previous: float | None = None
+
+
+def from_previous(counts: Sequence[int]) -> list[float | None]:
+    """Per phase of a funnel's counts, the share of the previous phase's that got this far."""
+    return [
+        None if i == 0 or not counts[i - 1] else counts[i] / counts[i - 1]
+        for i in range(len(counts))
+    ]
+
+
+def reach_of(phases: Sequence[str], counts: Sequence[int]) -> list[PhaseReach]:
+    """The funnel of `counts` (journeys that got at least as far as each phase)."""
+    return [
+        PhaseReach(phase, n, share)
+        for phase, n, share in zip(phases, counts, from_previous(counts), strict=True)
+    ]
 
 
 def phase_reach(phases: Sequence[str], journeys_by_furthest: Mapping[int, int]) -> list[PhaseReach]:
@@ -21,13 +41,13 @@ def phase_reach(phases: Sequence[str], journeys_by_furthest: Mapping[int, int]) 
     reached awareness and consideration, even if it skipped them (a cheap product bought straight
     from an ad), so each phase counts every journey that got at least that far.
     """
-    reach: list[PhaseReach] = []
+    counts: list[int] = []
     running = 0
     for position in range(len(phases), 0, -1):
         running += journeys_by_furthest.get(position, 0)
-        reach.append(PhaseReach(phases[position - 1], running))
-    reach.reverse()
-    return reach
+        counts.append(running)
+    counts.reverse()
+    return reach_of(phases, counts)
 
 
 class FunnelOrder(StrEnum):

@@ -18,7 +18,9 @@ from services.metrics.funnel import (
     PhaseReach,
     StepReach,
     check_steps,
+    from_previous,
     phase_reach,
+    reach_of,
     step_reach,
 )
 from services.metrics.warehouse import Warehouse
@@ -788,6 +790,15 @@ class BreakdownRow:
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def from_previous_phase(self) -> dict[str, float | None]:
+        """Per phase, the share of the journeys that reached the phase before that got this far:
+        where this channel, device or segment converts, or loses people, unlike the others."""
+        phases = list(self.journeys_by_phase)
+        shares = from_previous([self.journeys_by_phase[p] for p in phases])
+        return dict(zip(phases, shares, strict=True))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def conversion_rate(self) -> float | None:
         if self.sessions is None:
             return None
@@ -869,7 +880,7 @@ def recorded_phase_funnel(
         f"SELECT {_reach_columns(model)} FROM {{database}}.phase_reach_daily WHERE {_IN_DAYS}",
         {"site": site_id, "phases": list(model.phases)} | _in_days(days),
     )
-    return [PhaseReach(phase, int(n)) for phase, n in zip(model.phases, row, strict=True)]
+    return reach_of(model.phases, [int(n) for n in row])
 
 
 def recorded_dropoff(

@@ -122,6 +122,12 @@ def test_every_day_and_every_breakdown_counts_exactly(warehouse: Warehouse) -> N
             for (value, phase), n in direct(warehouse, reach_sql(by)).items()
         }
         assert found == expected, by
+        # conversion between phases, per value: of those that reached the phase before
+        for row in rows:
+            for previous, phase in zip(MODEL.phases, MODEL.phases[1:], strict=False):
+                before = expected.get((row.value, previous), 0)
+                share = expected.get((row.value, phase), 0) / before if before else None
+                assert row.from_previous_phase[phase] == share, (by, row.value, phase)
 
     credit = queries.recorded_touchpoints(warehouse, SITE, MODEL, DAYS)
     last_touch = direct(

@@ -300,3 +300,10 @@ async def test_trends_and_breakdowns_read_the_daily_aggregates(
         1,
         1,
     ]
+    # Conversion between phases per segment: one of the five new journeys got to consideration,
+    # and that one bought.
+    new = {r["value"]: r for r in segments.json()["rows"]}["new"]["from_previous_phase"]
+    assert (new["awareness"], new["consideration"], new["purchase"]) == (None, 0.2, 1.0)
+    # Only the device figures are estimates, and the answer says which.
+    assert devices.json()["estimated"] == ["people", "page_views"]
+    assert channels.json()["estimated"] == segments.json()["estimated"] == []

@@ -7,6 +7,7 @@ from services.metrics.funnel import (
     FunnelStep,
     PhaseReach,
     check_steps,
+    from_previous,
     phase_reach,
     step_reach,
 )
@@ -19,11 +20,15 @@ def test_each_phase_counts_every_journey_that_got_at_least_that_far() -> None:
     reach = phase_reach(PHASES, {1: 5, 2: 3, 3: 2, 5: 1})
     assert reach == [
         PhaseReach("awareness", 11),
-        PhaseReach("consideration", 6),
-        PhaseReach("purchase", 3),
-        PhaseReach("retention", 1),
-        PhaseReach("advocacy", 1),
+        PhaseReach("consideration", 6, 6 / 11),
+        PhaseReach("purchase", 3, 3 / 6),
+        PhaseReach("retention", 1, 1 / 3),
+        PhaseReach("advocacy", 1, 1.0),
     ]
+
+
+def test_conversion_between_phases_is_none_where_nobody_reached_the_phase_before() -> None:
+    assert from_previous([4, 0, 0, 2]) == [None, 0.0, None, None]
 
 
 def test_phases_no_longer_in_the_model_are_ignored() -> None:
