@@ -33,8 +33,10 @@ def derived_id(*parts: str) -> str:
 
 
 # A journey or session number is its sessionizer partition in the high 32 bits and that
-# partition's serial in the low 32: unique without coordination, and dense within a partition,
-# which is what makes a bitmap of them small and fast to merge.
+# partition's serial of journeys (or of sessions) in the low 32: unique among journeys (or
+# sessions) without coordination, and dense within a partition, which is what makes a bitmap of
+# them small and fast to merge. Journeys and sessions are counted in bitmaps of their own, so a
+# journey and a session may share a number.
 SERIAL_BITS = 32
 
 

@@ -14,7 +14,8 @@ removed key:
   event, other, watermark], the event as its record's JSON in a string;
 - `h` site from into: stashed hand-offs, a list of journey rows (null: there was none);
 - `u` partition: an events partition's clock as the journey stage heard it;
-- `n`: the last serial the journey stage gave a journey or session (`journey_number`).
+- `n`: the last serials the journey stage gave a journey and a session, as [journey, session]
+  (`journey_number`).
 
 Journeys-topic records: the routed record's kind, site, journey, other journey, watermark and
 events partition travel as headers; the value is the event as the collector wrote it (`EVENT`),

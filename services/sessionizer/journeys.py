@@ -44,6 +44,10 @@ def _moving_channel(event_channel: str, session_channel: str) -> str:
     return session_channel if event_channel in _NO_NEW_CHANNEL else event_channel
 
 
+# Which serial a number comes from (`JourneyTracker.serials`).
+JOURNEY, SESSION = 0, 1
+
+
 class JourneyTracker:
     """Sessions, phases, timers and signals for the journeys of one partition.
 
@@ -56,9 +60,10 @@ class JourneyTracker:
     def __init__(self, rules: JourneyRules, partition: int = 0) -> None:
         self._rules = rules
         self._partition = partition
-        # The last serial given to a journey or session here; in the changelog when it moved.
-        self.serial = 0
-        self.serial_moved = False
+        # The last serials given to a journey and to a session here, apart so that each kind's
+        # numbers are as dense as can be (smaller bitmaps); in the changelog when they moved.
+        self.serials = [0, 0]
+        self.serials_moved = False
         self._model = rules.model
         self.journeys: TrackedState[tuple[str, str], JourneyState] = TrackedState()
         self._timers = TimerQueue()
@@ -82,10 +87,10 @@ class JourneyTracker:
     def journey(self, site_id: str, journey_id: str) -> JourneyState | None:
         return self.journeys.get((site_id, journey_id))
 
-    def _next_number(self) -> int:
-        self.serial += 1
-        self.serial_moved = True
-        return journey_number(self._partition, self.serial)
+    def _next_number(self, kind: int = JOURNEY) -> int:
+        self.serials[kind] += 1
+        self.serials_moved = True
+        return journey_number(self._partition, self.serials[kind])
 
     @staticmethod
     def _numbered(journey: JourneyState) -> int:
@@ -168,7 +173,7 @@ class JourneyTracker:
             number=self._next_number(),
             session=new_session(event, journey_id),
         )
-        journey.session.number = self._next_number()
+        journey.session.number = self._next_number(SESSION)
         self.journeys.put((event.site_id, journey_id), journey)
         self._record(journey, event, outputs, behind=False)
         outputs.append(self._transition(journey, event, TransitionKind.ENTERED, None, None))
@@ -189,7 +194,7 @@ class JourneyTracker:
         if ends_before(journey.session, event, self._rules):
             if not journey.session.closed:
                 outputs.append(self._close(journey))
-            journey.session = new_session(event, journey.journey_id, self._next_number())
+            journey.session = new_session(event, journey.journey_id, self._next_number(SESSION))
         if journey.dropped:
             journey.dropped = False
             outputs.append(
@@ -566,23 +571,29 @@ class JourneyTracker:
         """Timers are derived from the journeys; after restoring rows, derive them again."""
         self._rebuild_timers()
 
-    def take_serial(self) -> int | None:
-        """The serial, if it moved since the last call (for the changelog)."""
-        if not self.serial_moved:
+    def take_serials(self) -> list[int] | None:
+        """The serials, if they moved since the last call (for the changelog)."""
+        if not self.serials_moved:
             return None
-        self.serial_moved = False
-        return self.serial
+        self.serials_moved = False
+        return list(self.serials)
+
+    def load_serials(self, serials: list[int]) -> None:
+        """Serials from the changelog or a state file; never back below any given already."""
+        self.serials = [
+            max(mine, theirs) for mine, theirs in zip(self.serials, serials, strict=True)
+        ]
 
     def export_state(self) -> dict[str, Any]:
         return {
             "newest": self.clock.micros,
-            "serial": self.serial,
+            "serials": list(self.serials),
             "journeys": [[*key, *journey_row(j, self._model)] for key, j in self.journeys.items()],
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
         self.clock.set_micros(state.get("newest"))
-        self.serial = state.get("serial") or 0
+        self.load_serials(state.get("serials") or [0, 0])
         for site, journey_id, *row in state["journeys"]:
             self.apply_row((site, journey_id), row)
         self._rebuild_timers()

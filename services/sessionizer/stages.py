@@ -55,7 +55,7 @@ class StateKind(StrEnum):
     WAITING = "waiting"  # a journey's records that wait for a hand-off
     HANDOFFS = "handoffs"  # hand-offs that came before the event that waits for them
     UPSTREAM = "upstream"  # an events partition's clock, as the journey stage heard it
-    SERIAL = "serial"  # the last journey or session number the journey stage gave
+    SERIAL = "serial"  # the last journey and session serials the journey stage gave
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,9 +426,9 @@ class JourneyStage:
             StateChange(StateKind.UPSTREAM, (partition,), None if clock is None else clock.micros)
             for partition, clock in self._upstream.take_changes()
         ]
-        serial = self.journeys.take_serial()
-        if serial is not None:
-            changes.append(StateChange(StateKind.SERIAL, (), serial))
+        serials = self.journeys.take_serials()
+        if serials is not None:
+            changes.append(StateChange(StateKind.SERIAL, (), serials))
         return changes
 
     def apply_change(self, change: StateChange) -> None:
@@ -439,7 +439,7 @@ class JourneyStage:
         elif kind is StateKind.JOURNEY:
             self.journeys.apply_row(key, value)
         elif kind is StateKind.SERIAL:
-            self.journeys.serial = max(self.journeys.serial, value)
+            self.journeys.load_serials(value)
         elif kind is StateKind.WAITING:
             self._waiting.load(key, value)
         elif kind is StateKind.HANDOFFS:
@@ -456,7 +456,7 @@ class JourneyStage:
         return {
             "journeys": sorted(tracker["journeys"], key=lambda row: row[:2]),
             "clock": tracker["newest"],
-            "serial": tracker["serial"],
+            "serials": tracker["serials"],
             "waiting": sorted(
                 (key, [repr(r) for r in queue]) for key, queue in self._waiting.items()
             ),

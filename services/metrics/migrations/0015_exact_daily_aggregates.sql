@@ -3,13 +3,14 @@
 -- 0007 kept uniqCombined(14) states, which are estimates from a few hundred ids on (a funnel of
 -- 600 people said 604). Shops read these figures as counts and compare them with their order
 -- books, so they are exact now. The sessionizer gives every journey and session a number
--- (contracts/journeys.py, `journey_number`): its partition in the high 32 bits and a serial in the
--- low 32, dense within a partition. A groupBitmap (a Roaring bitmap) of dense numbers is exact,
--- small and as fast to merge as the estimate: over 1.3M journeys in 150 day-and-phase states,
--- 10.5 ms against 9.6 ms for uniqCombined(14), 311 ms for uniqExact of 64-bit hashes and 8.7 s
--- for a bitmap of 64-bit hashes (sparse values defeat Roaring's containers). Bitmaps are sets,
--- so 0007's reasons still hold: a batch written twice or an overlapping backfill counts nothing
--- twice.
+-- (contracts/journeys.py, `journey_number`): its partition in the high 32 bits and a serial of
+-- journeys (or of sessions) in the low 32, dense within a partition. A groupBitmap (a Roaring
+-- bitmap) of dense numbers is exact and small: over 1.3M journeys in 150 day-and-phase states it
+-- merges in 10.5 ms against 9.6 ms for uniqCombined(14), 311 ms for uniqExact of 64-bit hashes
+-- and 8.7 s for a bitmap of 64-bit hashes (sparse values defeat Roaring's containers). Bitmaps
+-- grow with what they count where an estimate stops at 12 KiB, so the widest breakdowns cost
+-- more at scale (bench/queries.py prints them). Bitmaps are sets, so 0007's reasons still hold:
+-- a batch written twice or an overlapping backfill counts nothing twice.
 --
 -- Rows written before numbering have number 0. They, and the journeys that were under way then
 -- (the sessionizer gives those the same number, `legacy_number`), are counted by a number made

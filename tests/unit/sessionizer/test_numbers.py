@@ -28,11 +28,17 @@ def numbers(outputs: list[SessionizerOutput]) -> set[tuple[str, int | None, int 
 
 
 def test_a_partitions_numbers_carry_it_in_the_high_bits_and_count_up_from_one() -> None:
+    """Journeys and sessions count up apart: each kind's numbers stay dense."""
     tracker = JourneyTracker(RULES, partition=3)
     outputs = tracker.process(make_event("page", visitor="v1"), "v1")
+    outputs += tracker.process(make_event("page", visitor="v1", at=timedelta(hours=2)), "v1")
+    outputs += tracker.process(make_event("page", visitor="v2", at=timedelta(hours=2)), "v2")
     assert numbers(outputs) == {
-        ("v1", 3 << SERIAL_BITS | 1, 3 << SERIAL_BITS | 2),
+        ("v1", 3 << SERIAL_BITS | 1, 3 << SERIAL_BITS | 1),
+        ("v1", 3 << SERIAL_BITS | 1, 3 << SERIAL_BITS | 2),  # the next session, after a pause
         ("v1", 3 << SERIAL_BITS | 1, None),
+        ("v2", 3 << SERIAL_BITS | 2, 3 << SERIAL_BITS | 3),
+        ("v2", 3 << SERIAL_BITS | 2, None),
     }
 
 
