@@ -20,10 +20,8 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
-from simulated import store_simulated
-
 from contracts.phases import load_phase_model
-from klantreis.simulator import collected_events
+from klantreis.simulator import collected_events, store_simulated
 from services.metrics import queries
 from services.metrics.erasure import erase_from_warehouse, linked_ids
 from services.metrics.warehouse import Warehouse

@@ -26,10 +26,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from simulated import store_simulated
-
 from contracts.phases import load_phase_model
-from klantreis.simulator import collected_events
+from klantreis.simulator import collected_events, store_simulated
 from services.metrics import queries
 from services.metrics.funnel import FunnelOrder, FunnelStep
 from services.metrics.queries import DateRange

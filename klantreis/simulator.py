@@ -21,7 +21,12 @@ from urllib.parse import urlencode
 import httpx
 
 from contracts.events import Event
+from contracts.phases import PhaseModel
 from services.ingest.intake import intake
+from services.metrics.rows import Row, mapping_for
+from services.metrics.warehouse import Warehouse
+from services.sessionizer.engine import JourneyEngine
+from services.sessionizer.rules import JourneyRules
 
 SHOP = "https://shop.example"
 
@@ -327,3 +332,18 @@ def collected_events(
         sent = [{**event, "sent_at": now.isoformat()} for event in journey]
         events += intake(sent, site_id, now, 32 * 1024).events
     return sorted(events, key=lambda event: event.timestamp)
+
+
+def store_simulated(warehouse: Warehouse, events: Sequence[Event], model: PhaseModel) -> None:
+    """The events and what the sessionizer's core makes of them, inserted table by table as the
+    pipeline would have written them: the input of warehouse tests and benchmarks that skip
+    Kafka."""
+    engine = JourneyEngine(JourneyRules(model))
+    rows: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
+    for event in events:
+        for record in (event, *engine.process(event)):
+            mapping = mapping_for(record)
+            rows.setdefault(mapping.table, (mapping.columns, []))[1].append(mapping.to_row(record))
+    for table, (columns, table_rows) in rows.items():
+        for start in range(0, len(table_rows), 100_000):
+            warehouse.insert(table, columns, table_rows[start : start + 100_000])

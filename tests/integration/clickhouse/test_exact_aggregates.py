@@ -14,14 +14,12 @@ import pytest
 from contracts.journeys import PhaseTransition, TransitionKind, legacy_number
 from contracts.phases import load_phase_model
 from contracts.settings import load_settings
-from klantreis.simulator import collected_events
+from klantreis.simulator import collected_events, store_simulated
 from services.metrics import queries
 from services.metrics.app import open_warehouse
 from services.metrics.queries import DateRange
-from services.metrics.rows import Row, mapping_for
+from services.metrics.rows import mapping_for
 from services.metrics.warehouse import Warehouse
-from services.sessionizer.engine import JourneyEngine
-from services.sessionizer.rules import JourneyRules
 
 SITE = "shop"
 MODEL = load_phase_model("default")
@@ -39,23 +37,11 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory, chdb_dsn: str) -> Iterat
     )
     warehouse = open_warehouse(settings)
     try:
-        store(warehouse, collected_events(seed=17, visitors=51_000, days=30, now=NOW))
+        events = collected_events(seed=17, visitors=51_000, days=30, now=NOW)
+        store_simulated(warehouse, events, MODEL)
         yield warehouse
     finally:
         warehouse.close()
-
-
-def store(warehouse: Warehouse, events: list[Any]) -> None:
-    """The events and what the sessionizer's core makes of them, as the pipeline writes them."""
-    engine = JourneyEngine(JourneyRules(MODEL))
-    rows: dict[str, tuple[tuple[str, ...], list[Row]]] = {}
-    for event in events:
-        for record in (event, *engine.process(event)):
-            mapping = mapping_for(record)
-            rows.setdefault(mapping.table, (mapping.columns, []))[1].append(mapping.to_row(record))
-    for table, (columns, table_rows) in rows.items():
-        for start in range(0, len(table_rows), 100_000):
-            warehouse.insert(table, columns, table_rows[start : start + 100_000])
 
 
 def direct(warehouse: Warehouse, sql: str) -> dict[Any, int]:
