@@ -725,6 +725,24 @@ class DayFigures:
     converting_sessions: int
     journeys_by_phase: dict[str, int]  # journeys that got at least this far on the day
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def conversion_rate(self) -> float | None:
+        return _share(self.converting_sessions, self.sessions)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def from_previous_phase(self) -> dict[str, float | None]:
+        """Per phase, of the journeys that got to the phase before on the day, the share that got
+        this far: an incident shows as a dip on the days it lasted."""
+        return _from_previous_phase(self.journeys_by_phase)
+
+
+def _from_previous_phase(journeys_by_phase: dict[str, int]) -> dict[str, float | None]:
+    phases = list(journeys_by_phase)
+    shares = from_previous([journeys_by_phase[p] for p in phases])
+    return dict(zip(phases, shares, strict=True))
+
 
 # Both read the aggregates the materialized views keep (migrations 0007 and 0015), never raw
 # rows: bitmaps of journey and session numbers, so the counts are exact (0015 says why). Events
@@ -793,9 +811,7 @@ class BreakdownRow:
     def from_previous_phase(self) -> dict[str, float | None]:
         """Per phase, the share of the journeys that reached the phase before that got this far:
         where this channel, device or segment converts, or loses people, unlike the others."""
-        phases = list(self.journeys_by_phase)
-        shares = from_previous([self.journeys_by_phase[p] for p in phases])
-        return dict(zip(phases, shares, strict=True))
+        return _from_previous_phase(self.journeys_by_phase)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

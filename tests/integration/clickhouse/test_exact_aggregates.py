@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -97,6 +98,13 @@ def test_every_day_and_every_breakdown_counts_exactly(warehouse: Warehouse) -> N
         f"WHERE conversions > 0 AND {IN_RANGE.format(column='started_at')} GROUP BY 1",
     )
     assert {d.day: d.converting_sessions for d in days if d.converting_sessions} == converting
+    # per day, how far journeys got and the conversion between phases: where an incident shows
+    reached = direct(warehouse, reach_sql("toDate(at)"))
+    for figures in days:
+        counts = [reached.get((figures.day, phase), 0) for phase in MODEL.phases]
+        assert list(figures.journeys_by_phase.values()) == counts, figures.day
+        shares = [None] + [n / before if before else None for before, n in pairwise(counts)]
+        assert list(figures.from_previous_phase.values()) == shares, figures.day
 
     for by in ("channel", "device", "segment"):
         rows = queries.breakdown(warehouse, SITE, MODEL, by, DAYS)
