@@ -100,6 +100,39 @@ async def read_outputs(settings: Settings) -> Outputs:
     # order that depends on timing. What each says does not.
     for site, letters in outputs["dead-letters.v1"].items():
         outputs["dead-letters.v1"][site] = sorted(letters, key=lambda value: value or b"")
+    return without_numbers(outputs)
+
+
+def without_numbers(outputs: Outputs) -> Outputs:
+    """The outputs with journey and session numbers checked and left out. A journeys partition
+    numbers journeys in the order its records came, and records from several producers (events
+    of several events partitions, hand-offs) interleave there as timing has it: two runs may
+    number differently, but within a run every journey id and session has one number, none
+    given twice."""
+    of_journey: dict[bytes | None, set[int]] = defaultdict(set)
+    of_session: dict[str, set[int]] = defaultdict(set)
+    for topic in ("sessions.v1", "transitions.v1"):
+        for key, values in outputs[topic].items():
+            stripped: list[bytes | None] = []
+            for value in values:
+                record = json.loads(value or b"{}")
+                of_journey[key].add(record.pop("journey_number"))
+                if topic == "sessions.v1":
+                    of_session[record["session_id"]].add(record.pop("session_number"))
+                stripped.append(json.dumps(record).encode())
+            outputs[topic][key] = stripped
+    for numbers in (of_journey, of_session):
+        assert all(len(given) == 1 and None not in given for given in numbers.values())
+        assert len({n for given in numbers.values() for n in given}) == len(numbers)
+    changelog = outputs["sessionizer-journeys-changelog.v1"]
+    for key in list(changelog):
+        kind = (key or b"").split(b"/", 1)[1][:1]
+        if kind == b"n":  # the serials
+            del changelog[key]
+        elif kind == b"j":  # a journey row: its numbers are its last two fields
+            changelog[key] = [
+                json.dumps(json.loads(v or b"[]")[:-2]).encode() for v in changelog[key]
+            ]
     return outputs
 
 

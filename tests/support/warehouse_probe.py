@@ -16,21 +16,22 @@ REPO = Path(__file__).resolve().parents[2]
 # The tables the worker writes row for row; a duplicate shows in their count and checksum.
 RAW_TABLES = ("events", "sessions", "phase_transitions", "signals", "identities", "dead_letters")
 # Aggregates: how rows split into parts depends on insert batches, so compare what they answer.
-M = "uniqCombinedMerge(14)"
+# Journeys and sessions are bitmaps (migration 0015); activity is an estimate (0007).
+B, E = "groupBitmapMerge", "uniqCombinedMerge(14)"
 AGGREGATES = {
-    "phase_reach_daily": ("site_id, day, phase", f"{M}(journeys)"),
-    "phase_reach_channel_daily": ("site_id, day, phase, channel", f"{M}(journeys)"),
-    "phase_reach_device_daily": ("site_id, day, phase, device", f"{M}(journeys)"),
-    "phase_reach_segment_daily": ("site_id, day, phase, segment", f"{M}(journeys)"),
+    "phase_reach_daily": ("site_id, day, phase", f"{B}(journeys)"),
+    "phase_reach_channel_daily": ("site_id, day, phase, channel", f"{B}(journeys)"),
+    "phase_reach_device_daily": ("site_id, day, phase, device", f"{B}(journeys)"),
+    "phase_reach_segment_daily": ("site_id, day, phase, segment", f"{B}(journeys)"),
     "sessions_daily": (
         "site_id, day, channel",
-        f"{M}(sessions), {M}(engaged_sessions), {M}(converting_sessions)",
+        f"{B}(sessions), {B}(engaged_sessions), {B}(converting_sessions)",
     ),
-    "dropoffs_daily": ("site_id, day, phase", f"{M}(journeys)"),
-    "touchpoints_daily": ("site_id, day, phase, touchpoint, channel", f"{M}(journeys)"),
+    "dropoffs_daily": ("site_id, day, phase", f"{B}(journeys)"),
+    "touchpoints_daily": ("site_id, day, phase, touchpoint, channel", f"{B}(journeys)"),
     "activity_daily": (
         "site_id, day, action, device",
-        f"{M}(events), {M}(people)",
+        f"{E}(events), {E}(people)",
     ),
 }
 
