@@ -36,6 +36,7 @@ from services.metrics import api as read_api
 from services.metrics import routes as read_routes
 from services.metrics.app import open_warehouse
 from services.metrics.erasure import ErasureLog, ErasureStatus, erase_from_warehouse, linked_ids
+from services.metrics.queries import given_serials
 from services.metrics.telemetry import WarehouseMetrics
 from services.metrics.warehouse import Warehouse
 from services.metrics.writer import WarehouseWriter
@@ -65,6 +66,7 @@ class EmbeddedPipeline:
 
     def __init__(self, settings: Settings, warehouse: Warehouse, registry: CollectorRegistry):
         self._settings = settings
+        self._warehouse = warehouse
         self._writer = WarehouseWriter(warehouse, WarehouseMetrics(registry))
         self._metrics = SessionizerMetrics(registry)
         self._engine = JourneyEngine(journey_rules(settings))
@@ -84,6 +86,9 @@ class EmbeddedPipeline:
                 log.info("restored %d journeys", self._engine.active_journeys)
             else:
                 log.warning("ignoring %s: written by another version", self._state_path)
+        # After a crash the saved state is older than the warehouse: numbers given since the
+        # last save are there, and must not be given again.
+        self._engine.journeys.load_serials(given_serials(self._warehouse))
         self._flusher = asyncio.create_task(self._flush_forever(), name="embedded-flush")
         return self
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import computed_field
 
+from contracts.journeys import SERIAL_BITS
 from contracts.phases import PhaseModel
 from contracts.timecodec import to_millis
 from services.metrics.funnel import (
@@ -715,6 +716,21 @@ def touchpoints(
         key=lambda r: (model.index(r.phase), -r.last_touch, -(r.first_touch or 0), r.touchpoint)
     )
     return rows
+
+
+def given_serials(warehouse: Warehouse, partition: int = 0) -> list[int]:
+    """The highest journey and session serials of a journeys partition that the warehouse holds
+    numbers of. A sessionizer whose state is older than its outputs (embedded mode after a
+    crash) goes on from these, so it never gives a number twice."""
+    low, high = partition << SERIAL_BITS, (partition + 1) << SERIAL_BITS
+    ((journeys, sessions),) = warehouse.query(
+        "SELECT (SELECT max(journey_number) FROM {database}.phase_transitions "
+        "WHERE journey_number >= {low:UInt64} AND journey_number < {high:UInt64}), "
+        "(SELECT max(session_number) FROM {database}.sessions "
+        "WHERE session_number >= {low:UInt64} AND session_number < {high:UInt64})",
+        {"low": low, "high": high},
+    )
+    return [max(0, int(journeys) - low), max(0, int(sessions) - low)]
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,16 @@ async def embedded_app(
     settings = load_settings(
         kafka_bootstrap_servers="",
         clickhouse_dsn=chdb_dsn,
-        clickhouse_database=f"http_{uuid.uuid4().hex[:10]}",
         data_dir=tmp_path,
         flush_interval_seconds=0.05,
-        **({"admin_token": ADMIN_TOKEN, "reorder_seconds": 0} | overrides),
+        **(
+            {
+                "clickhouse_database": f"http_{uuid.uuid4().hex[:10]}",
+                "admin_token": ADMIN_TOKEN,
+                "reorder_seconds": 0,
+            }
+            | overrides
+        ),
     )
     app = create_app(settings)
     async with (

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,12 +16,15 @@ import pytest
 from contracts.journeys import PhaseTransition, TransitionKind, legacy_number
 from contracts.phases import load_phase_model
 from contracts.settings import load_settings
+from klantreis.embedded import STATE_FILE
 from klantreis.simulator import collected_events, store_simulated
 from services.metrics import queries
 from services.metrics.app import open_warehouse
 from services.metrics.queries import DateRange
 from services.metrics.rows import mapping_for
 from services.metrics.warehouse import Warehouse
+from tests.integration.clickhouse.test_read_api_funnels import load, page
+from tests.support.embedded import embedded
 
 SITE = "shop"
 MODEL = load_phase_model("default")
@@ -167,3 +171,24 @@ def test_a_journey_under_way_before_numbering_counts_once_across_the_upgrade(
         ("consideration", 1),
         ("purchase", 0),
     ]
+
+
+async def test_after_an_embedded_crash_no_journey_number_is_given_twice(
+    chdb_dsn: str, tmp_path: Path
+) -> None:
+    """A crash loses the sessionizer state since the last clean stop, not the rows written since:
+    the journeys begun then keep their numbers, and the next ones must not take them."""
+    database = f"crash_{uuid.uuid4().hex[:10]}"
+    today = datetime.now(UTC).replace(microsecond=0)
+    async with embedded(chdb_dsn, tmp_path, clickhouse_database=database) as client:
+        await load(client, [page("before-crash", today - timedelta(minutes=5))])
+    (tmp_path / STATE_FILE).unlink()  # as if the process had died before saving it
+    async with embedded(chdb_dsn, tmp_path, clickhouse_database=database) as client:
+        await load(client, [page("after-crash", today)])
+        response = await client.get("/api/v1/funnel", params={"site": "demo", "exact": "false"})
+    assert response.status_code == 200, response.text
+    assert response.json()["phases"][0] == {
+        "phase": "awareness",
+        "journeys": 2,
+        "from_previous": None,
+    }
