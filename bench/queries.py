@@ -30,7 +30,7 @@ from contracts.phases import load_phase_model
 from klantreis.simulator import collected_events, store_simulated
 from services.metrics import queries
 from services.metrics.funnel import FunnelOrder, FunnelStep
-from services.metrics.queries import DateRange
+from services.metrics.queries import DateRange, given_serials
 from services.metrics.warehouse import Warehouse
 
 SITE = "shop"
@@ -57,11 +57,8 @@ NUMBER_COLUMNS = ("journey_number", "session_number")
 
 
 def numbers_stride(warehouse: Warehouse) -> int:
-    ((journeys, sessions),) = warehouse.query(
-        "SELECT (SELECT max(journey_number) FROM {database}.phase_transitions), "
-        "(SELECT max(session_number) FROM {database}.sessions)"
-    )
-    return max(int(journeys), int(sessions)) + 1
+    """Past every journey and session number of the base data (one journeys partition)."""
+    return max(given_serials(warehouse)) + 1
 
 
 def copy_once(warehouse: Warehouse, copy: int, stride: int) -> None:

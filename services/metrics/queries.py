@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import computed_field
 
-from contracts.journeys import SERIAL_BITS
+from contracts.journeys import journey_number
 from contracts.phases import PhaseModel
 from contracts.timecodec import to_millis
 from services.metrics.funnel import (
@@ -722,7 +722,7 @@ def given_serials(warehouse: Warehouse, partition: int = 0) -> list[int]:
     """The highest journey and session serials of a journeys partition that the warehouse holds
     numbers of. A sessionizer whose state is older than its outputs (embedded mode after a
     crash) goes on from these, so it never gives a number twice."""
-    low, high = partition << SERIAL_BITS, (partition + 1) << SERIAL_BITS
+    low, high = journey_number(partition, 0), journey_number(partition + 1, 0)
     ((journeys, sessions),) = warehouse.query(
         "SELECT (SELECT max(journey_number) FROM {database}.phase_transitions "
         "WHERE journey_number >= {low:UInt64} AND journey_number < {high:UInt64}), "
