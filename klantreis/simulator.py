@@ -14,7 +14,7 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -59,6 +59,60 @@ CHANNELS = (
     Channel("referral", "https://www.kieskeurig.nl/vergelijk", {}),
     Channel("direct", None, {}),
 )
+# The device a visitor browses on, by the browser's user agent: shares close to a European web
+# shop's (StatCounter, 2026: a little over half desktop).
+DEVICES = (
+    (
+        "desktop",
+        0.55,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36",
+    ),
+    (
+        "mobile",
+        0.38,
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    ),
+    (
+        "tablet",
+        0.07,
+        "Mozilla/5.0 (iPad; CPU OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/18.1 Mobile/15E148 Safari/604.1",
+    ),
+)
+PAYMENT_FAILED = "Payment Failed"
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A checkout that fails on one device for some days: of the visitors on `device` who pay
+    between `first` and `last` (UTC days, inclusive), `share` get "Payment Failed" instead of
+    their order and leave."""
+
+    device: str
+    first: date
+    last: date
+    share: float = 2 / 3
+
+    def strikes(self, visitor: Visitor) -> bool:
+        if visitor.device != self.device or not self.first <= visitor.clock.date() <= self.last:
+            return False
+        # Its own dice, so traffic with and without an incident is the same until it strikes.
+        return random.Random(f"{visitor.anonymous_id}/{visitor.clock}").random() < self.share
+
+
+def device_of(anonymous_id: str) -> tuple[str, str]:
+    """A visitor's device and user agent, from their id alone: adding devices to the traffic
+    leaves every other draw of a seeded run as it was."""
+    draw = random.Random(anonymous_id).random()
+    for name, share, agent in DEVICES:
+        if draw < share:
+            return name, agent
+        draw -= share
+    return DEVICES[0][0], DEVICES[0][2]
+
+
 CHEAP = ("electric-toothbrush", "massage-cushion", "phone-case", "coffee-beans")
 EXPENSIVE = ("espresso-machine", "e-bike", "oled-tv", "sofa")
 
@@ -75,6 +129,11 @@ class Visitor:
     channel: Channel = CHANNELS[-1]
     events: list[dict[str, Any]] = field(default_factory=list)
     first_in_session: bool = True
+    incident: Incident | None = None
+
+    @property
+    def device(self) -> str:
+        return device_of(self.anonymous_id)[0]
 
     def _id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -102,7 +161,11 @@ class Visitor:
             event_id=self._id(),
             anonymous_id=self.anonymous_id,
             timestamp=self.clock.isoformat(),
-            context={"page": page, "library": "klantreis-simulator"},
+            context={
+                "page": page,
+                "library": "klantreis-simulator",
+                "user_agent": device_of(self.anonymous_id)[1],
+            },
         )
         if self.user_id:
             body["user_id"] = self.user_id
@@ -121,6 +184,13 @@ class Visitor:
         self._emit({"type": "identify", "traits": {"plan": "member"}}, path)
         return self.wait(5)
 
+    def _pays(self, price: float) -> bool:
+        """False when an incident makes the payment fail (the visitor then leaves)."""
+        if self.incident is None or not self.incident.strikes(self):
+            return True
+        self.track(PAYMENT_FAILED, "/checkout", value=price, reason="card_declined")
+        return False
+
     def buy(self, product: str, price: float) -> bool:
         props: dict[str, Any] = {"product_id": product, "price": price, "quantity": 1}
         return (
@@ -128,6 +198,7 @@ class Visitor:
             and self.track("Cart Viewed", "/cart")
             and self.track("Checkout Started", "/checkout", value=price)
             and self.identify("/checkout")
+            and self._pays(price)
             and self.track(
                 "Order Completed",
                 "/checkout/thanks",
@@ -229,7 +300,11 @@ PERSONAS: tuple[tuple[str, float, Callable[[Visitor], None]], ...] = (
 
 
 def generate_journeys(
-    seed: int, visitors: int, days: float, now: datetime | None = None
+    seed: int,
+    visitors: int,
+    days: float,
+    now: datetime | None = None,
+    incident: Incident | None = None,
 ) -> list[list[dict[str, Any]]]:
     """Each visitor's events, in order, as native `/v1/events` JSON (without `sent_at`)."""
     rng = random.Random(seed)
@@ -244,6 +319,7 @@ def generate_journeys(
             now=now,
             clock=start + timedelta(seconds=rng.uniform(0, days * 86_400)),
             anonymous_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            incident=incident,
         )
         behave(visitor)
         if visitor.events:
@@ -323,12 +399,17 @@ async def _post(
 
 
 def collected_events(
-    seed: int, visitors: int, days: float, now: datetime, site_id: str = "shop"
+    seed: int,
+    visitors: int,
+    days: float,
+    now: datetime,
+    site_id: str = "shop",
+    incident: Incident | None = None,
 ) -> list[Event]:
     """The events a collector makes of simulated traffic, in the order it receives them (by
     time): the input of sessionizer tests and benchmarks that skip the HTTP hop."""
     events: list[Event] = []
-    for journey in generate_journeys(seed, visitors, days, now=now):
+    for journey in generate_journeys(seed, visitors, days, now=now, incident=incident):
         sent = [{**event, "sent_at": now.isoformat()} for event in journey]
         events += intake(sent, site_id, now, 32 * 1024).events
     return sorted(events, key=lambda event: event.timestamp)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Security
@@ -23,12 +23,16 @@ from contracts.sitestore import SiteStore
 from services.metrics import queries
 from services.metrics.access import Caller, ReadRefused, authorize_read, identify, presented_token
 from services.metrics.erasure import Eraser
+from services.metrics.filters import SEGMENTS, Filters
 from services.metrics.funnel import FunnelOrder, FunnelStep, PhaseReach, StepReach
 from services.metrics.queries import (
     BreakdownRow,
     DateRange,
     DayFigures,
+    JourneyMap,
+    PeriodSteps,
     PhaseDropoff,
+    RecentSignal,
     ShopMetrics,
     TimelineStep,
     TouchpointCredit,
@@ -148,7 +152,47 @@ def _exact_days(
     return date_range(date_from, date_to, None if exact else DEFAULT_DAYS)
 
 
+_FILTER = "Count only the visits that "
+
+
+def _filters(
+    channel: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description=_FILTER + "came in through this channel"),
+    ] = None,
+    device: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description=_FILTER + "were on this device: desktop, mobile, tablet, unknown",
+        ),
+    ] = None,
+    segment: Annotated[
+        str | None,
+        Query(
+            pattern=f"^({'|'.join(SEGMENTS)})$",
+            description=_FILTER + "were a journey's first (`new`) or a later one (`returning`)",
+        ),
+    ] = None,
+) -> Filters:
+    """The visits every figure counts (docs/event-api.md, "Filters")."""
+    return Filters(channel=channel, device=device, segment=segment)
+
+
+def _exact_filters(filters: Annotated[Filters, Depends(_filters)], exact: Exact = True) -> Filters:
+    """Figures from the daily aggregates (`exact=false`) are kept per day, not per selection of
+    visits: they take no filter."""
+    if filters and not exact:
+        raise ReadRefused(
+            422, "invalid_filter", "filters apply to exact figures; leave out exact=false"
+        )
+    return filters
+
+
 Context = Annotated[ReadContext, Depends(_read_context)]
+Filtering = Annotated[Filters, Depends(_filters)]
+ExactFiltering = Annotated[Filters, Depends(_exact_filters)]
 OptionalDays = Annotated[DateRange | None, Depends(_optional_days)]
 RecentDays = Annotated[DateRange, Depends(_recent_days)]
 ExactDays = Annotated[DateRange | None, Depends(_exact_days)]
@@ -164,6 +208,7 @@ class FunnelResponse(BaseModel):
     model: str
     date_from: date | None
     date_to: date | None
+    filters: dict[str, str]
     phases: list[PhaseReach]
 
 
@@ -176,10 +221,12 @@ class FunnelResponse(BaseModel):
     responses=UNKNOWN_SITE,
 )
 async def funnel(
-    context: Context, site: Site, days: ExactDays, exact: Exact = True
+    context: Context, site: Site, days: ExactDays, filters: ExactFiltering, exact: Exact = True
 ) -> FunnelResponse:
     if exact:
-        reach = await _ask(queries.phase_funnel, context.warehouse, site, context.model, days)
+        reach = await _ask(
+            queries.phase_funnel, context.warehouse, site, context.model, days, filters
+        )
     else:
         reach = await _ask(
             queries.recorded_phase_funnel, context.warehouse, site, context.model, days
@@ -189,8 +236,13 @@ async def funnel(
         model=context.model.name,
         date_from=days.first if days else None,
         date_to=days.last if days else None,
+        filters=filters.given,
         phases=reach,
     )
+
+
+Steps = Annotated[list[str], Query(min_length=2, max_length=20, description="In order")]
+Window = Annotated[str, Query(description="Conversion window: 30m, 1h, 14d, 2w")]
 
 
 class StepFunnelResponse(BaseModel):
@@ -199,6 +251,7 @@ class StepFunnelResponse(BaseModel):
     window_seconds: float
     date_from: date
     date_to: date
+    filters: dict[str, str]
     steps: list[StepReach]
 
 
@@ -217,15 +270,23 @@ async def step_funnel(
     context: Context,
     site: Site,
     days: RecentDays,
-    step: Annotated[list[str], Query(min_length=2, max_length=20, description="In order")],
+    step: Steps,
+    filters: Filtering,
     order: FunnelOrder = FunnelOrder.ORDERED,
-    window: Annotated[str, Query(description="Conversion window: 30m, 1h, 14d, 2w")] = "14d",
+    window: Window = "14d",
 ) -> StepFunnelResponse:
     try:
         steps = [FunnelStep.parse(text) for text in step]
         conversion_window = parse_duration(window)
         result = await _ask(
-            queries.step_funnel, context.warehouse, site, steps, order, conversion_window, days
+            queries.step_funnel,
+            context.warehouse,
+            site,
+            steps,
+            order,
+            conversion_window,
+            days,
+            filters,
         )
     except ValueError as exc:
         raise ReadRefused(422, "invalid_funnel", str(exc)) from exc
@@ -235,6 +296,7 @@ async def step_funnel(
         window_seconds=conversion_window.total_seconds(),
         date_from=days.first,
         date_to=days.last,
+        filters=filters.given,
         steps=result.steps,
     )
 
@@ -282,6 +344,7 @@ class DropoffResponse(BaseModel):
     model: str
     date_from: date | None
     date_to: date | None
+    filters: dict[str, str]
     phases: list[PhaseDropoff]
 
 
@@ -293,15 +356,18 @@ class DropoffResponse(BaseModel):
     responses=UNKNOWN_SITE,
 )
 async def dropoff(
-    context: Context, site: Site, days: ExactDays, exact: Exact = True
+    context: Context, site: Site, days: ExactDays, filters: ExactFiltering, exact: Exact = True
 ) -> DropoffResponse:
-    ask = queries.dropoff if exact else queries.recorded_dropoff
-    phases = await _ask(ask, context.warehouse, site, context.model, days)
+    if exact:
+        phases = await _ask(queries.dropoff, context.warehouse, site, context.model, days, filters)
+    else:
+        phases = await _ask(queries.recorded_dropoff, context.warehouse, site, context.model, days)
     return DropoffResponse(
         site=site,
         model=context.model.name,
         date_from=days.first if days else None,
         date_to=days.last if days else None,
+        filters=filters.given,
         phases=phases,
     )
 
@@ -314,15 +380,20 @@ async def dropoff(
     description="A rate is null when there is nothing to divide by (no sessions, no answers).",
     responses=UNKNOWN_SITE,
 )
-async def metrics(context: Context, site: Site, days: OptionalDays) -> ShopMetrics:
+async def metrics(
+    context: Context, site: Site, days: OptionalDays, filters: Filtering
+) -> ShopMetrics:
     timeout = timedelta(minutes=context.settings.session_timeout_minutes)
-    return await _ask(queries.shop_metrics, context.warehouse, site, context.model, days, timeout)
+    return await _ask(
+        queries.shop_metrics, context.warehouse, site, context.model, days, timeout, filters
+    )
 
 
 class TouchpointsResponse(BaseModel):
     site: str
     date_from: date | None
     date_to: date | None
+    filters: dict[str, str]
     touchpoints: list[TouchpointCredit]
 
 
@@ -334,14 +405,21 @@ class TouchpointsResponse(BaseModel):
     responses=UNKNOWN_SITE,
 )
 async def touchpoints(
-    context: Context, site: Site, days: ExactDays, exact: Exact = True
+    context: Context, site: Site, days: ExactDays, filters: ExactFiltering, exact: Exact = True
 ) -> TouchpointsResponse:
-    ask = queries.touchpoints if exact else queries.recorded_touchpoints
-    rows = await _ask(ask, context.warehouse, site, context.model, days)
+    if exact:
+        rows = await _ask(
+            queries.touchpoints, context.warehouse, site, context.model, days, filters
+        )
+    else:
+        rows = await _ask(
+            queries.recorded_touchpoints, context.warehouse, site, context.model, days
+        )
     return TouchpointsResponse(
         site=site,
         date_from=days.first if days else None,
         date_to=days.last if days else None,
+        filters=filters.given,
         touchpoints=rows,
     )
 
@@ -350,6 +428,7 @@ class TrendsResponse(BaseModel):
     site: str
     date_from: date
     date_to: date
+    filters: dict[str, str]
     days: list[DayFigures]
 
 
@@ -362,12 +441,15 @@ class TrendsResponse(BaseModel):
     "anonymous journey is folded into the customer who later claimed it.",
     responses=UNKNOWN_SITE,
 )
-async def trends(context: Context, site: Site, days: RecentDays) -> TrendsResponse:
-    figures = await _ask(queries.trends, context.warehouse, site, context.model, days)
+async def trends(
+    context: Context, site: Site, days: RecentDays, filters: Filtering
+) -> TrendsResponse:
+    figures = await _ask(queries.trends, context.warehouse, site, context.model, days, filters)
     return TrendsResponse(
         site=site,
         date_from=days.first,
         date_to=days.last,
+        filters=filters.given,
         days=figures,
     )
 
@@ -377,6 +459,7 @@ class BreakdownResponse(BaseModel):
     by: str
     date_from: date
     date_to: date
+    filters: dict[str, str]
     rows: list[BreakdownRow]
     estimated: list[str] = Field(
         description="The rows' fields that are estimates (within about 1 %), not exact counts: "
@@ -396,14 +479,184 @@ async def breakdown(
     context: Context,
     site: Site,
     days: RecentDays,
+    filters: Filtering,
     by: Annotated[str, Query(pattern="^(channel|device|segment)$")] = "channel",
 ) -> BreakdownResponse:
-    rows = await _ask(queries.breakdown, context.warehouse, site, context.model, by, days)
+    rows = await _ask(queries.breakdown, context.warehouse, site, context.model, by, days, filters)
     return BreakdownResponse(
         site=site,
         by=by,
         date_from=days.first,
         date_to=days.last,
+        filters=filters.given,
         rows=rows,
-        estimated=["people", "page_views"] if by == "device" else [],
+        estimated=["people", "page_views"] if by == "device" and not filters else [],
     )
+
+
+class StepTrendsResponse(BaseModel):
+    site: str
+    order: FunnelOrder
+    window_seconds: float
+    grain: str
+    date_from: date
+    date_to: date
+    filters: dict[str, str]
+    periods: list[PeriodSteps]
+
+
+@router.get(
+    "/funnels/steps/trend",
+    response_model=StepTrendsResponse,
+    summary="A custom step funnel per day or week: the conversion of each step over time",
+    description="Per period, the step funnel of the people who did the first step in it (as "
+    "`/funnels/steps` asked for that period alone), so an incident at one step shows as a dip "
+    "on the days it lasted.",
+    responses=UNKNOWN_SITE | {422: {"description": "Invalid steps, window or range"}},
+)
+async def step_trend(
+    context: Context,
+    site: Site,
+    days: RecentDays,
+    step: Steps,
+    filters: Filtering,
+    order: FunnelOrder = FunnelOrder.ORDERED,
+    window: Window = "14d",
+    grain: Annotated[str, Query(pattern="^(day|week)$")] = "day",
+) -> StepTrendsResponse:
+    try:
+        steps = [FunnelStep.parse(text) for text in step]
+        conversion_window = parse_duration(window)
+        periods = await _ask(
+            queries.step_trends,
+            context.warehouse,
+            site,
+            steps,
+            order,
+            conversion_window,
+            days,
+            grain,
+            filters,
+        )
+    except ValueError as exc:
+        raise ReadRefused(422, "invalid_funnel", str(exc)) from exc
+    return StepTrendsResponse(
+        site=site,
+        order=order,
+        window_seconds=conversion_window.total_seconds(),
+        grain=grain,
+        date_from=days.first,
+        date_to=days.last,
+        filters=filters.given,
+        periods=periods,
+    )
+
+
+class JourneyMapResponse(BaseModel):
+    site: str
+    model: str
+    phases: list[str]
+    date_from: date | None
+    date_to: date | None
+    filters: dict[str, str]
+    map: JourneyMap
+
+
+@router.get(
+    "/journey-map",
+    response_model=JourneyMapResponse,
+    summary="The journey map from data: per phase, the touchpoints that brought journeys in, "
+    "the flows between them and the exits",
+    description="Journeys are counted as recorded (an anonymous journey a customer claimed "
+    "later counts apart), each once per cell.",
+    responses=UNKNOWN_SITE,
+)
+async def journey_map(
+    context: Context, site: Site, days: OptionalDays, filters: Filtering
+) -> JourneyMapResponse:
+    drawn = await _ask(queries.journey_map, context.warehouse, site, context.model, days, filters)
+    return JourneyMapResponse(
+        site=site,
+        model=context.model.name,
+        phases=list(context.model.phases),
+        date_from=days.first if days else None,
+        date_to=days.last if days else None,
+        filters=filters.given,
+        map=drawn,
+    )
+
+
+class CellJourneysResponse(BaseModel):
+    site: str
+    phase: str
+    touchpoint: str
+    journeys: list[str]
+
+
+@router.get(
+    "/journey-map/journeys",
+    response_model=CellJourneysResponse,
+    summary="The journeys behind a cell of the journey map, the latest arrivals first",
+    responses=UNKNOWN_SITE,
+)
+async def cell_journeys(
+    context: Context,
+    site: Site,
+    days: OptionalDays,
+    filters: Filtering,
+    phase: Annotated[str, Query(min_length=1, max_length=200)],
+    touchpoint: Annotated[str, Query(min_length=1, max_length=200)],
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> CellJourneysResponse:
+    journeys = await _ask(
+        queries.journeys_in_cell,
+        context.warehouse,
+        site,
+        phase,
+        touchpoint,
+        days,
+        filters,
+        limit,
+    )
+    return CellJourneysResponse(site=site, phase=phase, touchpoint=touchpoint, journeys=journeys)
+
+
+class SignalsResponse(BaseModel):
+    site: str
+    filters: dict[str, str]
+    signals: list[RecentSignal]
+
+
+@router.get(
+    "/signals",
+    response_model=SignalsResponse,
+    summary="The newest signals (cart abandoned, dropped off, phase reached, returned, repeat "
+    "purchase), newest first; `after` asks for those since the last answer",
+    responses=UNKNOWN_SITE,
+)
+async def signals(
+    context: Context,
+    site: Site,
+    filters: Filtering,
+    after: Annotated[datetime | None, Query(description="Only signals after this instant")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> SignalsResponse:
+    if after is not None and after.tzinfo is None:
+        after = after.replace(tzinfo=UTC)
+    newest = await _ask(queries.recent_signals, context.warehouse, site, after, filters, limit)
+    return SignalsResponse(site=site, filters=filters.given, signals=newest)
+
+
+class CallerResponse(BaseModel):
+    kind: str = Field(description="`reader` (a site's read token) or `admin`")
+    site: str | None = Field(description="The site a read token reads; None for the admin")
+
+
+@router.get(
+    "/whoami",
+    response_model=CallerResponse,
+    summary="Whom the token names: the dashboard asks which site to show",
+    responses={401: {"description": "No token, or one that is not valid"}},
+)
+async def whoami(reader: Who) -> CallerResponse:
+    return CallerResponse(kind=reader.kind, site=reader.site_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -13,6 +14,7 @@ from pydantic import computed_field
 from contracts.journeys import journey_number
 from contracts.phases import PhaseModel
 from contracts.timecodec import to_millis
+from services.metrics.filters import NO_FILTERS, Filters
 from services.metrics.funnel import (
     FunnelOrder,
     FunnelStep,
@@ -74,6 +76,29 @@ def _in_range(column: str) -> str:
     )
 
 
+_FILTERED = re.compile(r"\{(transitions|events|sessions|signals)_filtered(?::(\w+))?\}")
+
+
+def _ask(
+    warehouse: Warehouse, sql: str, parameters: dict[str, Any], filters: Filters
+) -> list[tuple[Any, ...]]:
+    """Run `sql` with each `{rows_filtered:alias}` mark replaced by the condition that keeps the
+    rows of the visits `filters` select (services/metrics/filters.py says which those are)."""
+
+    def condition(mark: re.Match[str]) -> str:
+        rows, alias = mark.group(1), mark.group(2)
+        if rows == "sessions":
+            return filters.on_sessions()
+        on = {
+            "transitions": filters.on_transitions,
+            "events": filters.on_events,
+            "signals": filters.on_signals,
+        }[rows]
+        return on(alias)
+
+    return warehouse.query(_FILTERED.sub(condition, sql), parameters | filters.parameters)
+
+
 # An id's history belongs to the customer whose link first claimed it (a login or an alias; a
 # relink moves only later events). Journeys recorded under such an id count as that customer's.
 _CUSTOMER_OF = """
@@ -105,7 +130,7 @@ FROM (
         max(indexOf({{phases:Array(String)}}, t.furthest_phase)) AS furthest
     FROM {{database}}.phase_transitions AS t
     {_claimed("t.journey_id")}
-    WHERE t.site_id = {{site:String}} AND {_in_range("t.at")}
+    WHERE t.site_id = {{site:String}} AND {_in_range("t.at")} AND {{transitions_filtered:t}}
     GROUP BY journey
 )
 GROUP BY furthest
@@ -113,12 +138,19 @@ GROUP BY furthest
 
 
 def phase_funnel(
-    warehouse: Warehouse, site_id: str, model: PhaseModel, days: DateRange | None = None
+    warehouse: Warehouse,
+    site_id: str,
+    model: PhaseModel,
+    days: DateRange | None = None,
+    filters: Filters = NO_FILTERS,
 ) -> list[PhaseReach]:
     """Journeys active in `days` (all time without), by the furthest phase they had reached;
     a customer and the anonymous history they claimed count once."""
-    rows = warehouse.query(
-        _FURTHEST_PHASE_SQL, {"site": site_id, "phases": list(model.phases)} | _range(days)
+    rows = _ask(
+        warehouse,
+        _FURTHEST_PHASE_SQL,
+        {"site": site_id, "phases": list(model.phases)} | _range(days),
+        filters,
     )
     return phase_reach(model.phases, {int(position): int(count) for position, count in rows})
 
@@ -209,7 +241,7 @@ FROM (
         argMaxIf(t.touchpoint, t.at, t.kind != 'dropped_off') AS touchpoint
     FROM {{database}}.phase_transitions AS t
     {_claimed("t.journey_id")}
-    WHERE t.site_id = {{site:String}} AND {_in_range("t.at")}
+    WHERE t.site_id = {{site:String}} AND {_in_range("t.at")} AND {{transitions_filtered:t}}
     GROUP BY journey
 )
 WHERE last_kind = 'dropped_off'
@@ -218,14 +250,18 @@ GROUP BY phase, touchpoint
 
 
 def dropoff(
-    warehouse: Warehouse, site_id: str, model: PhaseModel, days: DateRange | None = None
+    warehouse: Warehouse,
+    site_id: str,
+    model: PhaseModel,
+    days: DateRange | None = None,
+    filters: Filters = NO_FILTERS,
 ) -> list[PhaseDropoff]:
     """Per phase: journeys active in `days` that reached it, and those whose last word in
     `days` was dropping off there, by the touchpoint that had brought them there."""
-    reached = {r.phase: r.journeys for r in phase_funnel(warehouse, site_id, model, days)}
+    reached = {r.phase: r.journeys for r in phase_funnel(warehouse, site_id, model, days, filters)}
     after: dict[str, dict[str, int]] = {phase: {} for phase in model.phases}
-    for phase, touchpoint, journeys in warehouse.query(
-        _DROPPED_SQL, {"site": site_id} | _range(days)
+    for phase, touchpoint, journeys in _ask(
+        warehouse, _DROPPED_SQL, {"site": site_id} | _range(days), filters
     ):
         if phase in after:
             after[phase][touchpoint or "unknown"] = int(journeys)
@@ -355,7 +391,7 @@ FROM (
     SELECT session_id, argMax(conversions, version) AS conversions,
            argMax(engaged, version) AS engaged
     FROM {{database}}.sessions
-    WHERE site_id = {{site:String}} AND {_in_range("started_at")}
+    WHERE site_id = {{site:String}} AND {_in_range("started_at")} AND {{sessions_filtered}}
     GROUP BY session_id
 )
 """
@@ -390,6 +426,7 @@ FROM (
         {_claimed("e.anonymous_id")}
         WHERE e.site_id = {{site:String}} AND e.type = 'track'
           AND e.event IN {{orders:Array(String)}} AND {_in_range("e.timestamp")}
+          AND {{events_filtered:e}}
         GROUP BY order_key
     ) AS o
     LEFT JOIN (
@@ -408,8 +445,9 @@ FROM (
 )
 """
 _ABANDONED_SQL = f"""
-SELECT uniqExact(signal_id) FROM {{database}}.signals
-WHERE site_id = {{site:String}} AND kind = 'cart_abandoned' AND {_in_range("at")}
+SELECT uniqExact(g.signal_id) FROM {{database}}.signals AS g
+WHERE g.site_id = {{site:String}} AND g.kind = 'cart_abandoned' AND {_in_range("g.at")}
+  AND {{signals_filtered:g}}
 """
 # Time on a page: until the next page view or action of the same journey (the visitor, or the
 # customer with every id they logged in from, whichever ids each event carries), within the
@@ -418,7 +456,7 @@ _TIME_ON_PAGE_SQL = f"""
 SELECT avgIf((next_ms - at_ms) / 1000, type = 'page' AND next_ms > at_ms
              AND next_ms - at_ms <= {{timeout_ms:Int64}})
 FROM (
-    SELECT e.type AS type, toUnixTimestamp64Milli(e.timestamp) AS at_ms,
+    SELECT e.type AS type, e.event_id AS event_id, toUnixTimestamp64Milli(e.timestamp) AS at_ms,
            leadInFrame(toUnixTimestamp64Milli(e.timestamp), 1, toInt64(0)) OVER (
                PARTITION BY {_person("e.own_id")} ORDER BY e.timestamp, e.event_id
                ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS next_ms
@@ -427,7 +465,8 @@ FROM (
           WHERE site_id = {{site:String}} AND type IN ('page', 'track') AND NOT is_bot
             AND {_in_range("timestamp")}) AS e
     {_claimed("e.own_id")}
-)
+) AS e
+WHERE {{events_filtered:e}}
 """
 _SURVEYS_SQL = f"""
 SELECT countIf(event = {{nps:String}} AND score BETWEEN 0 AND 10),
@@ -436,11 +475,11 @@ SELECT countIf(event = {{nps:String}} AND score BETWEEN 0 AND 10),
        countIf(event = {{csat:String}} AND score BETWEEN 1 AND 5),
        countIf(event = {{csat:String}} AND score BETWEEN 4 AND 5)
 FROM (
-    SELECT event, JSONExtractFloat(properties, 'score') AS score
-    FROM {{database}}.events
-    WHERE site_id = {{site:String}} AND type = 'track'
-      AND event IN ({{nps:String}}, {{csat:String}}) AND JSONHas(properties, 'score')
-      AND {_in_range("timestamp")}
+    SELECT e.event AS event, JSONExtractFloat(e.properties, 'score') AS score
+    FROM {{database}}.events AS e
+    WHERE e.site_id = {{site:String}} AND e.type = 'track'
+      AND e.event IN ({{nps:String}}, {{csat:String}}) AND JSONHas(e.properties, 'score')
+      AND {_in_range("e.timestamp")} AND {{events_filtered:e}}
 )
 """
 # An e-mail without an `email_id` counts once per event: its opens cannot be told apart.
@@ -448,11 +487,12 @@ _EMAILS_SQL = f"""
 SELECT uniqExactIf(email, event = {{delivered:String}}),
        uniqExactIf(email, event = {{opened:String}})
 FROM (
-    SELECT event, if(JSONExtractString(properties, 'email_id') != '',
-                     JSONExtractString(properties, 'email_id'), event_id) AS email
-    FROM {{database}}.events
-    WHERE site_id = {{site:String}} AND type = 'track'
-      AND event IN ({{delivered:String}}, {{opened:String}}) AND {_in_range("timestamp")}
+    SELECT e.event AS event, if(JSONExtractString(e.properties, 'email_id') != '',
+                     JSONExtractString(e.properties, 'email_id'), e.event_id) AS email
+    FROM {{database}}.events AS e
+    WHERE e.site_id = {{site:String}} AND e.type = 'track'
+      AND e.event IN ({{delivered:String}}, {{opened:String}}) AND {_in_range("e.timestamp")}
+      AND {{events_filtered:e}}
 )
 """
 _EXIT_PAGES_SQL = f"""
@@ -462,7 +502,7 @@ FROM (
     FROM (
         SELECT session_id, argMax(exit_path, version) AS exit_path
         FROM {{database}}.sessions
-        WHERE site_id = {{site:String}} AND {_in_range("started_at")}
+        WHERE site_id = {{site:String}} AND {_in_range("started_at")} AND {{sessions_filtered}}
         GROUP BY session_id
     )
     WHERE exit_path != ''
@@ -471,9 +511,10 @@ FROM (
     LIMIT {EXIT_PAGES_SHOWN}
 ) AS exits
 LEFT JOIN (
-    SELECT page_path AS path, uniqExact(event_id) AS views
-    FROM {{database}}.events
-    WHERE site_id = {{site:String}} AND type = 'page' AND {_in_range("timestamp")}
+    SELECT e.page_path AS path, uniqExact(e.event_id) AS views
+    FROM {{database}}.events AS e
+    WHERE e.site_id = {{site:String}} AND e.type = 'page' AND {_in_range("e.timestamp")}
+      AND {{events_filtered:e}}
     GROUP BY path
 ) AS views ON exits.path = views.path
 ORDER BY exits.exits DESC, exits.path
@@ -486,25 +527,29 @@ def shop_metrics(
     model: PhaseModel,
     days: DateRange | None = None,
     session_timeout: timedelta = timedelta(minutes=30),
+    filters: Filters = NO_FILTERS,
 ) -> ShopMetrics:
     params: dict[str, Any] = {"site": site_id} | _range(days)
-    sessions, converting, engaged = warehouse.query(_SESSIONS_SQL, params)[0]
-    buyers, repeat, orders, revenue, refunded = warehouse.query(
-        _BUYERS_SQL, params | {"orders": sorted(model.order_events), "refund": REFUND_EVENT}
+
+    def ask(sql: str, more: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return _ask(warehouse, sql, params | (more or {}), filters)
+
+    sessions, converting, engaged = ask(_SESSIONS_SQL)[0]
+    buyers, repeat, orders, revenue, refunded = ask(
+        _BUYERS_SQL, {"orders": sorted(model.order_events), "refund": REFUND_EVENT}
     )[0]
-    (abandoned,) = warehouse.query(_ABANDONED_SQL, params)[0]
-    (seconds_on_page,) = warehouse.query(
-        _TIME_ON_PAGE_SQL, params | {"timeout_ms": int(session_timeout.total_seconds() * 1000)}
+    (abandoned,) = ask(_ABANDONED_SQL)[0]
+    (seconds_on_page,) = ask(
+        _TIME_ON_PAGE_SQL, {"timeout_ms": int(session_timeout.total_seconds() * 1000)}
     )[0]
-    nps, promoters, detractors, csat, satisfied = warehouse.query(
-        _SURVEYS_SQL, params | {"nps": NPS_EVENT, "csat": CSAT_EVENT}
+    nps, promoters, detractors, csat, satisfied = ask(
+        _SURVEYS_SQL, {"nps": NPS_EVENT, "csat": CSAT_EVENT}
     )[0]
-    delivered, opened = warehouse.query(
-        _EMAILS_SQL, params | {"delivered": EMAIL_DELIVERED_EVENT, "opened": EMAIL_OPENED_EVENT}
+    delivered, opened = ask(
+        _EMAILS_SQL, {"delivered": EMAIL_DELIVERED_EVENT, "opened": EMAIL_OPENED_EVENT}
     )[0]
     exit_pages = [
-        ExitPage(path, int(exits), int(views or 0))
-        for path, exits, views in warehouse.query(_EXIT_PAGES_SQL, params)
+        ExitPage(path, int(exits), int(views or 0)) for path, exits, views in ask(_EXIT_PAGES_SQL)
     ]
     return ShopMetrics(
         site=site_id,
@@ -580,8 +625,8 @@ def _step_funnel_sql(steps: Sequence[FunnelStep], order: FunnelOrder, window_ms:
                    toUInt64(toUnixTimestamp64Milli(e.timestamp)) AS ts,
                    e.event_id AS event_id, toUInt64({mask}) AS mask
             FROM (SELECT *, if(user_id != '', user_id, anonymous_id) AS own_id
-                  FROM {{database}}.events
-                  WHERE site_id = {{site:String}} AND NOT is_bot
+                  FROM {{database}}.events AS ev
+                  WHERE site_id = {{site:String}} AND NOT is_bot AND {{events_filtered:ev}}
                     AND timestamp >= fromUnixTimestamp64Milli({{since_ms:Int64}})
                     AND timestamp < fromUnixTimestamp64Milli({{horizon_ms:Int64}})) AS e
             {_claimed("e.own_id")}
@@ -627,6 +672,7 @@ def step_funnel(
     order: FunnelOrder,
     window: timedelta,
     days: DateRange,
+    filters: Filters = NO_FILTERS,
 ) -> StepFunnel:
     """People (a customer with every device they logged in from counts once) who went through
     the steps in the given order within `window` of the first step, having entered in `days`."""
@@ -643,7 +689,7 @@ def step_funnel(
     for i, step in enumerate(steps):
         if not step.is_page or step.path is not None:
             parameters[f"s{i}"] = step.path if step.is_page else step.spec
-    rows = warehouse.query(_step_funnel_sql(steps, order, window_ms), parameters)
+    rows = _ask(warehouse, _step_funnel_sql(steps, order, window_ms), parameters, filters)
     by_level = {int(level): int(people) for level, people in rows}
     return StepFunnel(order, window, step_reach(steps, by_level))
 
@@ -674,6 +720,7 @@ FROM (
     FROM {{database}}.phase_transitions AS t
     {_claimed("t.journey_id")}
     WHERE t.site_id = {{site:String}} AND {_MOVED} AND {_in_range("t.at")}
+      AND {{transitions_filtered:t}}
     GROUP BY journey, phase
 )
 GROUP BY phase, touchpoint, channel
@@ -685,7 +732,8 @@ SELECT phase, first.1 AS touchpoint, first.2 AS channel, count()
 FROM (
     SELECT {_JOURNEY_OF_TRANSITION} AS journey,
            argMinIf((t.touchpoint, t.channel), t.at, t.kind = 'entered') AS first,
-           groupUniqArrayIf(t.to_phase, {_MOVED} AND {_in_range("t.at")}) AS reached
+           groupUniqArrayIf(t.to_phase, {_MOVED} AND {_in_range("t.at")}
+                            AND {{transitions_filtered:t}}) AS reached
     FROM {{database}}.phase_transitions AS t
     {_claimed("t.journey_id")}
     WHERE t.site_id = {{site:String}}
@@ -697,14 +745,18 @@ GROUP BY phase, touchpoint, channel
 
 
 def touchpoints(
-    warehouse: Warehouse, site_id: str, model: PhaseModel, days: DateRange | None = None
+    warehouse: Warehouse,
+    site_id: str,
+    model: PhaseModel,
+    days: DateRange | None = None,
+    filters: Filters = NO_FILTERS,
 ) -> list[TouchpointCredit]:
     """First- and last-touch credit per phase, touchpoint and channel; phases in the model's
     order, then the most credited first."""
     params = {"site": site_id} | _range(days)
     credit: dict[tuple[str, str, str], list[int]] = {}
     for position, sql in enumerate((_LAST_TOUCH_SQL, _FIRST_TOUCH_SQL)):
-        for phase, touchpoint, channel, journeys in warehouse.query(sql, params):
+        for phase, touchpoint, channel, journeys in _ask(warehouse, sql, params, filters):
             if phase in model.phases:
                 key = (phase, touchpoint or "unknown", channel or "unknown")
                 credit.setdefault(key, [0, 0])[position] += int(journeys)
@@ -781,21 +833,80 @@ def _reach_columns(model: PhaseModel) -> str:
     )
 
 
+# With filters, trends and breakdowns read raw rows, counted as the aggregates count them
+# (journeys as recorded, sessions by the day they began): the aggregates are kept per day and
+# one dimension, not per selection of visits.
+def _raw_reach_columns(model: PhaseModel) -> str:
+    return ", ".join(
+        f"uniqExactIf(t.journey_id, indexOf({{phases:Array(String)}}, t.furthest_phase) "
+        f">= {position})"
+        for position in range(1, len(model.phases) + 1)
+    )
+
+
+def _raw_reach_sql(model: PhaseModel, key: str) -> str:
+    """Per `key` (an expression over transition `t`): journeys by how far they got."""
+    return f"""
+        SELECT {key} AS key, {_raw_reach_columns(model)}
+        FROM {{database}}.phase_transitions AS t
+        WHERE t.site_id = {{site:String}} AND t.kind != 'dropped_off'
+          AND toDate(t.at) BETWEEN {{first:Date}} AND {{last:Date}}
+          AND {{transitions_filtered:t}}
+        GROUP BY key
+    """
+
+
+def _raw_sessions_sql(key: str) -> str:
+    """Per `key` (day or channel of a session): sessions, engaged, converting."""
+    return f"""
+        SELECT {key} AS key, count(), countIf(engaged), countIf(conversions > 0)
+        FROM (
+            SELECT session_id, min(started_at) AS started_at, argMax(channel, version) AS channel,
+                   argMax(engaged, version) AS engaged,
+                   argMax(conversions, version) AS conversions
+            FROM {{database}}.sessions
+            WHERE site_id = {{site:String}} AND {{sessions_filtered}}
+            GROUP BY session_id
+        )
+        WHERE toDate(started_at) BETWEEN {{first:Date}} AND {{last:Date}}
+        GROUP BY key
+    """
+
+
+_RAW_ACTIVITY_BY_DEVICE_SQL = """
+SELECT e.device, uniqExact(if(e.user_id != '', e.user_id, e.anonymous_id)),
+       uniqExactIf(e.event_id, e.type = 'page')
+FROM {database}.events AS e
+WHERE e.site_id = {site:String} AND e.type IN ('page', 'track') AND NOT e.is_bot
+  AND toDate(e.timestamp) BETWEEN {first:Date} AND {last:Date} AND {events_filtered:e}
+GROUP BY e.device
+"""
+
+
 def trends(
-    warehouse: Warehouse, site_id: str, model: PhaseModel, days: DateRange
+    warehouse: Warehouse,
+    site_id: str,
+    model: PhaseModel,
+    days: DateRange,
+    filters: Filters = NO_FILTERS,
 ) -> list[DayFigures]:
     """Per day of `days` (days without data included, as zeros): sessions, and journeys by how
     far they got that day."""
     params = {"site": site_id, "first": days.first, "last": days.last}
-    sessions = {row[0]: row[1:] for row in warehouse.query(_SESSIONS_BY_DAY_SQL, params)}
-    reach_sql = f"""
-        SELECT day, {_reach_columns(model)} FROM {{database}}.phase_reach_daily
-        WHERE site_id = {{site:String}} AND day BETWEEN {{first:Date}} AND {{last:Date}}
-        GROUP BY day
-    """
+    if filters:
+        sessions_sql = _raw_sessions_sql("toDate(started_at)")
+        reach_sql = _raw_reach_sql(model, "toDate(t.at)")
+    else:
+        sessions_sql = _SESSIONS_BY_DAY_SQL
+        reach_sql = f"""
+            SELECT day, {_reach_columns(model)} FROM {{database}}.phase_reach_daily
+            WHERE site_id = {{site:String}} AND day BETWEEN {{first:Date}} AND {{last:Date}}
+            GROUP BY day
+        """
+    sessions = {row[0]: row[1:] for row in _ask(warehouse, sessions_sql, params, filters)}
     reach = {
         row[0]: row[1:]
-        for row in warehouse.query(reach_sql, params | {"phases": list(model.phases)})
+        for row in _ask(warehouse, reach_sql, params | {"phases": list(model.phases)}, filters)
     }
     figures = []
     for day in days.days:
@@ -841,7 +952,12 @@ BREAKDOWNS = ("channel", "device", "segment")
 
 
 def breakdown(
-    warehouse: Warehouse, site_id: str, model: PhaseModel, by: str, days: DateRange
+    warehouse: Warehouse,
+    site_id: str,
+    model: PhaseModel,
+    by: str,
+    days: DateRange,
+    filters: Filters = NO_FILTERS,
 ) -> list[BreakdownRow]:
     """The phase funnel split by the channel, device or segment (new or returning) of the
     events that moved journeys, with sessions and their conversion per channel or people and
@@ -850,29 +966,34 @@ def breakdown(
         raise ValueError(f"a breakdown is by one of {', '.join(BREAKDOWNS)}, not {by!r}")
     params = {"site": site_id, "first": days.first, "last": days.last}
     in_days = "site_id = {site:String} AND day BETWEEN {first:Date} AND {last:Date}"
+    if filters:
+        reach_sql = _raw_reach_sql(model, f"t.{by}")
+        sessions_sql = _raw_sessions_sql("channel")
+        activity_sql = _RAW_ACTIVITY_BY_DEVICE_SQL
+    else:
+        reach_sql = (
+            f"SELECT {by}, {_reach_columns(model)} FROM {{database}}.phase_reach_{by}_daily "
+            f"WHERE {in_days} GROUP BY {by}"
+        )
+        sessions_sql = (
+            f"SELECT channel, {_MERGE}(sessions), 0, {_MERGE}(converting_sessions) "
+            f"FROM {{database}}.sessions_daily WHERE {in_days} GROUP BY channel"
+        )
+        activity_sql = (
+            f"SELECT device, {_ESTIMATE}(people), {_ESTIMATE_IF}(events, action = 'page') "
+            f"FROM {{database}}.activity_daily WHERE {in_days} GROUP BY device"
+        )
     reach = {
         row[0]: row[1:]
-        for row in warehouse.query(
-            f"SELECT {by}, {_reach_columns(model)} FROM {{database}}.phase_reach_{by}_daily "
-            f"WHERE {in_days} GROUP BY {by}",
-            params | {"phases": list(model.phases)},
-        )
+        for row in _ask(warehouse, reach_sql, params | {"phases": list(model.phases)}, filters)
     }
     sessions: dict[str, tuple[int, int]] = {}
     activity: dict[str, tuple[int, int]] = {}
     if by == "channel":
-        for channel, total, converting in warehouse.query(
-            f"SELECT channel, {_MERGE}(sessions), {_MERGE}(converting_sessions) "
-            f"FROM {{database}}.sessions_daily WHERE {in_days} GROUP BY channel",
-            params,
-        ):
+        for channel, total, _, converting in _ask(warehouse, sessions_sql, params, filters):
             sessions[channel] = (int(total), int(converting))
     elif by == "device":
-        for device, people, views in warehouse.query(
-            f"SELECT device, {_ESTIMATE}(people), {_ESTIMATE_IF}(events, action = 'page') "
-            f"FROM {{database}}.activity_daily WHERE {in_days} GROUP BY device",
-            params,
-        ):
+        for device, people, views in _ask(warehouse, activity_sql, params, filters):
             activity[device] = (int(people), int(views))
     rows = []
     for value in sorted(set(reach) | set(sessions) | set(activity)):
@@ -951,3 +1072,213 @@ def recorded_touchpoints(
     ]
     rows.sort(key=lambda r: (model.index(r.phase), -r.last_touch, r.touchpoint))
     return rows
+
+
+@dataclass(frozen=True)
+class PeriodSteps:
+    """A step funnel of the people who did its first step in one period (a day or a week)."""
+
+    first: date
+    last: date
+    steps: list[StepReach]
+
+
+GRAINS = {"day": 1, "week": 7}
+
+
+def step_trends(
+    warehouse: Warehouse,
+    site_id: str,
+    steps: Sequence[FunnelStep],
+    order: FunnelOrder,
+    window: timedelta,
+    days: DateRange,
+    grain: str = "day",
+    filters: Filters = NO_FILTERS,
+) -> list[PeriodSteps]:
+    """The step funnel per day or week of `days` (a week is seven days from `days.first`, the
+    last one cut at `days.last`): an incident at one step shows as a dip in its conversion on
+    the periods it lasted. Each period is the step funnel of those who entered in it, so a
+    period's figures equal the step funnel asked for that period alone."""
+    if grain not in GRAINS:
+        raise ValueError(f"a period is one of {', '.join(GRAINS)}, not {grain!r}")
+    periods = []
+    first = days.first
+    while first <= days.last:
+        last = min(days.last, first + timedelta(days=GRAINS[grain] - 1))
+        period = DateRange(first, last)
+        funnel = step_funnel(warehouse, site_id, steps, order, window, period, filters)
+        periods.append(PeriodSteps(first, last, funnel.steps))
+        first = last + timedelta(days=1)
+    return periods
+
+
+@dataclass(frozen=True)
+class MapNode:
+    """A cell of the journey map: journeys that arrived in `phase` through `touchpoint`."""
+
+    phase: str
+    touchpoint: str
+    journeys: int
+    exits: int  # of them, those whose next word was dropping off
+    stayed: int  # of them, those with nothing after it in the range
+
+
+@dataclass(frozen=True)
+class MapFlow:
+    """Journeys that went from one cell straight to another."""
+
+    from_phase: str
+    from_touchpoint: str
+    to_phase: str
+    to_touchpoint: str
+    journeys: int
+
+
+@dataclass(frozen=True)
+class JourneyMap:
+    nodes: list[MapNode]
+    flows: list[MapFlow]
+
+
+# Each arrival (entering, advancing, falling back, returning) is a cell; what followed it in the
+# journey is its next arrival, a drop-off (an exit) or nothing yet. FINAL: a transition stored
+# twice would otherwise read as a flow from a cell to itself. Journeys are counted as recorded.
+_MAP_SQL = f"""
+SELECT phase, touchpoint, next_kind, next_phase, next_touchpoint, uniqExact(journey_id)
+FROM (
+    SELECT t.journey_id AS journey_id, t.kind AS kind, t.to_phase AS phase,
+           t.touchpoint AS touchpoint,
+           leadInFrame(t.kind, 1, '') OVER w AS next_kind,
+           leadInFrame(t.to_phase, 1, '') OVER w AS next_phase,
+           leadInFrame(t.touchpoint, 1, '') OVER w AS next_touchpoint
+    FROM {{database}}.phase_transitions AS t FINAL
+    WHERE t.site_id = {{site:String}} AND t.kind != 'merged' AND {_in_range("t.at")}
+      AND {{transitions_filtered:t}}
+    WINDOW w AS (PARTITION BY t.journey_id ORDER BY t.at, t.kind != 'entered', t.transition_id
+                 ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
+)
+WHERE kind != 'dropped_off'
+GROUP BY phase, touchpoint, next_kind, next_phase, next_touchpoint
+"""
+
+
+def journey_map(
+    warehouse: Warehouse,
+    site_id: str,
+    model: PhaseModel,
+    days: DateRange | None = None,
+    filters: Filters = NO_FILTERS,
+) -> JourneyMap:
+    """The journey map from data: phases as columns, the touchpoints that brought journeys into
+    each as its cells, the flows between cells and the exits out of them. A cell counts each
+    journey once however often it arrived there."""
+    arrivals: dict[tuple[str, str], list[int]] = {}
+    flows: dict[tuple[str, str, str, str], int] = {}
+    for phase, touchpoint, next_kind, next_phase, next_touchpoint, journeys in _ask(
+        warehouse, _MAP_SQL, {"site": site_id} | _range(days), filters
+    ):
+        if phase not in model.phases:
+            continue
+        cell = arrivals.setdefault((phase, touchpoint or "unknown"), [0, 0, 0])
+        cell[0] += int(journeys)
+        if next_kind == "dropped_off":
+            cell[1] += int(journeys)
+        elif next_kind == "":
+            cell[2] += int(journeys)
+        elif next_phase in model.phases:
+            key = (phase, touchpoint or "unknown", next_phase, next_touchpoint or "unknown")
+            flows[key] = flows.get(key, 0) + int(journeys)
+    nodes = [
+        MapNode(phase, touchpoint, journeys, exits, stayed)
+        for (phase, touchpoint), (journeys, exits, stayed) in arrivals.items()
+    ]
+    nodes.sort(key=lambda n: (model.index(n.phase), -n.journeys, n.touchpoint))
+    return JourneyMap(
+        nodes,
+        sorted(
+            (MapFlow(*key, journeys) for key, journeys in flows.items()),
+            key=lambda f: (model.index(f.from_phase), -f.journeys, f.from_touchpoint),
+        ),
+    )
+
+
+# Several rows of one journey in a cell: its latest arrival there names it.
+_JOURNEYS_IN_CELL_SQL = f"""
+SELECT t.journey_id, max(t.at) AS at
+FROM {{database}}.phase_transitions AS t
+WHERE t.site_id = {{site:String}} AND t.to_phase = {{phase:String}}
+  AND t.touchpoint = {{touchpoint:String}}
+  AND t.kind IN ('entered', 'advanced', 'fell_back', 'returned') AND {_in_range("t.at")}
+  AND {{transitions_filtered:t}}
+GROUP BY t.journey_id
+ORDER BY at DESC, t.journey_id
+LIMIT {{limit:UInt32}}
+"""
+
+
+def journeys_in_cell(
+    warehouse: Warehouse,
+    site_id: str,
+    phase: str,
+    touchpoint: str,
+    days: DateRange | None = None,
+    filters: Filters = NO_FILTERS,
+    limit: int = 50,
+) -> list[str]:
+    """The journeys behind a cell of the map, the latest arrivals first."""
+    rows = _ask(
+        warehouse,
+        _JOURNEYS_IN_CELL_SQL,
+        {
+            "site": site_id,
+            "phase": phase,
+            "touchpoint": "" if touchpoint == "unknown" else touchpoint,
+            "limit": limit,
+        }
+        | _range(days),
+        filters,
+    )
+    return [journey_id for journey_id, _ in rows]
+
+
+@dataclass(frozen=True)
+class RecentSignal:
+    signal_id: str
+    kind: str
+    phase: str
+    journey_id: str
+    at: datetime
+
+
+_RECENT_SIGNALS_SQL = """
+SELECT g.signal_id, any(g.kind), any(g.phase), any(g.journey_id), max(g.at) AS at
+FROM {database}.signals AS g
+WHERE g.site_id = {site:String} AND g.at > fromUnixTimestamp64Milli({after_ms:Int64})
+  AND {signals_filtered:g}
+GROUP BY g.signal_id
+ORDER BY at DESC, g.signal_id
+LIMIT {limit:UInt32}
+"""
+
+
+def recent_signals(
+    warehouse: Warehouse,
+    site_id: str,
+    after: datetime | None = None,
+    filters: Filters = NO_FILTERS,
+    limit: int = 50,
+) -> list[RecentSignal]:
+    """The newest signals (cart abandoned, dropped off, phase reached, ...), newest first."""
+    rows = _ask(
+        warehouse,
+        _RECENT_SIGNALS_SQL,
+        {"site": site_id, "after_ms": to_millis(after) if after else 0, "limit": limit},
+        filters,
+    )
+    return [
+        RecentSignal(
+            signal_id, kind, phase, journey_id, at.replace(tzinfo=UTC) if at.tzinfo is None else at
+        )
+        for signal_id, kind, phase, journey_id, at in rows
+    ]
