@@ -89,6 +89,7 @@ def welcome(settings: Settings, read_token: str | None) -> str:
         f"  send events:   POST {url}/v1/events with the write key, see docs/event-api.md",
     ]
     if read_token is not None:
+        lines.append(f"  dashboard:     {url}/?token={read_token}")
         lines.append(f"  demo figures:  {url}/api/v1/metrics?site={DEMO_SITE}&token={read_token}")
     admin_source = (
         "KLANTREIS_ADMIN_TOKEN"

@@ -1,12 +1,12 @@
-"""The read side's HTTP surface, mounted as one: the read API, the admin API, and their
-refusals answered as `{"error", "message"}`."""
+"""The read side's HTTP surface, mounted as one: the read API, the admin API, the dashboard at
+`/`, and their refusals answered as `{"error", "message"}`."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.metrics import admin, api
+from services.metrics import admin, api, dashboard
 from services.metrics.access import ReadRefused
 
 
@@ -22,3 +22,4 @@ def install(app: FastAPI) -> None:
     app.include_router(api.router)
     app.include_router(admin.router)
     app.include_router(admin.customers)
+    app.include_router(dashboard.router)
