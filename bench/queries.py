@@ -13,7 +13,10 @@ dashboards ask (median of 5 after a warm-up) next to `SELECT count()` of the sam
   phase funnel, drop-off per phase, channel and device breakdowns, trends, last-touch credit,
   all exact counts (bitmaps of journey and session numbers, migration 0015);
 - from raw rows, a customer's devices folded into one journey (`exact=true`): the phase funnel
-  and drop-off, and a three-step ordered funnel (`/api/v1/funnels/steps`), for reference.
+  and drop-off, and a three-step ordered funnel (`/api/v1/funnels/steps`), for reference;
+- what the dashboard at `/` adds: the shop metrics, the journey map, the newest signals, and its
+  figures filtered by a device (raw rows: services/metrics/filters.py), among them the step
+  funnel per day.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from typing import Any
 from contracts.phases import load_phase_model
 from klantreis.simulator import collected_events, store_simulated
 from services.metrics import queries
+from services.metrics.filters import Filters
 from services.metrics.funnel import FunnelOrder, FunnelStep
 from services.metrics.queries import DateRange, given_serials
 from services.metrics.warehouse import Warehouse
 
 SITE = "shop"
 MODEL = load_phase_model("default")
+MOBILE = Filters(device="mobile")
 # Columns holding ids that must differ per copy, by table; a copy appends `~<n>` to each.
 ID_COLUMNS = {
     "events": ("event_id", "anonymous_id", "user_id"),
@@ -152,6 +157,24 @@ def main(target_events: int, base_visitors: int) -> None:
             ("step funnel (ordered, 7d), 30 days",
              lambda: queries.step_funnel(warehouse, SITE, steps, FunnelOrder.ORDERED,
                                          timedelta(days=7), days)),
+            # What the dashboard adds, and its figures under a filter (raw rows, exact).
+            ("shop metrics, 30 days",
+             lambda: queries.shop_metrics(warehouse, SITE, MODEL, days)),
+            ("journey map, 30 days", lambda: queries.journey_map(warehouse, SITE, MODEL, days)),
+            ("signals, newest 50", lambda: queries.recent_signals(warehouse, SITE)),
+            ("phase funnel, device=mobile",
+             lambda: queries.phase_funnel(warehouse, SITE, MODEL, days, MOBILE)),
+            ("shop metrics, device=mobile",
+             lambda: queries.shop_metrics(warehouse, SITE, MODEL, days, filters=MOBILE)),
+            ("trends, device=mobile",
+             lambda: queries.trends(warehouse, SITE, MODEL, days, MOBILE)),
+            ("channel breakdown, device=mobile",
+             lambda: queries.breakdown(warehouse, SITE, MODEL, "channel", days, MOBILE)),
+            ("journey map, device=mobile",
+             lambda: queries.journey_map(warehouse, SITE, MODEL, days, MOBILE)),
+            ("step funnel per day, device=mobile",
+             lambda: queries.step_trends(warehouse, SITE, steps, FunnelOrder.ORDERED,
+                                         timedelta(days=1), days, "day", MOBILE)),
         ]  # fmt: skip
         print(f"{'query':40} {'median ms':>10} {'x count()':>10}")
         print(f"{'count() of the events (baseline)':40} {1000 * baseline:>10.1f} {1:>10.1f}")

@@ -113,6 +113,11 @@ def device_of(anonymous_id: str) -> tuple[str, str]:
     return DEVICES[0][0], DEVICES[0][2]
 
 
+def ab_bucket_of(anonymous_id: str) -> str:
+    """A visitor's A/B bucket, half and half, from their id alone (as device_of)."""
+    return "test" if random.Random(f"ab/{anonymous_id}").random() < 0.5 else "control"
+
+
 CHEAP = ("electric-toothbrush", "massage-cushion", "phone-case", "coffee-beans")
 EXPENSIVE = ("espresso-machine", "e-bike", "oled-tv", "sofa")
 
@@ -130,6 +135,7 @@ class Visitor:
     events: list[dict[str, Any]] = field(default_factory=list)
     first_in_session: bool = True
     incident: Incident | None = None
+    ab_test: bool = False  # every event carries the visitor's `ab_bucket`
 
     @property
     def device(self) -> str:
@@ -169,6 +175,8 @@ class Visitor:
         )
         if self.user_id:
             body["user_id"] = self.user_id
+        if self.ab_test:
+            body.setdefault("properties", {})["ab_bucket"] = ab_bucket_of(self.anonymous_id)
         self.events.append(body)
 
     def page(self, path: str, seconds: float = 40) -> bool:
@@ -305,6 +313,7 @@ def generate_journeys(
     days: float,
     now: datetime | None = None,
     incident: Incident | None = None,
+    ab_test: bool = False,
 ) -> list[list[dict[str, Any]]]:
     """Each visitor's events, in order, as native `/v1/events` JSON (without `sent_at`)."""
     rng = random.Random(seed)
@@ -320,6 +329,7 @@ def generate_journeys(
             clock=start + timedelta(seconds=rng.uniform(0, days * 86_400)),
             anonymous_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             incident=incident,
+            ab_test=ab_test,
         )
         behave(visitor)
         if visitor.events:
@@ -405,11 +415,12 @@ def collected_events(
     now: datetime,
     site_id: str = "shop",
     incident: Incident | None = None,
+    ab_test: bool = False,
 ) -> list[Event]:
     """The events a collector makes of simulated traffic, in the order it receives them (by
     time): the input of sessionizer tests and benchmarks that skip the HTTP hop."""
     events: list[Event] = []
-    for journey in generate_journeys(seed, visitors, days, now=now, incident=incident):
+    for journey in generate_journeys(seed, visitors, days, now, incident, ab_test):
         sent = [{**event, "sent_at": now.isoformat()} for event in journey]
         events += intake(sent, site_id, now, 32 * 1024).events
     return sorted(events, key=lambda event: event.timestamp)

@@ -23,7 +23,7 @@ from contracts.sitestore import SiteStore
 from services.metrics import queries
 from services.metrics.access import Caller, ReadRefused, authorize_read, identify, presented_token
 from services.metrics.erasure import Eraser
-from services.metrics.filters import SEGMENTS, Filters
+from services.metrics.filters import Filters
 from services.metrics.funnel import FunnelOrder, FunnelStep, PhaseReach, StepReach
 from services.metrics.queries import (
     BreakdownRow,
@@ -168,16 +168,30 @@ def _filters(
             description=_FILTER + "were on this device: desktop, mobile, tablet, unknown",
         ),
     ] = None,
+    campaign: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description=_FILTER + "landed with this `utm_campaign`",
+        ),
+    ] = None,
     segment: Annotated[
         str | None,
         Query(
-            pattern=f"^({'|'.join(SEGMENTS)})$",
-            description=_FILTER + "were a journey's first (`new`) or a later one (`returning`)",
+            min_length=1,
+            max_length=200,
+            description=_FILTER + "were a journey's first (`new`) or a later one (`returning`), "
+            "or that belong to a segment of the shop's own: `key:value`, an event property or a "
+            "user trait as of each event (e.g. `ab_bucket:test`, `plan:pro`)",
         ),
     ] = None,
 ) -> Filters:
     """The visits every figure counts (docs/event-api.md, "Filters")."""
-    return Filters(channel=channel, device=device, segment=segment)
+    try:
+        return Filters(channel=channel, device=device, campaign=campaign, segment=segment)
+    except ValueError as exc:
+        raise ReadRefused(422, "invalid_filter", str(exc)) from exc
 
 
 def _exact_filters(filters: Annotated[Filters, Depends(_filters)], exact: Exact = True) -> Filters:

@@ -1,23 +1,33 @@
 """Filters every figure takes: which visits it counts.
 
-A filter selects visits (sessions): those that came in through a channel, on a device, or that
-were a journey's first visit (`new`) or a later one (`returning`). Every figure then counts what
-happened in those visits: the journeys' moves (`phase_transitions.session_id`), the sessions
-themselves, the events (each belongs to the visit of its visitor that began last before it, an
-ASOF join) and the signals (the visit of their journey that began last before them). One
-definition for all, so a figure filtered by `device=mobile` never disagrees with another.
+A filter selects visits (sessions): those that came in through a channel or a campaign, on a
+device, that were a journey's first visit (`new`) or a later one (`returning`), or that belong
+to a segment the shop defines (`key:value`, below). Every figure then counts what happened in
+those visits: the journeys' moves (`phase_transitions.session_id`), the sessions themselves, the
+events (each belongs to the visit of its visitor that began last before it, an ASOF join) and
+the signals (the visit of their journey that began last before them). One definition for all,
+so a figure filtered by `device=mobile` never disagrees with another.
 
-A visit's device is its visitor's (an anonymous id is one browser on one device); a server's
-event carrying only a `user_id` belongs to the customer's latest visit, on whatever device.
+A visit's device is its visitor's (an anonymous id is one browser on one device); its campaign
+is the `utm_campaign` it landed with. A server's event carrying only a `user_id` belongs to the
+customer's latest visit, on whatever device.
+
+A shop's own segment, `key:value`, is an event property or a user trait: an event's value is its
+property `key`, else the trait `key` of the person's latest identify call at or before it (traits
+carry forward; a later identify changes the value from then on). A visit is in the segment when
+one of its events has the value, so an A/B bucket sent on every event puts each visit in one
+bucket, and a plan bought in the middle of a visit puts that visit in both plans.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
 SEGMENTS = ("new", "returning")
 MAX_VALUE_LENGTH = 200
+SEGMENT_KEY = re.compile(r"[A-Za-z0-9_.$-]{1,64}")
 
 # Every visit of the site with what a filter may ask of it. A session is listed once per id it
 # knows its visitor by (the anonymous id, and the user id once they logged in), so an event that
@@ -47,22 +57,66 @@ LEFT JOIN (
 ) AS d ON s.anonymous_id = d.anonymous_id
 """
 
+# A JSON field as text: a string as it is, a number or a boolean as written ('2', 'true').
+_AS_TEXT = (
+    "if(JSONType({json}, {{filter_segment_key:String}}) = 'String', "
+    "JSONExtractString({json}, {{filter_segment_key:String}}), "
+    "JSONExtractRaw({json}, {{filter_segment_key:String}}))"
+)
+
+
+def _events_of_visits(with_segment: bool) -> str:
+    """Each event with the visit it belongs to and what visit-level filters need of it: its
+    campaign, and (`with_segment`) its value of the shop's segment key, its own property else
+    the trait carried forward."""
+    own, value, traits = "''", "''", ""
+    if with_segment:
+        own = _AS_TEXT.format(json="properties")
+        value = "if(x.own != '', x.own, ifNull(tr.trait, ''))"
+        traits = f"""
+            ASOF LEFT JOIN (
+                SELECT if(user_id != '', user_id, anonymous_id) AS person, timestamp,
+                       {_AS_TEXT.format(json="traits")} AS trait
+                FROM {{database}}.events
+                WHERE site_id = {{site:String}} AND type = 'identify'
+                  AND JSONHas(traits, {{filter_segment_key:String}})
+            ) AS tr ON x.person = tr.person AND x.timestamp >= tr.timestamp"""
+    return f"""
+        SELECT v.session_id AS session_id, x.timestamp AS timestamp, x.campaign AS campaign,
+               {value} AS value
+        FROM (
+            SELECT if(anonymous_id != '', anonymous_id, user_id) AS visitor,
+                   if(user_id != '', user_id, anonymous_id) AS person, timestamp,
+                   utm_campaign AS campaign, {own} AS own
+            FROM {{database}}.events WHERE site_id = {{site:String}}
+        ) AS x
+        ASOF JOIN ({_VISITS}) AS v ON x.visitor = v.visitor AND x.timestamp >= v.started_at
+        {traits}
+    """
+
 
 @dataclass(frozen=True)
 class Filters:
-    """The visits a figure counts; every field None counts them all."""
+    """The visits a figure counts; every field None counts them all. `segment` is `new`,
+    `returning`, or a shop's own `key:value`."""
 
     channel: str | None = None
     device: str | None = None
-    segment: str | None = None  # new or returning
+    campaign: str | None = None
+    segment: str | None = None
 
     def __post_init__(self) -> None:
-        if self.segment is not None and self.segment not in SEGMENTS:
-            raise ValueError(f"segment is one of {', '.join(SEGMENTS)}, not {self.segment!r}")
         for field in fields(self):
             value = getattr(self, field.name)
             if value is not None and not 0 < len(value) <= MAX_VALUE_LENGTH:
                 raise ValueError(f"{field.name} is 1 to {MAX_VALUE_LENGTH} characters")
+        if self.segment is not None and self.segment not in SEGMENTS:
+            key, colon, value = self.segment.partition(":")
+            if not colon or not value or not SEGMENT_KEY.fullmatch(key):
+                raise ValueError(
+                    f"segment is {' or '.join(SEGMENTS)}, or a property or trait as key:value "
+                    f"(a key of letters, digits and _.$-), not {self.segment!r}"
+                )
 
     def __bool__(self) -> bool:
         return any(getattr(self, field.name) is not None for field in fields(self))
@@ -77,14 +131,46 @@ class Filters:
         }
 
     @property
+    def own_segment(self) -> tuple[str, str] | None:
+        """The shop's segment asked for, as (key, value)."""
+        if self.segment is None or self.segment in SEGMENTS:
+            return None
+        key, _, value = self.segment.partition(":")
+        return key, value
+
+    @property
     def parameters(self) -> dict[str, Any]:
         """The query parameters the conditions below refer to."""
-        return {f"filter_{name}": value for name, value in self.given.items()}
+        given = {f"filter_{name}": value for name, value in self.given.items()}
+        if (own := self.own_segment) is not None:
+            given.pop("filter_segment")
+            given |= {"filter_segment_key": own[0], "filter_segment_value": own[1]}
+        return given
 
     def _matches(self, alias: str) -> str:
-        """The visit in `alias` is one the filters select."""
+        """The visit in `alias` (a row of _VISITS) is one the filters select."""
+        conditions = [
+            f"{alias}.{name} = {{filter_{name}:String}}"
+            for name in ("channel", "device")
+            if getattr(self, name) is not None
+        ]
+        if self.segment in SEGMENTS:
+            conditions.append(f"{alias}.segment = {{filter_segment:String}}")
+        if self.campaign is not None or self.own_segment is not None:
+            conditions.append(f"{alias}.session_id IN ({self._visits_by_their_events()})")
+        return " AND ".join(conditions) or "1"
+
+    def _visits_by_their_events(self) -> str:
+        """Visits whose landing campaign or events' segment values match."""
+        conditions = []
+        if self.campaign is not None:
+            conditions.append("argMin(campaign, timestamp) = {filter_campaign:String}")
+        if self.own_segment is not None:
+            conditions.append("has(groupUniqArray(value), {filter_segment_value:String})")
+        events = _events_of_visits(self.own_segment is not None)
         return (
-            " AND ".join(f"{alias}.{name} = {{filter_{name}:String}}" for name in self.given) or "1"
+            f"SELECT session_id FROM ({events}) GROUP BY session_id "
+            f"HAVING {' AND '.join(conditions)}"
         )
 
     def _visits(self) -> str:
@@ -120,8 +206,8 @@ class Filters:
             SELECT x.signal_id
             FROM (SELECT signal_id, journey_id, at FROM {{database}}.signals
                   WHERE site_id = {{site:String}}) AS x
-            ASOF JOIN (SELECT DISTINCT arrayJoin(journey_ids) AS journey, started_at, channel,
-                              segment, device
+            ASOF JOIN (SELECT DISTINCT session_id, arrayJoin(journey_ids) AS journey, started_at,
+                              channel, segment, device
                        FROM ({_VISITS})) AS v
                 ON x.journey_id = v.journey AND x.at >= v.started_at
             WHERE {self._matches("v")}

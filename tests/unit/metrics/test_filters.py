@@ -30,10 +30,20 @@ def test_a_filter_is_a_query_parameter_never_text_in_the_sql() -> None:
     assert "{filter_segment:String}" not in filters.on_events("e")
 
 
+def test_a_shops_own_segment_is_a_key_and_a_value() -> None:
+    own = Filters(segment="ab_bucket:test")
+    assert own.own_segment == ("ab_bucket", "test")
+    assert own.parameters == {"filter_segment_key": "ab_bucket", "filter_segment_value": "test"}
+    assert Filters(segment="new").own_segment is None
+    assert Filters(segment="utm:a:b").own_segment == ("utm", "a:b")
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"segment": "vip"}, "segment is one of new, returning"),
+        ({"segment": "vip"}, "segment is new or returning, or a property or trait as key:value"),
+        ({"segment": "plan:"}, "key:value"),
+        ({"segment": "pl an:pro"}, "key:value"),
         ({"device": ""}, "device is 1 to 200 characters"),
         ({"channel": "x" * 201}, "channel is 1 to 200 characters"),
     ],
