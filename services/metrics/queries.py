@@ -562,8 +562,9 @@ def shop_metrics(
         buyers=int(buyers),
         repeat_buyers=int(repeat),
         orders=int(orders),
-        revenue=float(revenue or 0),
-        refunded=float(refunded or 0),
+        # In cents: a sum of floats varies in its last bits with the order it was summed in.
+        revenue=round(float(revenue or 0), 2),
+        refunded=round(float(refunded or 0), 2),
         average_seconds_on_page=(
             None if seconds_on_page is None or math.isnan(seconds_on_page) else seconds_on_page
         ),

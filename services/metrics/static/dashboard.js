@@ -91,12 +91,13 @@ function controls() {
     compare: $("compare").checked,
     channel: $("filter-channel").value,
     device: $("filter-device").value,
-    segment: $("filter-segment").value,
+    campaign: $("filter-campaign").value.trim(),
+    segment: $("filter-segment").value.trim(),
   };
 }
 
 function filtersOf(c) {
-  return { site: c.site, channel: c.channel, device: c.device, segment: c.segment };
+  return { site: c.site, channel: c.channel, device: c.device, campaign: c.campaign, segment: c.segment };
 }
 
 function rangeOf(c) {
@@ -128,9 +129,12 @@ function restore() {
   const monthAgo = new Date(today.getTime() - 29 * 86400000);
   $("date-from").value = url.searchParams.get("date_from") || isoDay(monthAgo);
   $("date-to").value = url.searchParams.get("date_to") || isoDay(today);
-  for (const name of ["channel", "device", "segment"]) {
+  for (const name of ["channel", "device", "campaign", "segment"]) {
     const value = url.searchParams.get(name);
-    if (value) ensureOption($(`filter-${name}`), value).selected = true;
+    const control = $(`filter-${name}`);
+    if (!value) continue;
+    if (control.tagName === "SELECT") ensureOption(control, value).selected = true;
+    else control.value = value;
   }
   return url.searchParams.get("site");
 }
@@ -178,6 +182,45 @@ function renderMetrics(now, before) {
     figure("td", "exit_page_exits", page.exits, "count"),
     figure("td", "exit_page_views", page.page_views, "count"),
     figure("td", "exit_page_rate", page.exit_rate, "rate"))));
+}
+
+// --- two segments side by side ---------------------------------------------------------
+
+const COMPARED = [
+  ["sessions", "Sessions", "count"],
+  ["conversion_rate", "Conversion rate", "rate"],
+  ["orders", "Orders", "count"],
+  ["revenue", "Revenue", "money"],
+  ["average_order_value", "Average order value", "money"],
+  ["cart_abandonment_rate", "Cart abandonment", "rate"],
+  ["customer_lifetime_value", "Customer lifetime value", "money"],
+];
+
+async function compareSegments() {
+  const c = controls();
+  const a = $("compare-a").value.trim(), b = $("compare-b").value.trim();
+  $("compare-error").textContent = "";
+  if (!a || !b) return;
+  try {
+    const [first, second] = await Promise.all([a, b].map((segment) =>
+      api("/metrics", { ...filtersOf(c), ...rangeOf(c), segment })));
+    $("compare-head-a").textContent = a;
+    $("compare-head-b").textContent = b;
+    fillRows($("compare-table"), COMPARED.map(([name, label, kind]) => {
+      const x = first[name], y = second[name];
+      let difference = "–";
+      if (x !== null && y !== null) {
+        difference = kind === "rate" ? `${y - x >= 0 ? "+" : ""}${decimal.format(100 * (y - x))} pt`
+          : `${y - x >= 0 ? "+" : ""}${show(y - x, kind)}${x ? ` (${y - x >= 0 ? "+" : ""}${decimal.format((100 * (y - x)) / Math.abs(x))} %)` : ""}`;
+      }
+      return el("tr", { "data-compared": name }, el("th", { scope: "row", text: label }),
+        figure("td", `compare_a:${name}`, x, kind), figure("td", `compare_b:${name}`, y, kind),
+        el("td", { "data-difference": name, text: difference }));
+    }));
+  } catch (error) {
+    if (error.status !== 422) throw error;
+    $("compare-error").textContent = error.message;
+  }
 }
 
 // --- phase funnel and drop-off -----------------------------------------------------------
@@ -503,6 +546,7 @@ async function refresh() {
     renderBreakdown(breakdown, phases);
     renderTouchpoints(touchpoints);
     await refreshSteps(c);
+    await compareSegments();
     if (turn !== loading) return;
     watchSignals(c);
     const shown = Object.entries(filters).filter(([k, v]) => k !== "site" && v).map(([k, v]) => `${k} ${v}`);
@@ -510,6 +554,7 @@ async function refresh() {
     document.body.dataset.loading = "false";
   } catch (error) {
     if (error.status === 401) return signOut("The token is not valid any more: sign in again.");
+    if (turn !== loading) return;
     $("status").textContent = error.message;
     document.body.dataset.loading = "error";
   }
@@ -556,7 +601,8 @@ async function start() {
 }
 
 $("controls").addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
-for (const id of ["filter-channel", "filter-device", "filter-segment", "compare", "date-from", "date-to", "breakdown-by"]) {
+$("compare-form").addEventListener("submit", (e) => { e.preventDefault(); compareSegments(); });
+for (const id of ["filter-channel", "filter-device", "filter-campaign", "filter-segment", "compare", "date-from", "date-to", "breakdown-by"]) {
   $(id).addEventListener("change", () => refresh());
 }
 $("steps-form").addEventListener("submit", (e) => { e.preventDefault(); refreshSteps(); });

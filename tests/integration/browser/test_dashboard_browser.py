@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,7 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from klantreis.local_kafka import free_port
-from klantreis.simulator import generate_journeys, send_journeys
+from klantreis.simulator import Incident, generate_journeys, send_journeys
 from tests.integration.clickhouse.test_embedded_up import up
 from tests.support.browser import browser, console_errors
 from tests.support.processes import Service
@@ -59,9 +60,11 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     service = up(tmp_path, port)
     try:
         base = f"http://127.0.0.1:{port}"
-        report = asyncio.run(
-            send_journeys(base, "demo", generate_journeys(seed=3, visitors=700, days=20))
-        )
+        # A payment incident on mobile for the last week but one, and an A/B test throughout.
+        today = datetime.now(UTC).date()
+        incident = Incident("mobile", today - timedelta(days=12), today - timedelta(days=6))
+        traffic = generate_journeys(seed=3, visitors=700, days=20, incident=incident, ab_test=True)
+        report = asyncio.run(send_journeys(base, "demo", traffic))
         assert report.accepted == report.events > 0
         link = next(
             line.split("dashboard:", 1)[1].strip()
@@ -142,6 +145,10 @@ def _check_against_api(shop: Shop, driver: WebDriver, **filters: str) -> None:
     assert shown["breakdown_sessions"] == [_value(r["sessions"]) for r in breakdown["rows"]]
     drawn = shop.api("/journey-map", **params)["map"]
     assert shown["cell_journeys"] == [_value(n["journeys"]) for n in drawn["nodes"]]
+    for side, segment in (("a", "new"), ("b", "returning")):
+        compared = shop.api("/metrics", **params, segment=segment)
+        for name in ("sessions", "conversion_rate", "orders", "revenue"):
+            assert shown[f"compare_{side}:{name}"] == [_value(compared[name])], (side, name)
     trends = shop.api("/trends", **params)["days"]
     assert shown["trend-chart:session conversion"] == [_value(d["conversion_rate"]) for d in trends]
 
@@ -297,3 +304,38 @@ def _screenshot(driver: WebDriver, name: str, selector: str | None = None) -> No
     driver.set_window_size(width, min(height, 6000))
     time.sleep(0.3)
     driver.save_screenshot(str(SCREENSHOTS / name))
+
+
+def test_two_segments_side_by_side_show_each_ones_figures_and_the_difference(
+    shop: Shop, tmp_path: Path
+) -> None:
+    driver = browser(tmp_path / "profile")
+    try:
+        driver.set_window_size(1280, 900)
+        driver.get(shop.link)
+        _loaded(driver)
+        for field, segment in (("compare-a", "ab_bucket:control"), ("compare-b", "ab_bucket:test")):
+            driver.find_element(By.ID, field).clear()
+            driver.find_element(By.ID, field).send_keys(segment)
+        driver.find_element(By.ID, "compare-b").submit()
+        days = {
+            "date_from": driver.find_element(By.ID, "date-from").get_attribute("value"),
+            "date_to": driver.find_element(By.ID, "date-to").get_attribute("value"),
+        }
+        control = shop.api("/metrics", **days, segment="ab_bucket:control")
+        test = shop.api("/metrics", **days, segment="ab_bucket:test")
+        assert control["orders"] > 0 and test["orders"] > 0
+        deadline = time.monotonic() + 20
+        while _figures(driver).get("compare_a:orders") != [_value(control["orders"])]:
+            assert time.monotonic() < deadline, _figures(driver).get("compare_a:orders")
+            time.sleep(0.1)
+        shown = _figures(driver)
+        for name in ("sessions", "conversion_rate", "orders", "revenue"):
+            assert shown[f"compare_a:{name}"] == [_value(control[name])], name
+            assert shown[f"compare_b:{name}"] == [_value(test[name])], name
+        orders = driver.find_element(By.CSS_SELECTOR, '[data-difference="orders"]').text
+        change = test["orders"] - control["orders"]
+        assert orders.startswith(f"{'+' if change >= 0 else ''}{change:,}"), orders
+        _screenshot(driver, "segments.png", 'section[aria-labelledby="compare-title"]')
+    finally:
+        driver.quit()
