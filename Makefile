@@ -34,6 +34,7 @@ lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	node --check services/metrics/static/dashboard.js
 
 typecheck: env
 	$(VENV)/bin/mypy

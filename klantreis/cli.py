@@ -165,10 +165,21 @@ def cmd_topics(settings: Settings, _: argparse.Namespace) -> None:
     print("\n".join(settings.topics.all()))
 
 
+def _incident(text: str) -> Any:
+    from klantreis.simulator import Incident
+
+    try:
+        return Incident.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
     from klantreis.simulator import generate_journeys, send_journeys
 
-    journeys = generate_journeys(args.seed, args.visitors, args.days)
+    journeys = generate_journeys(
+        args.seed, args.visitors, args.days, incident=args.incident, ab_test=args.ab_test
+    )
     url = args.url or f"http://{settings.host}:{settings.port}"
     report = asyncio.run(send_journeys(url, args.key, journeys))
     print(json.dumps({"visitors": len(journeys), **report.as_dict()}))
@@ -299,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--visitors", type=int, default=200)
     simulate.add_argument("--days", type=float, default=30.0, help="history to spread over")
     simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument(
+        "--ab-test", action="store_true", help="an ab_bucket (test or control) on every event"
+    )
+    simulate.add_argument(
+        "--incident",
+        type=_incident,
+        metavar="DEVICE:FIRST:LAST",
+        help="payments fail for 2 in 3 on DEVICE from day FIRST to LAST (YYYY-MM-DD)",
+    )
     sites = commands.add_parser("sites", help="manage sites, write keys and read tokens")
     sites.add_argument("--url", help="the admin API (default: this installation's)")
     site_actions = sites.add_subparsers(dest="action", required=True)

@@ -95,6 +95,18 @@ class Incident:
     last: date
     share: float = 2 / 3
 
+    @classmethod
+    def parse(cls, text: str) -> Incident:
+        """`device:first:last`, e.g. `mobile:2026-11-12:2026-11-18` (`klantreis simulate`)."""
+        try:
+            device, first, last = text.split(":")
+            incident = cls(device, date.fromisoformat(first), date.fromisoformat(last))
+        except ValueError:
+            raise ValueError(f"an incident is device:first-day:last-day, not {text!r}") from None
+        if incident.last < incident.first:
+            raise ValueError(f"the incident ends ({last}) before it begins ({first})")
+        return incident
+
     def strikes(self, visitor: Visitor) -> bool:
         if visitor.device != self.device or not self.first <= visitor.clock.date() <= self.last:
             return False

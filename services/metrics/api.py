@@ -40,6 +40,7 @@ from services.metrics.queries import (
 from services.metrics.warehouse import Warehouse
 
 DEFAULT_DAYS = 30
+SIGNALS_LOOKBACK = timedelta(hours=24)
 MAX_DAYS = 3 * 366
 
 
@@ -652,10 +653,15 @@ async def signals(
     context: Context,
     site: Site,
     filters: Filtering,
-    after: Annotated[datetime | None, Query(description="Only signals after this instant")] = None,
+    after: Annotated[
+        datetime | None,
+        Query(description="Only signals after this instant (default: the last 24 hours)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> SignalsResponse:
-    if after is not None and after.tzinfo is None:
+    if after is None:  # what is live: the last day, which keeps the read to one or two days
+        after = datetime.now(UTC) - SIGNALS_LOOKBACK
+    elif after.tzinfo is None:
         after = after.replace(tzinfo=UTC)
     newest = await _ask(queries.recent_signals, context.warehouse, site, after, filters, limit)
     return SignalsResponse(site=site, filters=filters.given, signals=newest)

@@ -1256,6 +1256,7 @@ _RECENT_SIGNALS_SQL = """
 SELECT g.signal_id, any(g.kind), any(g.phase), any(g.journey_id), max(g.at) AS at
 FROM {database}.signals AS g
 WHERE g.site_id = {site:String} AND g.at > fromUnixTimestamp64Milli({after_ms:Int64})
+  AND toDate(g.at) >= toDate(fromUnixTimestamp64Milli({after_ms:Int64}))
   AND {signals_filtered:g}
 GROUP BY g.signal_id
 ORDER BY at DESC, g.signal_id

@@ -196,8 +196,7 @@ const COMPARED = [
   ["customer_lifetime_value", "Customer lifetime value", "money"],
 ];
 
-async function compareSegments() {
-  const c = controls();
+async function compareSegments(c = controls()) {
   const a = $("compare-a").value.trim(), b = $("compare-b").value.trim();
   $("compare-error").textContent = "";
   if (!a || !b) return;
@@ -299,7 +298,8 @@ function lineChart(target, title, periods, series) {
   target.replaceChildren(svg, legend, el("details", {}, el("summary", { text: "The numbers" }), el("div", { class: "scroll" }, table)));
 }
 
-function renderTrend(trends, phases) {
+function renderTrend(trends) {
+  const phases = Object.keys(trends.days.length ? trends.days[0].journeys_by_phase : {});
   const periods = trends.days.map((d) => d.day);
   const series = [{ name: "session conversion", values: trends.days.map((d) => d.conversion_rate) }]
     .concat(phases.slice(1).map((phase) => ({
@@ -436,7 +436,8 @@ async function showCell(node, c) {
 
 // --- breakdowns and touchpoints ---------------------------------------------------------------
 
-function renderBreakdown(answer, phases) {
+function renderBreakdown(answer) {
+  const phases = Object.keys(answer.rows.length ? answer.rows[0].journeys_by_phase : {});
   const head = el("tr", {}, el("th", { scope: "col", text: answer.by }),
     ...(answer.by === "channel" ? [el("th", { scope: "col", text: "Sessions" }), el("th", { scope: "col", text: "Conversion" })] : []),
     ...(answer.by === "device" ? [el("th", { scope: "col", text: "People" }), el("th", { scope: "col", text: "Page views" })] : []),
@@ -513,7 +514,6 @@ function watchSignals(c) {
 
 // --- loading everything ------------------------------------------------------------------
 
-let phases = [];
 let loading = 0;
 
 async function refresh() {
@@ -524,29 +524,27 @@ async function refresh() {
   document.body.dataset.loading = "true";
   $("status").textContent = "Loading…";
   const filters = filtersOf(c), range = rangeOf(c);
+  // Each figure is drawn as soon as its answer arrives: a slow one holds up no other.
+  const current = (draw) => (...answers) => { if (turn === loading) draw(...answers); };
+  const both = (...calls) => Promise.all(calls);
   try {
-    const [metrics, before, funnel, dropoff, trends, map, breakdown, touchpoints, channels] = await Promise.all([
-      api("/metrics", { ...filters, ...range }),
-      c.compare ? api("/metrics", { ...filters, ...previousRange(c) }) : null,
-      api("/funnel", { ...filters, ...range }),
-      api("/dropoff", { ...filters, ...range }),
-      api("/trends", { ...filters, ...range }),
-      api("/journey-map", { ...filters, ...range }),
-      api("/breakdown", { ...filters, ...range, by: $("breakdown-by").value }),
-      api("/touchpoints", { ...filters, ...range }),
-      api("/breakdown", { site: c.site, ...range, by: "channel" }),
+    await Promise.all([
+      both(api("/metrics", { ...filters, ...range }),
+        c.compare ? api("/metrics", { ...filters, ...previousRange(c) }) : null)
+        .then(current(([metrics, before]) => renderMetrics(metrics, before))),
+      both(api("/funnel", { ...filters, ...range }), api("/dropoff", { ...filters, ...range }))
+        .then(current(([funnel, dropoff]) => renderFunnel(funnel, dropoff))),
+      api("/trends", { ...filters, ...range }).then(current((trends) => renderTrend(trends))),
+      api("/journey-map", { ...filters, ...range }).then(current((map) => renderMap(map, c))),
+      api("/breakdown", { ...filters, ...range, by: $("breakdown-by").value })
+        .then(current((breakdown) => renderBreakdown(breakdown))),
+      api("/touchpoints", { ...filters, ...range }).then(current((t) => renderTouchpoints(t))),
+      api("/breakdown", { site: c.site, ...range, by: "channel" }).then(current((channels) => {
+        for (const row of channels.rows) ensureOption($("filter-channel"), row.value);
+      })),
+      refreshSteps(c),
+      compareSegments(c),
     ]);
-    if (turn !== loading) return;
-    phases = funnel.phases.map((p) => p.phase);
-    for (const row of channels.rows) ensureOption($("filter-channel"), row.value);
-    renderMetrics(metrics, before);
-    renderFunnel(funnel, dropoff);
-    renderTrend(trends, phases);
-    renderMap(map, c);
-    renderBreakdown(breakdown, phases);
-    renderTouchpoints(touchpoints);
-    await refreshSteps(c);
-    await compareSegments();
     if (turn !== loading) return;
     watchSignals(c);
     const shown = Object.entries(filters).filter(([k, v]) => k !== "site" && v).map(([k, v]) => `${k} ${v}`);
