@@ -595,12 +595,24 @@ def _step_condition(step: FunnelStep, parameter: str) -> str:
     )
 
 
-def _step_funnel_sql(steps: Sequence[FunnelStep], order: FunnelOrder, window_ms: int) -> str:
-    """How many people got furthest to each level of the funnel.
+def _period_of(ms: str) -> str:
+    """The period (0, 1, …) an instant in ms falls in: whole UTC days from {first_day}, in
+    periods of {grain_days}."""
+    return f"intDiv(intDiv(toInt64({ms}), 86400000) - {{first_day:Int64}}, {{grain_days:Int64}})"
+
+
+def _step_funnel_sql(
+    steps: Sequence[FunnelStep], order: FunnelOrder, window_ms: int, by_period: bool = False
+) -> str:
+    """How many people got furthest to each level of the funnel (`by_period`: per period of
+    the chain's first step, as (period, level, people)).
 
     A chain must begin inside the date range (before {until_ms}); its later steps may come up to
     the window after it, so someone who entered on the range's last day is not counted as lost.
     Each event carries a mask, bit i set when it is step i + 1 (one event can be two steps).
+    By period, a person's chains are sorted by the period they began in and each period counts
+    the person once, at the furthest a chain begun in it got: what the funnel of that period
+    alone says, in one reading of the events.
     """
     mask = " + ".join(
         f"{1 << i} * {_step_condition(step, f's{i}')}" for i, step in enumerate(steps)
@@ -608,54 +620,78 @@ def _step_funnel_sql(steps: Sequence[FunnelStep], order: FunnelOrder, window_ms:
     # A strict funnel is broken by anything the person did in between, so it reads every page
     # view and track event; the other orders need only the steps' own events.
     relevant = "e.type IN ('page', 'track')" if order is FunnelOrder.STRICT else f"({mask}) != 0"
+    person_events = f"""
+        SELECT {_PERSON_OF_EVENT} AS person,
+               toUInt64(toUnixTimestamp64Milli(e.timestamp)) AS ts,
+               e.event_id AS event_id, toUInt64({mask}) AS mask
+        FROM (SELECT *, if(user_id != '', user_id, anonymous_id) AS own_id
+              FROM {{database}}.events AS ev
+              WHERE site_id = {{site:String}} AND NOT is_bot AND {{events_filtered:ev}}
+                AND timestamp >= fromUnixTimestamp64Milli({{since_ms:Int64}})
+                AND timestamp < fromUnixTimestamp64Milli({{horizon_ms:Int64}})) AS e
+        {_claimed("e.own_id")}
+        WHERE {relevant}
+    """
     if order is FunnelOrder.ORDERED:
         # windowFunnel: the longest ordered chain inside the window; other events between the
         # steps do not break it.
-        conditions = ", ".join(
-            ["bitTest(mask, 0) AND ts < {until_ms:UInt64}"]
-            + [f"bitTest(mask, {i})" for i in range(1, len(steps))]
-        )
-        level = f"windowFunnel({window_ms})(ts, {conditions})"
-    else:
-        # seq: the person's events in time order as (ms, event_id, mask).
-        level = "arraySort(groupArray((ts, event_id, mask)))"
-    person_levels = f"""
-        SELECT person, {level} AS {"level" if order is FunnelOrder.ORDERED else "seq"}
-        FROM (
-            SELECT {_PERSON_OF_EVENT} AS person,
-                   toUInt64(toUnixTimestamp64Milli(e.timestamp)) AS ts,
-                   e.event_id AS event_id, toUInt64({mask}) AS mask
-            FROM (SELECT *, if(user_id != '', user_id, anonymous_id) AS own_id
-                  FROM {{database}}.events AS ev
-                  WHERE site_id = {{site:String}} AND NOT is_bot AND {{events_filtered:ev}}
-                    AND timestamp >= fromUnixTimestamp64Milli({{since_ms:Int64}})
-                    AND timestamp < fromUnixTimestamp64Milli({{horizon_ms:Int64}})) AS e
-            {_claimed("e.own_id")}
-            WHERE {relevant}
-        )
-        GROUP BY person
-    """
+        first = "bitTest(mask, 0) AND ts < {until_ms:UInt64}"
+        later = "".join(f", bitTest(mask, {i})" for i in range(1, len(steps)))
+        if not by_period:
+            return f"""
+                SELECT level, count() FROM (
+                    SELECT person, windowFunnel({window_ms})(ts, {first}{later}) AS level
+                    FROM ({person_events}) GROUP BY person)
+                WHERE level > 0 GROUP BY level
+            """
+        # Once per period the person began a chain in, the chain begun in that period.
+        return f"""
+            SELECT period, level, count() FROM (
+                SELECT person, period,
+                       windowFunnel({window_ms})(ts, {first} AND {_period_of("ts")} = period
+                                                 {later}) AS level
+                FROM ({person_events}) AS pe
+                INNER JOIN (
+                    SELECT person, arrayJoin(groupUniqArray({_period_of("ts")})) AS period
+                    FROM ({person_events}) WHERE {first} GROUP BY person
+                ) AS starts USING person
+                GROUP BY person, period)
+            WHERE level > 0 GROUP BY period, level
+        """
+    # seq: the person's events in time order as (ms, event_id, mask); per start x, how far the
+    # chain that begins there gets.
     if order is FunnelOrder.STRICT:
-        # From each start, count the steps that follow one after the other: the j-th event from
-        # the start must be step j, inside the window. Past the end seq[...] is an empty tuple.
-        level = (
-            "arrayMax(arrayMap((x, p) -> if(bitTest(x.3, 0) AND x.1 < {until_ms:UInt64}, "
+        # The j-th event from the start must be step j, inside the window. Past the end
+        # seq[...] is an empty tuple.
+        starts = (
+            "arrayMap((x, p) -> (x.1, if(bitTest(x.3, 0) AND x.1 < {until_ms:UInt64}, "
             "arrayFirstIndex(j -> NOT (bitTest(seq[p + j - 1].3, j - 1) AND "
-            f"seq[p + j - 1].1 <= x.1 + {window_ms}), range(1, {len(steps) + 2})) - 1, 0), "
-            "seq, arrayEnumerate(seq)))"
-        )
-    elif order is FunnelOrder.ANY:
-        # The most distinct steps inside one window that begins with a step in the range.
-        level = (
-            "arrayMax(arrayMap(x -> if(x.1 < {until_ms:UInt64}, bitCount(arrayReduce("
-            "'groupBitOr', arrayMap(y -> y.3, arrayFilter(y -> y.1 >= x.1 AND "
-            f"y.1 <= x.1 + {window_ms}, seq)))), 0), seq))"
+            f"seq[p + j - 1].1 <= x.1 + {window_ms}), range(1, {len(steps) + 2})) - 1, 0)), "
+            "seq, arrayEnumerate(seq))"
         )
     else:
-        level = "level"
+        # The most distinct steps inside one window that begins with a step in the range.
+        starts = (
+            "arrayMap(x -> (x.1, if(x.1 < {until_ms:UInt64}, bitCount(arrayReduce("
+            "'groupBitOr', arrayMap(y -> y.3, arrayFilter(y -> y.1 >= x.1 AND "
+            f"y.1 <= x.1 + {window_ms}, seq)))), 0)), seq)"
+        )
+    sequences = f"""
+        SELECT person, arraySort(groupArray((ts, event_id, mask))) AS seq
+        FROM ({person_events}) GROUP BY person
+    """
+    if not by_period:
+        return f"""
+            SELECT level, count() FROM (
+                SELECT arrayMax(arrayMap(x -> x.2, {starts})) AS level FROM ({sequences}))
+            WHERE level > 0 GROUP BY level
+        """
     return f"""
-        SELECT level, count() FROM (SELECT {level} AS level FROM ({person_levels}))
-        WHERE level > 0 GROUP BY level
+        SELECT period, level, count() FROM (
+            SELECT person, {_period_of("chain.1")} AS period, max(chain.2) AS level
+            FROM ({sequences}) ARRAY JOIN arrayFilter(y -> y.2 > 0, {starts}) AS chain
+            GROUP BY person, period)
+        GROUP BY period, level
     """
 
 
@@ -677,6 +713,20 @@ def step_funnel(
 ) -> StepFunnel:
     """People (a customer with every device they logged in from counts once) who went through
     the steps in the given order within `window` of the first step, having entered in `days`."""
+    window_ms, parameters = _step_parameters(site_id, steps, order, window, days)
+    rows = _ask(warehouse, _step_funnel_sql(steps, order, window_ms), parameters, filters)
+    by_level = {int(level): int(people) for level, people in rows}
+    return StepFunnel(order, window, step_reach(steps, by_level))
+
+
+def _step_parameters(
+    site_id: str,
+    steps: Sequence[FunnelStep],
+    order: FunnelOrder,
+    window: timedelta,
+    days: DateRange,
+) -> tuple[int, dict[str, Any]]:
+    """The window in ms and the query parameters of a step funnel, once its steps are valid."""
     check_steps(steps, order)
     if window <= timedelta(0):
         raise ValueError("the conversion window must be positive")
@@ -690,9 +740,7 @@ def step_funnel(
     for i, step in enumerate(steps):
         if not step.is_page or step.path is not None:
             parameters[f"s{i}"] = step.path if step.is_page else step.spec
-    rows = _ask(warehouse, _step_funnel_sql(steps, order, window_ms), parameters, filters)
-    by_level = {int(level): int(people) for level, people in rows}
-    return StepFunnel(order, window, step_reach(steps, by_level))
+    return window_ms, parameters
 
 
 @dataclass(frozen=True)
@@ -1100,17 +1148,21 @@ def step_trends(
     """The step funnel per day or week of `days` (a week is seven days from `days.first`, the
     last one cut at `days.last`): an incident at one step shows as a dip in its conversion on
     the periods it lasted. Each period is the step funnel of those who entered in it, so a
-    period's figures equal the step funnel asked for that period alone."""
+    period's figures equal the step funnel asked for that period alone; one query answers all
+    periods."""
     if grain not in GRAINS:
         raise ValueError(f"a period is one of {', '.join(GRAINS)}, not {grain!r}")
+    window_ms, parameters = _step_parameters(site_id, steps, order, window, days)
+    parameters |= {"first_day": (days.first - date(1970, 1, 1)).days, "grain_days": GRAINS[grain]}
+    levels: dict[int, dict[int, int]] = {}
+    for period, level, people in _ask(
+        warehouse, _step_funnel_sql(steps, order, window_ms, by_period=True), parameters, filters
+    ):
+        levels.setdefault(int(period), {})[int(level)] = int(people)
     periods = []
-    first = days.first
-    while first <= days.last:
+    for number, first in enumerate(days.days[:: GRAINS[grain]]):
         last = min(days.last, first + timedelta(days=GRAINS[grain] - 1))
-        period = DateRange(first, last)
-        funnel = step_funnel(warehouse, site_id, steps, order, window, period, filters)
-        periods.append(PeriodSteps(first, last, funnel.steps))
-        first = last + timedelta(days=1)
+        periods.append(PeriodSteps(first, last, step_reach(steps, levels.get(number, {}))))
     return periods
 
 

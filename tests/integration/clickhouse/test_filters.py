@@ -82,13 +82,17 @@ def test_the_payment_incident_shows_as_a_dip_on_exactly_its_days_filtered_by_mob
     shares = [p.steps[1].conversion_from_previous for p in desktop]
     assert min(shares) > 0.6 * statistics.median(shares)
 
-    # A period's figures are the step funnel asked for that period alone.
-    day = INCIDENT.first
-    alone = queries.step_funnel(
-        warehouse, SITE, PAY, FunnelOrder.ORDERED, timedelta(hours=1), DateRange(day, day),
-        Filters(device="mobile"),
-    )  # fmt: skip
-    assert next(p.steps for p in trend if p.first == day) == alone.steps
+    # A period's figures are the step funnel asked for that period alone, in every order.
+    for order in FunnelOrder:
+        daily = queries.step_trends(
+            warehouse, SITE, PAY, order, timedelta(hours=1), DAYS, "day", Filters(device="mobile")
+        )
+        for period in daily[::4] + [daily[-1]]:
+            alone = queries.step_funnel(
+                warehouse, SITE, PAY, order, timedelta(hours=1),
+                DateRange(period.first, period.last), Filters(device="mobile"),
+            )  # fmt: skip
+            assert period.steps == alone.steps, (order, period.first)
 
     # Weekly periods: seven days from the range's first, the last one cut at its end.
     weeks = queries.step_trends(
@@ -99,6 +103,12 @@ def test_the_payment_incident_shows_as_a_dip_on_exactly_its_days_filtered_by_mob
         (DAYS.first + timedelta(days=7 * n), DAYS.first + timedelta(days=7 * n + 6))
         for n in range(4)
     ]
+    for week in weeks:
+        alone = queries.step_funnel(
+            warehouse, SITE, PAY, FunnelOrder.ORDERED, timedelta(hours=1),
+            DateRange(week.first, week.last), Filters(device="mobile"),
+        )  # fmt: skip
+        assert week.steps == alone.steps
 
 
 def test_orders_and_revenue_by_device_equal_a_count_over_the_events_sent(
