@@ -486,8 +486,9 @@ class BreakdownResponse(BaseModel):
 @router.get(
     "/breakdown",
     response_model=BreakdownResponse,
-    summary="The phase funnel by channel (with sessions and conversion), device (with people "
-    "and page views) or segment (new or returning), the last 30 days unless a range is given",
+    summary="The phase funnel by channel, campaign or segment (new or returning, or the shop's "
+    "own) with sessions and conversion, or by device with people and page views; the last 30 "
+    "days unless a range is given",
     responses=UNKNOWN_SITE,
 )
 async def breakdown(
@@ -495,7 +496,14 @@ async def breakdown(
     site: Site,
     days: RecentDays,
     filters: Filtering,
-    by: Annotated[str, Query(pattern="^(channel|device|segment)$")] = "channel",
+    by: Annotated[
+        str,
+        Query(
+            pattern=r"^(channel|device|segment|campaign|segment:[A-Za-z0-9_.$-]{1,64})$",
+            description="channel, device, segment (new or returning), campaign, or "
+            "segment:<key> for a segment of the shop's own (an event property or user trait)",
+        ),
+    ] = "channel",
 ) -> BreakdownResponse:
     rows = await _ask(queries.breakdown, context.warehouse, site, context.model, by, days, filters)
     return BreakdownResponse(

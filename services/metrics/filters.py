@@ -59,27 +59,27 @@ LEFT JOIN (
 
 # A JSON field as text: a string as it is, a number or a boolean as written ('2', 'true').
 _AS_TEXT = (
-    "if(JSONType({json}, {{filter_segment_key:String}}) = 'String', "
-    "JSONExtractString({json}, {{filter_segment_key:String}}), "
-    "JSONExtractRaw({json}, {{filter_segment_key:String}}))"
+    "if(JSONType({json}, {{{key}:String}}) = 'String', "
+    "JSONExtractString({json}, {{{key}:String}}), "
+    "JSONExtractRaw({json}, {{{key}:String}}))"
 )
 
 
-def _events_of_visits(with_segment: bool) -> str:
+def _events_of_visits(segment_key: str | None) -> str:
     """Each event with the visit it belongs to and what visit-level filters need of it: its
-    campaign, and (`with_segment`) its value of the shop's segment key, its own property else
-    the trait carried forward."""
+    campaign, and its value of the shop's segment key (the query parameter `segment_key` names),
+    its own property else the trait carried forward."""
     own, value, traits = "''", "''", ""
-    if with_segment:
-        own = _AS_TEXT.format(json="properties")
+    if segment_key is not None:
+        own = _AS_TEXT.format(json="properties", key=segment_key)
         value = "if(x.own != '', x.own, ifNull(tr.trait, ''))"
         traits = f"""
             ASOF LEFT JOIN (
                 SELECT if(user_id != '', user_id, anonymous_id) AS person, timestamp,
-                       {_AS_TEXT.format(json="traits")} AS trait
+                       {_AS_TEXT.format(json="traits", key=segment_key)} AS trait
                 FROM {{database}}.events
                 WHERE site_id = {{site:String}} AND type = 'identify'
-                  AND JSONHas(traits, {{filter_segment_key:String}})
+                  AND JSONHas(traits, {{{segment_key}:String}})
             ) AS tr ON x.person = tr.person AND x.timestamp >= tr.timestamp"""
     return f"""
         SELECT v.session_id AS session_id, x.timestamp AS timestamp, x.campaign AS campaign,
@@ -167,7 +167,7 @@ class Filters:
             conditions.append("argMin(campaign, timestamp) = {filter_campaign:String}")
         if self.own_segment is not None:
             conditions.append("has(groupUniqArray(value), {filter_segment_value:String})")
-        events = _events_of_visits(self.own_segment is not None)
+        events = _events_of_visits("filter_segment_key" if self.own_segment else None)
         return (
             f"SELECT session_id FROM ({events}) GROUP BY session_id "
             f"HAVING {' AND '.join(conditions)}"
@@ -215,3 +215,18 @@ class Filters:
 
 
 NO_FILTERS = Filters()
+
+
+def visit_values(by: str) -> str:
+    """(session_id, value) of every visit, per value of `by` a breakdown asks for: `campaign`
+    (the one it landed with), or `segment:<key>` (each value its events have, the key in the
+    query parameter `breakdown_key`), as the filters read them."""
+    if by == "campaign":
+        return (
+            f"SELECT session_id, argMin(campaign, timestamp) AS value "
+            f"FROM ({_events_of_visits(None)}) GROUP BY session_id"
+        )
+    return (
+        f"SELECT DISTINCT session_id, value FROM ({_events_of_visits('breakdown_key')}) "
+        f"WHERE value != ''"
+    )

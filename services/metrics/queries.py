@@ -14,7 +14,7 @@ from pydantic import computed_field
 from contracts.journeys import journey_number
 from contracts.phases import PhaseModel
 from contracts.timecodec import to_millis
-from services.metrics.filters import NO_FILTERS, Filters
+from services.metrics.filters import NO_FILTERS, SEGMENT_KEY, Filters, visit_values
 from services.metrics.funnel import (
     FunnelOrder,
     FunnelStep,
@@ -893,11 +893,12 @@ def _raw_reach_columns(model: PhaseModel) -> str:
     )
 
 
-def _raw_reach_sql(model: PhaseModel, key: str) -> str:
-    """Per `key` (an expression over transition `t`): journeys by how far they got."""
+def _raw_reach_sql(model: PhaseModel, key: str, join: str = "") -> str:
+    """Per `key` (an expression over transition `t`, and what `join` adds): journeys by how far
+    they got."""
     return f"""
         SELECT {key} AS key, {_raw_reach_columns(model)}
-        FROM {{database}}.phase_transitions AS t
+        FROM {{database}}.phase_transitions AS t {join}
         WHERE t.site_id = {{site:String}} AND t.kind != 'dropped_off'
           AND toDate(t.at) BETWEEN {{first:Date}} AND {{last:Date}}
           AND {{transitions_filtered:t}}
@@ -905,8 +906,9 @@ def _raw_reach_sql(model: PhaseModel, key: str) -> str:
     """
 
 
-def _raw_sessions_sql(key: str) -> str:
-    """Per `key` (day or channel of a session): sessions, engaged, converting."""
+def _raw_sessions_sql(key: str, join: str = "") -> str:
+    """Per `key` (day or channel of a session, or what `join` adds): sessions, engaged,
+    converting."""
     return f"""
         SELECT {key} AS key, count(), countIf(engaged), countIf(conversions > 0)
         FROM (
@@ -916,7 +918,7 @@ def _raw_sessions_sql(key: str) -> str:
             FROM {{database}}.sessions
             WHERE site_id = {{site:String}} AND {{sessions_filtered}}
             GROUP BY session_id
-        )
+        ) AS s {join}
         WHERE toDate(started_at) BETWEEN {{first:Date}} AND {{last:Date}}
         GROUP BY key
     """
@@ -975,9 +977,9 @@ def trends(
 
 @dataclass(frozen=True)
 class BreakdownRow:
-    value: str  # the channel or device
+    value: str  # the channel, device, segment or campaign
     journeys_by_phase: dict[str, int]
-    sessions: int | None  # sessions carry a channel, not a device
+    sessions: int | None  # by channel, campaign or own segment; a session has no one device
     converting_sessions: int | None
     people: int | None  # people who viewed a page or did something; by device only
     page_views: int | None
@@ -997,7 +999,8 @@ class BreakdownRow:
         return _share(self.converting_sessions or 0, self.sessions)
 
 
-BREAKDOWNS = ("channel", "device", "segment")
+BREAKDOWNS = ("channel", "device", "segment", "campaign")
+OWN_SEGMENT_PREFIX = "segment:"
 
 
 def breakdown(
@@ -1009,13 +1012,29 @@ def breakdown(
     filters: Filters = NO_FILTERS,
 ) -> list[BreakdownRow]:
     """The phase funnel split by the channel, device or segment (new or returning) of the
-    events that moved journeys, with sessions and their conversion per channel or people and
-    page views per device, busiest first."""
-    if by not in BREAKDOWNS:
-        raise ValueError(f"a breakdown is by one of {', '.join(BREAKDOWNS)}, not {by!r}")
-    params = {"site": site_id, "first": days.first, "last": days.last}
+    events that moved journeys, or by the campaign or a segment of the shop's own
+    (`segment:<key>`) of the visits they moved in, with sessions and their conversion per
+    channel, campaign or own segment, or people and page views per device, busiest first."""
+    own_key = by.removeprefix(OWN_SEGMENT_PREFIX) if by.startswith(OWN_SEGMENT_PREFIX) else None
+    if by not in BREAKDOWNS and (own_key is None or not SEGMENT_KEY.fullmatch(own_key)):
+        raise ValueError(
+            f"a breakdown is by one of {', '.join(BREAKDOWNS)} or segment:<key>, not {by!r}"
+        )
+    params: dict[str, Any] = {"site": site_id, "first": days.first, "last": days.last}
     in_days = "site_id = {site:String} AND day BETWEEN {first:Date} AND {last:Date}"
-    if filters:
+    by_visit = by == "campaign" or own_key is not None
+    if by_visit:
+        # A visit may hold several values of an own segment: it counts under each.
+        join = f"INNER JOIN ({visit_values(by)}) AS vv ON ALIAS.session_id = vv.session_id"
+        reach_sql = _raw_reach_sql(
+            model, "vv.value", join.replace("ALIAS.session_id", "t.session_id")
+        )
+        sessions_sql = _raw_sessions_sql(
+            "vv.value", join.replace("ALIAS.session_id", "s.session_id")
+        )
+        activity_sql = ""
+        params["breakdown_key"] = own_key or ""
+    elif filters:
         reach_sql = _raw_reach_sql(model, f"t.{by}")
         sessions_sql = _raw_sessions_sql("channel")
         activity_sql = _RAW_ACTIVITY_BY_DEVICE_SQL
@@ -1038,9 +1057,10 @@ def breakdown(
     }
     sessions: dict[str, tuple[int, int]] = {}
     activity: dict[str, tuple[int, int]] = {}
-    if by == "channel":
-        for channel, total, _, converting in _ask(warehouse, sessions_sql, params, filters):
-            sessions[channel] = (int(total), int(converting))
+    with_sessions = by == "channel" or by_visit
+    if with_sessions:
+        for value, total, _, converting in _ask(warehouse, sessions_sql, params, filters):
+            sessions[value] = (int(total), int(converting))
     elif by == "device":
         for device, people, views in _ask(warehouse, activity_sql, params, filters):
             activity[device] = (int(people), int(views))
@@ -1053,8 +1073,8 @@ def breakdown(
             BreakdownRow(
                 value=value or "unknown",
                 journeys_by_phase={p: int(n) for p, n in zip(model.phases, by_phase, strict=True)},
-                sessions=total if by == "channel" else None,
-                converting_sessions=converting if by == "channel" else None,
+                sessions=total if with_sessions else None,
+                converting_sessions=converting if with_sessions else None,
                 people=people if by == "device" else None,
                 page_views=views if by == "device" else None,
             )

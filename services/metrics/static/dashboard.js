@@ -437,15 +437,16 @@ async function showCell(node, c) {
 // --- breakdowns and touchpoints ---------------------------------------------------------------
 
 function renderBreakdown(answer) {
+  const withSessions = answer.rows.some((r) => r.sessions !== null);
   const phases = Object.keys(answer.rows.length ? answer.rows[0].journeys_by_phase : {});
   const head = el("tr", {}, el("th", { scope: "col", text: answer.by }),
-    ...(answer.by === "channel" ? [el("th", { scope: "col", text: "Sessions" }), el("th", { scope: "col", text: "Conversion" })] : []),
+    ...(withSessions ? [el("th", { scope: "col", text: "Sessions" }), el("th", { scope: "col", text: "Conversion" })] : []),
     ...(answer.by === "device" ? [el("th", { scope: "col", text: "People" }), el("th", { scope: "col", text: "Page views" })] : []),
     ...phases.map((p) => el("th", { scope: "col", text: p })));
   $("breakdown").querySelector("thead").replaceChildren(head);
   fillRows($("breakdown"), answer.rows.map((r) => el("tr", { "data-value-of": r.value },
     el("th", { scope: "row", text: r.value }),
-    ...(answer.by === "channel" ? [figure("td", "breakdown_sessions", r.sessions, "count"), figure("td", "breakdown_conversion", r.conversion_rate, "rate")] : []),
+    ...(withSessions ? [figure("td", "breakdown_sessions", r.sessions, "count"), figure("td", "breakdown_conversion", r.conversion_rate, "rate")] : []),
     ...(answer.by === "device" ? [figure("td", "breakdown_people", r.people, "count"), figure("td", "breakdown_page_views", r.page_views, "count")] : []),
     ...phases.map((p) => {
       const cell = figure("td", "breakdown_journeys", r.journeys_by_phase[p], "count");
@@ -516,9 +517,18 @@ function watchSignals(c) {
 
 let loading = 0;
 
+// A segment of the shop's own in use (`key:value`) can also split the breakdown by its key.
+function offerOwnSegments() {
+  for (const text of [$("filter-segment").value, $("compare-a").value, $("compare-b").value]) {
+    const key = text.includes(":") ? text.split(":")[0].trim() : "";
+    if (key) ensureOption($("breakdown-by"), `segment:${key}`, `${key} (your segment)`);
+  }
+}
+
 async function refresh() {
   const c = controls();
   if (!c.site) return;
+  offerOwnSegments();
   remember(c);
   const turn = ++loading;
   document.body.dataset.loading = "true";
@@ -599,7 +609,7 @@ async function start() {
 }
 
 $("controls").addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
-$("compare-form").addEventListener("submit", (e) => { e.preventDefault(); compareSegments(); });
+$("compare-form").addEventListener("submit", (e) => { e.preventDefault(); offerOwnSegments(); compareSegments(); });
 for (const id of ["filter-channel", "filter-device", "filter-campaign", "filter-segment", "compare", "date-from", "date-to", "breakdown-by"]) {
   $(id).addEventListener("change", () => refresh());
 }

@@ -152,3 +152,36 @@ async def test_a_trait_counts_from_the_identify_call_that_set_it_until_one_chang
         assert (platinum["orders"], platinum["revenue"]) == (1, 300)
         assert (await figures("seats:3"))["orders"] == 3  # a number, as written
         assert (await figures("plan:silver"))["orders"] == 0
+
+
+def test_a_breakdown_by_the_shops_segment_gives_each_buckets_funnel_and_conversion(
+    ab_test: tuple[Warehouse, list[Event]],
+) -> None:
+    warehouse, _ = ab_test
+    rows = {
+        r.value: r for r in queries.breakdown(warehouse, SITE, MODEL, "segment:ab_bucket", DAYS)
+    }
+    assert set(rows) == set(BUCKETS)
+    for bucket in BUCKETS:
+        alone = Filters(segment=f"ab_bucket:{bucket}")
+        figures = queries.shop_metrics(warehouse, SITE, MODEL, DAYS, filters=alone)
+        assert rows[bucket].sessions == figures.sessions
+        assert rows[bucket].conversion_rate == figures.conversion_rate
+        # the funnel of the bucket's visits, as recorded (trends and breakdowns count so)
+        trend = queries.trends(warehouse, SITE, MODEL, DAYS, alone)
+        assert sum(rows[bucket].journeys_by_phase.values()) > 0
+        assert (
+            max(d.journeys_by_phase["awareness"] for d in trend)
+            <= rows[bucket].journeys_by_phase["awareness"]
+        )
+    by_campaign = queries.breakdown(warehouse, SITE, MODEL, "campaign", DAYS)
+    campaigns = {r.value: r.sessions for r in by_campaign}
+    assert {"winter_sale", "reels_q4", "weekly"} <= set(campaigns)
+    whole = queries.shop_metrics(warehouse, SITE, MODEL, DAYS)
+    assert sum(s or 0 for s in campaigns.values()) == whole.sessions  # one landing campaign each
+    sale = queries.shop_metrics(
+        warehouse, SITE, MODEL, DAYS, filters=Filters(campaign="winter_sale")
+    )
+    assert campaigns["winter_sale"] == sale.sessions > 0
+    with pytest.raises(ValueError, match="segment:<key>"):
+        queries.breakdown(warehouse, SITE, MODEL, "segment:no spaces", DAYS)
