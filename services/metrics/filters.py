@@ -29,26 +29,9 @@ SEGMENTS = ("new", "returning")
 MAX_VALUE_LENGTH = 200
 SEGMENT_KEY = re.compile(r"[A-Za-z0-9_.$-]{1,64}")
 
-# Every visit of the site with what a filter may ask of it. A session is listed once per id it
-# knows its visitor by (the anonymous id, and the user id once they logged in), so an event that
-# carries either finds its visit.
-_VISITS = """
-SELECT s.session_id AS session_id, s.latest_journey AS journey_id, s.journey_ids AS journey_ids,
-       s.started_at AS started_at,
-       arrayJoin(arrayFilter(x -> x != '', [s.anonymous_id, s.user_id])) AS visitor,
-       s.channel AS channel,
-       if(s.started_at = min(s.started_at) OVER (PARTITION BY s.latest_journey),
-          'new', 'returning') AS segment,
-       ifNull(d.device, 'unknown') AS device
-FROM (
-    SELECT session_id, argMax(journey_id, version) AS latest_journey,
-           groupUniqArray(journey_id) AS journey_ids, min(started_at) AS started_at,
-           argMax(anonymous_id, version) AS anonymous_id, argMax(user_id, version) AS user_id,
-           argMax(channel, version) AS channel
-    FROM {database}.sessions
-    WHERE site_id = {site:String}
-    GROUP BY session_id
-) AS s
+# The device of each visitor (an anonymous id): reading it means reading every event, so only a
+# device filter joins it.
+_DEVICES = """
 LEFT JOIN (
     SELECT anonymous_id, argMin(device, timestamp) AS device
     FROM {database}.events
@@ -56,6 +39,32 @@ LEFT JOIN (
     GROUP BY anonymous_id
 ) AS d ON s.anonymous_id = d.anonymous_id
 """
+
+
+def _visits_sql(with_device: bool = False) -> str:
+    """Every visit of the site with what a filter may ask of it. A session is listed once per id
+    it knows its visitor by (the anonymous id, and the user id once they logged in), so an event
+    that carries either finds its visit."""
+    return f"""
+SELECT s.session_id AS session_id, s.latest_journey AS journey_id, s.journey_ids AS journey_ids,
+       s.started_at AS started_at,
+       arrayJoin(arrayFilter(x -> x != '', [s.anonymous_id, s.user_id])) AS visitor,
+       s.channel AS channel,
+       if(s.started_at = min(s.started_at) OVER (PARTITION BY s.latest_journey),
+          'new', 'returning') AS segment,
+       {"ifNull(d.device, 'unknown')" if with_device else "''"} AS device
+FROM (
+    SELECT session_id, argMax(journey_id, version) AS latest_journey,
+           groupUniqArray(journey_id) AS journey_ids, min(started_at) AS started_at,
+           argMax(anonymous_id, version) AS anonymous_id, argMax(user_id, version) AS user_id,
+           argMax(channel, version) AS channel
+    FROM {{database}}.sessions
+    WHERE site_id = {{site:String}}
+    GROUP BY session_id
+) AS s
+{_DEVICES if with_device else ""}
+"""
+
 
 # A JSON field as text: a string as it is, a number or a boolean as written ('2', 'true').
 _AS_TEXT = (
@@ -90,7 +99,7 @@ def _events_of_visits(segment_key: str | None) -> str:
                    utm_campaign AS campaign, {own} AS own
             FROM {{database}}.events WHERE site_id = {{site:String}}
         ) AS x
-        ASOF JOIN ({_VISITS}) AS v ON x.visitor = v.visitor AND x.timestamp >= v.started_at
+        ASOF JOIN ({_visits_sql()}) AS v ON x.visitor = v.visitor AND x.timestamp >= v.started_at
         {traits}
     """
 
@@ -148,7 +157,7 @@ class Filters:
         return given
 
     def _matches(self, alias: str) -> str:
-        """The visit in `alias` (a row of _VISITS) is one the filters select."""
+        """The visit in `alias` (a row of _visits_sql) is one the filters select."""
         conditions = [
             f"{alias}.{name} = {{filter_{name}:String}}"
             for name in ("channel", "device")
@@ -174,7 +183,10 @@ class Filters:
         )
 
     def _visits(self) -> str:
-        return f"SELECT session_id FROM ({_VISITS}) AS v WHERE {self._matches('v')}"
+        return f"SELECT session_id FROM ({self._visit_rows()}) AS v WHERE {self._matches('v')}"
+
+    def _visit_rows(self) -> str:
+        return _visits_sql(with_device=self.device is not None)
 
     def on_sessions(self, column: str = "session_id") -> str:
         """A condition on a row naming its session in `column`."""
@@ -192,7 +204,8 @@ class Filters:
             FROM (SELECT event_id, if(anonymous_id != '', anonymous_id, user_id) AS visitor,
                          timestamp
                   FROM {{database}}.events WHERE site_id = {{site:String}}) AS x
-            ASOF JOIN ({_VISITS}) AS v ON x.visitor = v.visitor AND x.timestamp >= v.started_at
+            ASOF JOIN ({self._visit_rows()}) AS v
+                ON x.visitor = v.visitor AND x.timestamp >= v.started_at
             WHERE {self._matches("v")}
         )"""
 
@@ -208,7 +221,7 @@ class Filters:
                   WHERE site_id = {{site:String}}) AS x
             ASOF JOIN (SELECT DISTINCT session_id, arrayJoin(journey_ids) AS journey, started_at,
                               channel, segment, device
-                       FROM ({_VISITS})) AS v
+                       FROM ({self._visit_rows()})) AS v
                 ON x.journey_id = v.journey AND x.at >= v.started_at
             WHERE {self._matches("v")}
         )"""
