@@ -34,6 +34,7 @@ from services.metrics.queries import (
     PhaseDropoff,
     RecentSignal,
     ShopMetrics,
+    StoppedThen,
     TimelineStep,
     TouchpointCredit,
 )
@@ -268,6 +269,10 @@ class StepFunnelResponse(BaseModel):
     date_to: date
     filters: dict[str, str]
     steps: list[StepReach]
+    stopped_then: list[StoppedThen] = Field(
+        description="Ordered funnels: per step people stopped at, the track events other than "
+        "the steps that most of them did within the window after they began (up to 3 a step)"
+    )
 
 
 @router.get(
@@ -313,6 +318,7 @@ async def step_funnel(
         date_to=days.last,
         filters=filters.given,
         steps=result.steps,
+        stopped_then=result.stopped_then,
     )
 
 

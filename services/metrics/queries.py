@@ -614,6 +614,56 @@ def _period_of(ms: str) -> str:
     return f"intDiv(intDiv(toInt64({ms}), 86400000) - {{first_day:Int64}}, {{grain_days:Int64}})"
 
 
+def _step_mask(steps: Sequence[FunnelStep]) -> str:
+    """Bit i set when event `e` is step i + 1 (one event can be two steps)."""
+    return " + ".join(
+        f"{1 << i} * {_step_condition(step, f's{i}')}" for i, step in enumerate(steps)
+    )
+
+
+def _person_events_sql(steps: Sequence[FunnelStep], relevant: str) -> str:
+    """(person, ts, event_id, mask, name) of the events a step funnel reads (`relevant`)."""
+    return f"""
+        SELECT {_PERSON_OF_EVENT} AS person,
+               toUInt64(toUnixTimestamp64Milli(e.timestamp)) AS ts,
+               e.event_id AS event_id, toUInt64({_step_mask(steps)}) AS mask, e.event AS name
+        FROM (SELECT *, if(user_id != '', user_id, anonymous_id) AS own_id
+              FROM {{database}}.events AS ev
+              WHERE site_id = {{site:String}} AND NOT is_bot AND {{events_filtered:ev}}
+                AND timestamp >= fromUnixTimestamp64Milli({{since_ms:Int64}})
+                AND timestamp < fromUnixTimestamp64Milli({{horizon_ms:Int64}})) AS e
+        {_claimed("e.own_id")}
+        WHERE {relevant}
+    """
+
+
+STOPPED_EVENTS_SHOWN = 3
+
+
+def _stopped_then_sql(steps: Sequence[FunnelStep], window_ms: int) -> str:
+    """Per step people stopped at (in order, 1 to n - 1), the track events other than the
+    funnel's own that most of them did in the window after they began: where a payment fails,
+    "Payment Failed" follows "Checkout Started"."""
+    first = "bitTest(mask, 0) AND ts < {until_ms:UInt64}"
+    later = "".join(f", bitTest(mask, {i})" for i in range(1, len(steps)))
+    funnel_events = _person_events_sql(steps, f"({_step_mask(steps)}) != 0")
+    others = _person_events_sql(steps, f"e.type = 'track' AND ({_step_mask(steps)}) = 0")
+    return f"""
+        SELECT level, name, uniqExact(person) AS people
+        FROM (
+            SELECT person, windowFunnel({window_ms})(ts, {first}{later}) AS level,
+                   minIf(ts, {first}) AS began
+            FROM ({funnel_events}) GROUP BY person
+        ) AS stopped
+        INNER JOIN ({others}) AS did USING person
+        WHERE level BETWEEN 1 AND {len(steps) - 1}
+          AND did.ts > stopped.began AND did.ts <= stopped.began + {window_ms}
+        GROUP BY level, name
+        ORDER BY level, people DESC, name
+        LIMIT {STOPPED_EVENTS_SHOWN} BY level
+    """
+
+
 def _step_funnel_sql(
     steps: Sequence[FunnelStep], order: FunnelOrder, window_ms: int, by_period: bool = False
 ) -> str:
@@ -627,24 +677,14 @@ def _step_funnel_sql(
     the person once, at the furthest a chain begun in it got: what the funnel of that period
     alone says, in one reading of the events.
     """
-    mask = " + ".join(
-        f"{1 << i} * {_step_condition(step, f's{i}')}" for i, step in enumerate(steps)
-    )
     # A strict funnel is broken by anything the person did in between, so it reads every page
     # view and track event; the other orders need only the steps' own events.
-    relevant = "e.type IN ('page', 'track')" if order is FunnelOrder.STRICT else f"({mask}) != 0"
-    person_events = f"""
-        SELECT {_PERSON_OF_EVENT} AS person,
-               toUInt64(toUnixTimestamp64Milli(e.timestamp)) AS ts,
-               e.event_id AS event_id, toUInt64({mask}) AS mask
-        FROM (SELECT *, if(user_id != '', user_id, anonymous_id) AS own_id
-              FROM {{database}}.events AS ev
-              WHERE site_id = {{site:String}} AND NOT is_bot AND {{events_filtered:ev}}
-                AND timestamp >= fromUnixTimestamp64Milli({{since_ms:Int64}})
-                AND timestamp < fromUnixTimestamp64Milli({{horizon_ms:Int64}})) AS e
-        {_claimed("e.own_id")}
-        WHERE {relevant}
-    """
+    relevant = (
+        "e.type IN ('page', 'track')"
+        if order is FunnelOrder.STRICT
+        else f"({_step_mask(steps)}) != 0"
+    )
+    person_events = _person_events_sql(steps, relevant)
     if order is FunnelOrder.ORDERED:
         # windowFunnel: the longest ordered chain inside the window; other events between the
         # steps do not break it.
@@ -709,10 +749,20 @@ def _step_funnel_sql(
 
 
 @dataclass(frozen=True)
+class StoppedThen:
+    """People who got as far as `after_step` and no further, who then did `event`."""
+
+    after_step: str
+    event: str
+    people: int
+
+
+@dataclass(frozen=True)
 class StepFunnel:
     order: FunnelOrder
     window: timedelta
     steps: list[StepReach]
+    stopped_then: list[StoppedThen]
 
 
 def step_funnel(
@@ -729,7 +779,16 @@ def step_funnel(
     window_ms, parameters = _step_parameters(site_id, steps, order, window, days)
     rows = _ask(warehouse, _step_funnel_sql(steps, order, window_ms), parameters, filters)
     by_level = {int(level): int(people) for level, people in rows}
-    return StepFunnel(order, window, step_reach(steps, by_level))
+    # What those who stopped did next is read for an ordered funnel, whose steps have an after.
+    stopped = [
+        StoppedThen(steps[int(level) - 1].spec, name, int(people))
+        for level, name, people in (
+            _ask(warehouse, _stopped_then_sql(steps, window_ms), parameters, filters)
+            if order is FunnelOrder.ORDERED
+            else []
+        )
+    ]
+    return StepFunnel(order, window, step_reach(steps, by_level), stopped)
 
 
 def _step_parameters(

@@ -324,6 +324,11 @@ function renderSteps(funnel, trend) {
     figure("td", "step_people", s.people, "count"),
     figure("td", "step_from_previous", s.conversion_from_previous, "rate"),
     figure("td", "step_from_first", s.conversion_from_first, "rate"))));
+  const stopped = funnel.stopped_then;
+  $("stopped-then").replaceChildren(...(stopped.length ? [el("h3", { text: "What those who stopped did next" }),
+    el("ul", { class: "stopped" }, ...stopped.map((s) => el("li", { "data-stopped-after": s.after_step },
+      `after ${s.after_step}: `, el("strong", { text: s.event }), " ",
+      figure("span", "stopped_people", s.people, "count"), " people")))] : []));
   const periods = trend.periods.map((p) => p.first);
   const series = trend.periods.length ? trend.periods[0].steps.slice(1).map((s, i) => ({
     name: `→ ${s.step}`,

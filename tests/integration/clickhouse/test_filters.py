@@ -82,6 +82,20 @@ def test_the_payment_incident_shows_as_a_dip_on_exactly_its_days_filtered_by_mob
     shares = [p.steps[1].conversion_from_previous for p in desktop]
     assert min(shares) > 0.6 * statistics.median(shares)
 
+    # Beside the dip, what those who stopped at checkout did next: the payment failed.
+    during = DateRange(INCIDENT.first, INCIDENT.last)
+    for device, failed in (("mobile", True), ("desktop", False)):
+        funnel = queries.step_funnel(
+            warehouse, SITE, PAY, FunnelOrder.ORDERED, timedelta(hours=1), during,
+            Filters(device=device),
+        )  # fmt: skip
+        next_events = [s.event for s in funnel.stopped_then if s.after_step == "Checkout Started"]
+        assert (next_events[:1] == [PAYMENT_FAILED]) is failed, (device, funnel.stopped_then)
+        if failed:
+            (top,) = [s for s in funnel.stopped_then if s.event == PAYMENT_FAILED]
+            stuck = funnel.steps[0].people - funnel.steps[1].people
+            assert 0 < top.people <= stuck
+
     # A period's figures are the step funnel asked for that period alone, in every order.
     for order in FunnelOrder:
         daily = queries.step_trends(
