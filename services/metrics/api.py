@@ -445,8 +445,14 @@ async def touchpoints(
     )
 
 
+Grain = Annotated[
+    str, Query(pattern="^(day|week)$", description="Per day, or per week from date_from")
+]
+
+
 class TrendsResponse(BaseModel):
     site: str
+    grain: str
     date_from: date
     date_to: date
     filters: dict[str, str]
@@ -456,18 +462,25 @@ class TrendsResponse(BaseModel):
 @router.get(
     "/trends",
     response_model=TrendsResponse,
-    summary="Per day: sessions, engaged and converting sessions, and journeys by how far they "
-    "got that day (the last 30 days unless a range is given)",
+    summary="Per day or week: sessions, engaged and converting sessions, and journeys by how "
+    "far they got in it (the last 30 days unless a range is given)",
     description="Read from the daily aggregates; journeys are counted as recorded, before an "
     "anonymous journey is folded into the customer who later claimed it.",
     responses=UNKNOWN_SITE,
 )
 async def trends(
-    context: Context, site: Site, days: RecentDays, filters: Filtering
+    context: Context,
+    site: Site,
+    days: RecentDays,
+    filters: Filtering,
+    grain: Grain = "day",
 ) -> TrendsResponse:
-    figures = await _ask(queries.trends, context.warehouse, site, context.model, days, filters)
+    figures = await _ask(
+        queries.trends, context.warehouse, site, context.model, days, filters, grain
+    )
     return TrendsResponse(
         site=site,
+        grain=grain,
         date_from=days.first,
         date_to=days.last,
         filters=filters.given,
@@ -551,7 +564,7 @@ async def step_trend(
     filters: Filtering,
     order: FunnelOrder = FunnelOrder.ORDERED,
     window: Window = "14d",
-    grain: Annotated[str, Query(pattern="^(day|week)$")] = "day",
+    grain: Grain = "day",
 ) -> StepTrendsResponse:
     try:
         steps = [FunnelStep.parse(text) for text in step]

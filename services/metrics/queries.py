@@ -938,11 +938,23 @@ def _from_previous_phase(journeys_by_phase: dict[str, int]) -> dict[str, float |
 # carry no number: activity_daily's states are uniqCombined(14) estimates (0007).
 _MERGE, _MERGE_IF = "groupBitmapMerge", "groupBitmapMergeIf"
 _ESTIMATE, _ESTIMATE_IF = "uniqCombinedMerge(14)", "uniqCombinedMergeIf(14)"
+GRAINS = {"day": 1, "week": 7}
+
+
+def _period_start(day: str) -> str:
+    """The first day of the period (of {grain_days} days from {first}) the Date `day` is in."""
+    return (
+        f"addDays({{first:Date}}, intDiv(dateDiff('day', {{first:Date}}, {day}), "
+        f"{{grain_days:UInt32}}) * {{grain_days:UInt32}})"
+    )
+
+
 _SESSIONS_BY_DAY_SQL = f"""
-SELECT day, {_MERGE}(sessions), {_MERGE}(engaged_sessions), {_MERGE}(converting_sessions)
+SELECT {_period_start("day")} AS period, {_MERGE}(sessions), {_MERGE}(engaged_sessions),
+       {_MERGE}(converting_sessions)
 FROM {{database}}.sessions_daily
 WHERE site_id = {{site:String}} AND day BETWEEN {{first:Date}} AND {{last:Date}}
-GROUP BY day
+GROUP BY period
 """
 
 
@@ -1012,19 +1024,30 @@ def trends(
     model: PhaseModel,
     days: DateRange,
     filters: Filters = NO_FILTERS,
+    grain: str = "day",
 ) -> list[DayFigures]:
-    """Per day of `days` (days without data included, as zeros): sessions, and journeys by how
-    far they got that day."""
-    params = {"site": site_id, "first": days.first, "last": days.last}
+    """Per day (or week of seven days from `days.first`, the last cut at `days.last`) of `days`,
+    periods without data included as zeros: sessions, and journeys by how far they got in the
+    period. A week's counts are its own distinct journeys and sessions (bitmaps merged), not a
+    sum of its days."""
+    if grain not in GRAINS:
+        raise ValueError(f"a period is one of {', '.join(GRAINS)}, not {grain!r}")
+    params = {
+        "site": site_id,
+        "first": days.first,
+        "last": days.last,
+        "grain_days": GRAINS[grain],
+    }
     if filters:
-        sessions_sql = _raw_sessions_sql("toDate(started_at)")
-        reach_sql = _raw_reach_sql(model, "toDate(t.at)")
+        sessions_sql = _raw_sessions_sql(_period_start("toDate(started_at)"))
+        reach_sql = _raw_reach_sql(model, _period_start("toDate(t.at)"))
     else:
         sessions_sql = _SESSIONS_BY_DAY_SQL
         reach_sql = f"""
-            SELECT day, {_reach_columns(model)} FROM {{database}}.phase_reach_daily
+            SELECT {_period_start("day")} AS period, {_reach_columns(model)}
+            FROM {{database}}.phase_reach_daily
             WHERE site_id = {{site:String}} AND day BETWEEN {{first:Date}} AND {{last:Date}}
-            GROUP BY day
+            GROUP BY period
         """
     sessions = {row[0]: row[1:] for row in _ask(warehouse, sessions_sql, params, filters)}
     reach = {
@@ -1032,7 +1055,7 @@ def trends(
         for row in _ask(warehouse, reach_sql, params | {"phases": list(model.phases)}, filters)
     }
     figures = []
-    for day in days.days:
+    for day in days.days[:: GRAINS[grain]]:
         total, engaged, converting = sessions.get(day, (0, 0, 0))
         by_phase = reach.get(day, (0,) * len(model.phases))
         figures.append(
@@ -1222,9 +1245,6 @@ class PeriodSteps:
     first: date
     last: date
     steps: list[StepReach]
-
-
-GRAINS = {"day": 1, "week": 7}
 
 
 def step_trends(

@@ -305,7 +305,7 @@ function renderTrend(trends) {
     .concat(phases.slice(1).map((phase) => ({
       name: `→ ${phase}`, values: trends.days.map((d) => d.from_previous_phase[phase]),
     })));
-  lineChart($("trend-chart"), "Conversion between phases per day", periods, series);
+  lineChart($("trend-chart"), `Conversion between phases per ${trends.grain}`, periods, series);
 }
 
 // --- step funnel ----------------------------------------------------------------------------
@@ -549,7 +549,8 @@ async function refresh() {
         .then(current(([metrics, before]) => renderMetrics(metrics, before))),
       both(api("/funnel", { ...filters, ...range }), api("/dropoff", { ...filters, ...range }))
         .then(current(([funnel, dropoff]) => renderFunnel(funnel, dropoff))),
-      api("/trends", { ...filters, ...range }).then(current((trends) => renderTrend(trends))),
+      api("/trends", { ...filters, ...range, grain: $("trend-grain").value })
+        .then(current((trends) => renderTrend(trends))),
       api("/journey-map", { ...filters, ...range }).then(current((map) => renderMap(map, c))),
       api("/breakdown", { ...filters, ...range, by: $("breakdown-by").value })
         .then(current((breakdown) => renderBreakdown(breakdown))),
@@ -615,7 +616,7 @@ async function start() {
 
 $("controls").addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
 $("compare-form").addEventListener("submit", (e) => { e.preventDefault(); offerOwnSegments(); compareSegments(); });
-for (const id of ["filter-channel", "filter-device", "filter-campaign", "filter-segment", "compare", "date-from", "date-to", "breakdown-by"]) {
+for (const id of ["filter-channel", "filter-device", "filter-campaign", "filter-segment", "compare", "date-from", "date-to", "breakdown-by", "trend-grain"]) {
   $(id).addEventListener("change", () => refresh());
 }
 $("steps-form").addEventListener("submit", (e) => { e.preventDefault(); refreshSteps(); });

@@ -280,3 +280,32 @@ async def test_the_api_takes_the_filters_on_every_figure_and_refuses_what_it_can
             assert response.status_code == 422, case
             if error:
                 assert response.json()["error"] == error, case
+
+
+def test_a_weeks_trend_counts_its_own_journeys_and_sessions_not_a_sum_of_its_days(
+    traffic: tuple[Warehouse, list[Event]],
+) -> None:
+    warehouse, _ = traffic
+    for filters in (Filters(), Filters(device="mobile")):
+        weeks = queries.trends(warehouse, SITE, MODEL, DAYS, filters, grain="week")
+        daily = queries.trends(warehouse, SITE, MODEL, DAYS, filters)
+        assert [w.day for w in weeks] == DAYS.days[::7]
+        for week in weeks:
+            days = [d for d in daily if week.day <= d.day < week.day + timedelta(days=7)]
+            # sessions begin on one day; a journey moves on several
+            assert week.sessions == sum(d.sessions for d in days)
+            aware = sum(d.journeys_by_phase["awareness"] for d in days)
+            assert (
+                max(d.journeys_by_phase["awareness"] for d in days)
+                <= week.journeys_by_phase["awareness"]
+                < aware
+            )
+    weeks = queries.trends(warehouse, SITE, MODEL, DAYS, grain="week")
+    for week in weeks:
+        ((journeys,),) = warehouse.query(
+            "SELECT count(DISTINCT journey_id) FROM {database}.phase_transitions "
+            "WHERE site_id = 'shop' AND kind != 'dropped_off' "
+            "AND toDate(at) BETWEEN {first:Date} AND {last:Date}",
+            {"first": week.day, "last": week.day + timedelta(days=6)},
+        )
+        assert week.journeys_by_phase["awareness"] == journeys
