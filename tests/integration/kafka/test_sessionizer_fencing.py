@@ -27,11 +27,6 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 async def test_a_fenced_sessionizer_stops_and_a_restart_finishes_the_input(
     settings: Settings,
 ) -> None:
-    # No reorder hold: held events would go by the wall clock in a transaction of their own
-    # just as the input's first half is through, and a producer fenced in the middle of its
-    # commit gets an unknown error from the broker, which the sessionizer rides out like any
-    # other instead of stopping.
-    settings = settings.model_copy(update={"reorder_seconds": 0})
     events = collected_events(seed=4, visitors=300, days=5, now=NOW)
     half = len(events) // 2
     topics = settings.topics

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
+from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced, for_code
 
 from contracts import kafka
 from contracts.kafka import outlived_by, ride_out
@@ -18,6 +18,13 @@ def test_outages_are_outlived_and_fencing_or_bugs_are_not() -> None:
     assert outlived_by(ConnectionResetError())
     assert not outlived_by(ProducerFenced())
     assert not outlived_by(ValueError("a bug"))
+
+
+def test_a_broker_answering_producer_fenced_is_fatal() -> None:
+    # Brokers answer a fenced producer's EndTxn with code 90, not the older 47.
+    answer = for_code(90)()
+    assert isinstance(answer, ProducerFenced)
+    assert not outlived_by(answer)
 
 
 async def test_a_run_failed_by_kafka_starts_again_until_it_ends(
