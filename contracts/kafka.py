@@ -251,7 +251,7 @@ FATAL_KAFKA_ERRORS: tuple[type[KafkaError], ...] = (
 )
 
 
-class ProducerFencedResponse(BrokerResponseError, ProducerFenced):
+class ProducerFencedResponse(BrokerResponseError, ProducerFenced):  # type: ignore[misc]  # aiokafka is untyped
     """Kafka's PRODUCER_FENCED (code 90, KIP-588): what brokers answer a fenced producer's
     EndTxn with. aiokafka's table stops at code 79, so without this entry a fenced commit
     arrives as UnknownError, which reads as a passing fault instead of another instance
