@@ -40,8 +40,9 @@ typecheck: env
 	$(VENV)/bin/mypy
 
 # Debian programs the suite runs for real: headless Chromium for the tracker's tests, nginx as
-# the edge in front of the collector. Installed when missing.
-SYSTEM_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx
+# the edge in front of the collector, Prometheus and promtool for the alerting rules. Installed
+# when missing.
+SYSTEM_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx prometheus:prometheus promtool:prometheus
 system-tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do \
 		command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
@@ -55,7 +56,7 @@ sdk-bundles: system-tools
 		node build.mjs $(CURDIR)/.cache/sdk-bundles && touch $(CURDIR)/.cache/sdk-bundles/.built
 
 test: kafka-jars system-tools sdk-bundles lint typecheck
-	$(VENV)/bin/python -m pytest -ra
+	$(VENV)/bin/python -m pytest -ra --durations=15
 
 clean:
 	rm -rf $(VENV) .cache var .mypy_cache .ruff_cache .pytest_cache

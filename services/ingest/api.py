@@ -419,6 +419,7 @@ async def _publish(
     acknowledge."""
     wait = context.per_site.take(site_id, cost=len(items))
     if wait:
+        context.metrics.rate_limited.labels(site_id).inc()
         return _rate_limited(wait, "this site")
     site = context.sites.directory.sites[site_id]
     positions = list(range(len(items)))

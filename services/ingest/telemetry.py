@@ -25,6 +25,13 @@ class IngestMetrics:
             ["site", "reason"],
             registry=registry,
         )
+        self.rate_limited = Counter(
+            "klantreis_ingest_rate_limited_requests_total",
+            "Requests answered 429 because their site sent more than its rate, by site (the "
+            "limit per client address shows as status 429 in the requests' series).",
+            ["site"],
+            registry=registry,
+        )
         self.events_ignored = Counter(
             "klantreis_ingest_events_ignored_total",
             "Events not stored because the site's privacy settings said so (Do Not Track, no "

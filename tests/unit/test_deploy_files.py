@@ -16,7 +16,7 @@ from klantreis.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-PROMETHEUS = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+PROMETHEUS = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
 KNOWN = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields} | {"PORT"}
 
 
