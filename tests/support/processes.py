@@ -18,7 +18,7 @@ import httpx
 
 from contracts.settings import Settings
 from klantreis.local_kafka import free_port
-from tests.support.pipeline import SITE, WRITE_KEY
+from tests.support.pipeline import ADMIN_TOKEN, SITE, WRITE_KEY
 
 KLANTREIS = str(Path(sys.executable).with_name("klantreis"))
 CLEAN_STOP_LINES = ("Application shutdown complete", "sessionizer stopped cleanly")
@@ -51,6 +51,34 @@ class Service:
                 ) from None
         finished = any(line in self.output() for line in CLEAN_STOP_LINES)
         return self.process.returncode in (0, -signal.SIGTERM) and finished
+
+
+def services_env(
+    settings: Settings,
+    data: Path,
+    *,
+    ingest_port: int,
+    api_port: int,
+    ingest_ops: int,
+    api_ops: int,
+    sessionizer_ops: int = 0,
+) -> dict[str, str]:
+    """The environment of `klantreis ingest`, `sessionizer` and `metrics` as separate processes
+    on the test's topics, for site SITE with WRITE_KEY and the test admin token."""
+    return {
+        "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
+        "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
+        "KLANTREIS_TOPIC_PARTITIONS": "3",
+        "KLANTREIS_SITES": json.dumps({WRITE_KEY: SITE}),
+        "KLANTREIS_DATA_DIR": str(data),
+        "KLANTREIS_SESSIONIZER_PORT": str(sessionizer_ops),
+        "KLANTREIS_FLUSH_INTERVAL_SECONDS": "0.2",
+        "PORT": str(ingest_port),
+        "KLANTREIS_API_PORT": str(api_port),
+        "KLANTREIS_INGEST_OPS_PORT": str(ingest_ops),
+        "KLANTREIS_API_OPS_PORT": str(api_ops),
+        "KLANTREIS_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
 
 
 def start(

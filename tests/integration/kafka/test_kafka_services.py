@@ -3,7 +3,6 @@ docker-compose run them: the collector, the sessionizer and the metrics worker w
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,28 +11,18 @@ import httpx
 
 from contracts.settings import Settings
 from klantreis.local_kafka import free_port
-from tests.support.pipeline import ADMIN, ADMIN_TOKEN, SITE, WRITE_KEY
-from tests.support.processes import start, wait_for_http
+from tests.support.pipeline import ADMIN, SITE, WRITE_KEY
+from tests.support.processes import services_env, start, wait_for_http
 
 
 def test_separate_services_carry_events_from_http_to_the_funnel(
     settings: Settings, tmp_path: Path
 ) -> None:
     ingest_port, api_port, ingest_ops, api_ops = (free_port() for _ in range(4))
-    env = {
-        "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
-        "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
-        "KLANTREIS_TOPIC_PARTITIONS": "3",
-        "KLANTREIS_SITES": json.dumps({WRITE_KEY: SITE}),
-        "KLANTREIS_DATA_DIR": str(tmp_path / "var"),
-        "KLANTREIS_SESSIONIZER_PORT": "0",
-        "KLANTREIS_FLUSH_INTERVAL_SECONDS": "0.2",
-        "PORT": str(ingest_port),
-        "KLANTREIS_API_PORT": str(api_port),
-        "KLANTREIS_INGEST_OPS_PORT": str(ingest_ops),
-        "KLANTREIS_API_OPS_PORT": str(api_ops),
-        "KLANTREIS_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
+    env = services_env(
+        settings, tmp_path / "var",
+        ingest_port=ingest_port, api_port=api_port, ingest_ops=ingest_ops, api_ops=api_ops,
+    )  # fmt: skip
     services = [
         start("metrics", ["metrics"], env, tmp_path),
         start("sessionizer", ["sessionizer"], env, tmp_path),

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 import subprocess
 import time
@@ -17,8 +16,8 @@ import yaml
 
 from contracts.settings import Settings
 from klantreis.local_kafka import free_port
-from tests.support.pipeline import ADMIN_TOKEN, SITE, WRITE_KEY
-from tests.support.processes import Service, start, wait_for_http
+from tests.support.pipeline import SITE, WRITE_KEY
+from tests.support.processes import Service, services_env, start, wait_for_http
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 JOBS = ("klantreis-ingest", "klantreis-sessionizer", "klantreis-metrics")
@@ -64,20 +63,11 @@ def test_a_real_prometheus_scrapes_every_service_and_evaluates_the_rules(
     ingest_port, api_port, ingest_ops, sessionizer_ops, api_ops, web = (
         free_port() for _ in range(6)
     )
-    env = {
-        "KLANTREIS_KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
-        "KLANTREIS_TOPIC_PREFIX": settings.topic_prefix,
-        "KLANTREIS_TOPIC_PARTITIONS": "3",
-        "KLANTREIS_SITES": json.dumps({WRITE_KEY: SITE}),
-        "KLANTREIS_DATA_DIR": str(tmp_path / "var"),
-        "KLANTREIS_FLUSH_INTERVAL_SECONDS": "0.2",
-        "PORT": str(ingest_port),
-        "KLANTREIS_API_PORT": str(api_port),
-        "KLANTREIS_INGEST_OPS_PORT": str(ingest_ops),
-        "KLANTREIS_SESSIONIZER_PORT": str(sessionizer_ops),
-        "KLANTREIS_API_OPS_PORT": str(api_ops),
-        "KLANTREIS_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
+    env = services_env(
+        settings, tmp_path / "var",
+        ingest_port=ingest_port, api_port=api_port, ingest_ops=ingest_ops, api_ops=api_ops,
+        sessionizer_ops=sessionizer_ops,
+    )  # fmt: skip
     # The shipped scrape jobs and rules, pointed at these processes and read every second.
     config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
