@@ -122,8 +122,13 @@ def without_numbers(outputs: Outputs) -> Outputs:
                 stripped.append(json.dumps(record).encode())
             outputs[topic][key] = stripped
     for numbers in (of_journey, of_session):
-        assert all(len(given) == 1 and None not in given for given in numbers.values())
-        assert len({n for given in numbers.values() for n in given}) == len(numbers)
+        several = {key: given for key, given in numbers.items() if len(given) != 1 or None in given}
+        assert not several, f"given more than one number, or none: {several}"
+        owners: dict[int, list[object]] = defaultdict(list)
+        for key, given in numbers.items():
+            owners[next(iter(given))].append(key)
+        shared = {number: keys for number, keys in owners.items() if len(keys) > 1}
+        assert not shared, f"numbers given twice: {shared}"
     changelog = outputs["sessionizer-journeys-changelog.v1"]
     for key in list(changelog):
         kind = (key or b"").split(b"/", 1)[1][:1]
