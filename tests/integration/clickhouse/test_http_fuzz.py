@@ -79,7 +79,7 @@ def base_url(chdb_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     method=st.sampled_from(["GET", "POST", "OPTIONS", "PUT"]),
@@ -134,7 +134,7 @@ def test_no_request_the_schema_allows_gets_a_5xx(base_url: str) -> None:
     assert {op.path for op in operations} >= {"/v1/events", "/v1/pixel.gif", "/api/v1/funnel"}
     for operation in operations:
 
-        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def no_server_error(case: Any) -> None:
             response = case.call(headers={"Authorization": "Basic ZGVtbzo="})  # write key demo
