@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,12 +122,13 @@ def without_numbers(outputs: Outputs) -> Outputs:
                     of_session[record["session_id"]].add(record.pop("session_number"))
                 stripped.append(json.dumps(record).encode())
             outputs[topic][key] = stripped
-    for numbers in (of_journey, of_session):
-        several = {key: given for key, given in numbers.items() if len(given) != 1 or None in given}
+    numbered: dict[Any, set[int]]
+    for numbered in (of_journey, of_session):
+        several = {k: given for k, given in numbered.items() if len(given) != 1 or None in given}
         assert not several, f"given more than one number, or none: {several}"
         owners: dict[int, list[object]] = defaultdict(list)
-        for key, given in numbers.items():
-            owners[next(iter(given))].append(key)
+        for owner, given in numbered.items():
+            owners[next(iter(given))].append(owner)
         shared = {number: keys for number, keys in owners.items() if len(keys) > 1}
         assert not shared, f"numbers given twice: {shared}"
     changelog = outputs["sessionizer-journeys-changelog.v1"]
