@@ -3,8 +3,10 @@ is one the settings read, every port it publishes or scrapes is the one the serv
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +155,51 @@ def test_make_run_kafka_restarts_a_crashing_service_ever_more_slowly() -> None:
     assert delays == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0]
     assert restarts.after_exit("sessionizer", 500.0) == 0.0  # a minute up: a new start
     assert restarts.after_exit("ingest", 500.0) == 0.0
+
+
+GRAFANA = ROOT / "deploy" / "grafana"
+
+
+def test_grafana_reads_clickhouse_as_the_read_only_user_compose_creates() -> None:
+    sources = yaml.safe_load((GRAFANA / "provisioning/datasources/klantreis.yml").read_text())
+    (clickhouse,) = [
+        s for s in sources["datasources"] if s["type"].endswith("clickhouse-datasource")
+    ]
+    users = ElementTree.parse(ROOT / "deploy/clickhouse/users.d/grafana.xml").getroot()
+    user = users.find(f"users/{clickhouse['jsonData']['username']}")
+    assert user is not None, "the data source's user is not the one users.d defines"
+    profile = users.find(f"profiles/{user.findtext('profile')}")
+    assert profile is not None and profile.findtext("readonly") == "1"
+    password_variable = user.find("password").get("from_env")  # type: ignore[union-attr]
+    assert clickhouse["secureJsonData"]["password"] == f"${password_variable}"
+    for service in ("clickhouse", "grafana"):  # the server checks it, Grafana sends it
+        assert password_variable in COMPOSE["services"][service]["environment"]
+    server = COMPOSE["services"]["clickhouse"]
+    assert any(
+        v.endswith(":/etc/clickhouse-server/users.d/grafana.xml:ro") for v in server["volumes"]
+    )
+    assert (clickhouse["jsonData"]["host"], clickhouse["jsonData"]["port"]) == ("clickhouse", 8123)
+    assert "8123:8123" in server["ports"]
+    assert clickhouse["jsonData"]["defaultDatabase"] == load_settings().clickhouse_database
+
+
+def test_grafana_loads_the_dashboards_from_where_compose_mounts_them() -> None:
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/klantreis.yml").read_text())
+    (provider,) = providers["providers"]
+    mounts = dict(
+        v.rsplit(":", 1)[0].split(":", 1) for v in COMPOSE["services"]["grafana"]["volumes"]
+    )
+    assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    sources = yaml.safe_load((GRAFANA / "provisioning/datasources/klantreis.yml").read_text())
+    uids = {s["uid"] for s in sources["datasources"]}
+    prometheus = next(s for s in sources["datasources"] if s["type"] == "prometheus")
+    assert (
+        prometheus["url"] == "http://prometheus:9090"
+        and "9090:9090" in COMPOSE["services"]["prometheus"]["ports"]
+    )
+    for board in sorted((GRAFANA / "dashboards").glob("*.json")):
+        dashboard = json.loads(board.read_text())
+        used = {p["datasource"]["uid"] for p in dashboard["panels"]}
+        used |= {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
+        assert used <= uids, (board.name, used - uids)
