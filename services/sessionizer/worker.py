@@ -407,6 +407,16 @@ class StageWorker(Generic[Stage]):
 
         The partitions stay paused until then, so no record is processed by an stage that has
         not caught up with the changelog.
+
+        Each partition then reads on from its committed offset as the broker has it once the
+        producer has started. The consumer looks its committed offsets up as the assignment
+        arrives, concurrently with this; a transaction the previous owner committed may then
+        still be writing its markers, and the offset fetched is the one before it (Kafka
+        answers such a fetch with the last stable offset unless asked for `require_stable`,
+        which aiokafka does not send). Starting the producer with the same transactional id
+        completes that transaction first, so the changelog read here holds its state changes,
+        and the offset asked for again here is the one after its batch. Without this the batch
+        would be processed a second time on top of its own state.
         """
         fresh = sorted(tp for tp in assigned if tp not in self._partitions)
         consumer = self._consumer
@@ -428,6 +438,9 @@ class StageWorker(Generic[Stage]):
                 await producer.stop()
             raise
         for tp in fresh:
+            committed = await consumer.committed(tp)
+            if committed is not None:
+                consumer.seek(tp, committed)
             self._partitions[tp] = OwnedPartition(tp, stages[tp.partition], producers[tp])
             self._last_read[tp] = time.monotonic()
         self._rebalances += 1
