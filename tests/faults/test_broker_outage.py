@@ -4,7 +4,7 @@ under a steady load while the broker is killed (SIGKILL) and, a while later, sta
 Every event the collector answered 2xx is in ClickHouse exactly once; while the broker is away
 the collector refuses within 2 s; the sessionizer and the metrics worker never exit: they
 start again from their last commit when Kafka comes back. KLANTREIS_FAULT_OUTAGE_SECONDS sets
-the outage (15 s here; `bench/soak.py --outage 60` runs the long form). Midway, the sessionizer
+the outage (10 s here; `bench/soak.py --outage 60` runs the long form). Midway, the sessionizer
 is SIGKILLed and started again while the broker is still away: it waits for Kafka.
 """
 
@@ -25,7 +25,7 @@ from tests.support.pipeline import ADMIN_TOKEN, SITE, WRITE_KEY
 from tests.support.processes import Service, start, wait_for_http
 from tests.support.warehouse_probe import probe
 
-OUTAGE_SECONDS = float(os.environ.get("KLANTREIS_FAULT_OUTAGE_SECONDS", "15"))
+OUTAGE_SECONDS = float(os.environ.get("KLANTREIS_FAULT_OUTAGE_SECONDS", "10"))
 BATCH = 5
 PAUSE = 0.05  # about 100 events a second
 
@@ -123,7 +123,7 @@ async def test_a_broker_outage_loses_and_doubles_nothing_and_no_service_exits(
             await asyncio.sleep(1)
             alive(services)
         await asyncio.to_thread(broker.start)
-        await asyncio.sleep(15)
+        await asyncio.sleep(10)  # the load goes on while the services find Kafka again
         load.stop.set()
         await sending
         print(
