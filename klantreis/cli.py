@@ -60,8 +60,16 @@ REPORTS = (
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
     """The read API's figures on the command line: the same query functions, the same date
-    rules and the same figure types as `/api/v1`."""
-    from datetime import date
+    rules and the same figure types as `/api/v1`, from the warehouse or, with `--url`, from a
+    running read API; a table, or with `--json` the figure as the API writes it."""
+    from klantreis.report import table
+
+    figure = _remote_figure(args) if args.url else _warehouse_figure(settings, args)
+    print(json.dumps(figure, indent=2) if args.json else table(figure))
+
+
+def _warehouse_figure(settings: Settings, args: argparse.Namespace) -> Any:
+    from datetime import date, timedelta
 
     from pydantic import TypeAdapter
 
@@ -71,6 +79,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
     from services.metrics.app import open_warehouse
 
     model = settings.phase_model_loaded
+    timeout = timedelta(minutes=settings.session_timeout_minutes)  # as the read API passes it
     try:
         first, last = (date.fromisoformat(d) if d else None for d in (args.date_from, args.date_to))
         days = date_range(first, last, None)  # all time, where a figure allows it
@@ -84,7 +93,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
         answers: dict[str, Callable[[], object]] = {
             "funnel": lambda: queries.phase_funnel(warehouse, site, model, days),
             "dropoff": lambda: queries.dropoff(warehouse, site, model, days),
-            "metrics": lambda: queries.shop_metrics(warehouse, site, model, days),
+            "metrics": lambda: queries.shop_metrics(warehouse, site, model, days, timeout),
             "touchpoints": lambda: queries.touchpoints(warehouse, site, model, days),
             "trends": lambda: queries.trends(warehouse, site, model, daily),
             "channels": lambda: queries.breakdown(warehouse, site, model, "channel", daily),
@@ -96,7 +105,33 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> None:
         warehouse.close()
     # The figure's own type says how it is written, derived rates included, as the API does.
     kind: Any = list[type(answer[0])] if isinstance(answer, list) and answer else type(answer)  # type: ignore[misc]
-    print(TypeAdapter(kind).dump_json(answer, indent=2).decode())
+    return TypeAdapter(kind).dump_python(answer, mode="json")
+
+
+def _remote_figure(args: argparse.Namespace) -> Any:
+    import httpx
+
+    from klantreis.report import REMOTE, figure_of
+
+    if not args.token:
+        raise ConfigurationError("report --url needs --token (a read token of the site, or admin)")
+    path, extra, _ = REMOTE[args.report]
+    params = {"site": args.site, **extra}
+    params |= {k: v for k, v in (("date_from", args.date_from), ("date_to", args.date_to)) if v}
+    try:
+        response = httpx.get(
+            args.url.rstrip("/") + path,
+            params=params,
+            headers={"Authorization": f"Bearer {args.token}"},
+            timeout=60,
+        )
+    except httpx.HTTPError as exc:
+        raise ConfigurationError(f"report: {args.url} did not answer: {exc}") from None
+    if response.status_code != 200:
+        raise ConfigurationError(
+            f"report: {args.url} answered {response.status_code}: {response.text[:300]}"
+        )
+    return figure_of(args.report, response.json())
 
 
 def cmd_ingest(settings: Settings, _: argparse.Namespace) -> None:
@@ -304,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--site", required=True)
     report.add_argument("--from", dest="date_from", help="first day (YYYY-MM-DD)")
     report.add_argument("--to", dest="date_to", help="last day (YYYY-MM-DD), inclusive")
+    report.add_argument("--json", action="store_true", help="the figure as JSON, not a table")
+    report.add_argument("--url", help="a running read API to ask instead of the warehouse")
+    report.add_argument("--token", help="with --url: a read token of the site, or the admin token")
     simulate = commands.add_parser("simulate", help="send realistic shop traffic to a collector")
     simulate.add_argument("--url", help="collector base URL (default http://HOST:PORT)")
     simulate.add_argument("--key", default="demo", help="write key (default demo)")

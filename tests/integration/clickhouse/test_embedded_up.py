@@ -105,18 +105,39 @@ def test_a_journey_posted_to_the_demo_site_shows_in_the_funnel_within_5_seconds(
             assert time.monotonic() - posted < 5, funnel(base, service)
             time.sleep(0.1)
         assert funnel(base, service)["awareness"] == 1
+        # The command line asks the running instance for the same figure.
+        token = parse_qs(urlsplit(demo_link(service)).query)["token"][0]
+        remote = report("funnel", "--url", base, "--token", token, "--json")
+        assert remote == read(base, service, "/api/v1/funnel")["phases"]
+        refused = subprocess.run(
+            [KLANTREIS, "report", "funnel", "--site", "demo", "--url", base, "--token", "nope"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "401" in refused.stderr, refused.stderr
     finally:
         assert service.stop(), service.output()
 
     # With the service stopped, the command line reads the same figures from the same data.
-    report = subprocess.run(
-        [KLANTREIS, "report", "funnel", "--site", "demo"],
-        env={**os.environ, "KLANTREIS_DATA_DIR": str(tmp_path / "var")},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert report.returncode == 0, report.stderr
-    by_phase = {row["phase"]: row["journeys"] for row in json.loads(report.stdout)}
+    local = report("funnel", "--json", data=tmp_path / "var")
+    assert local == remote
+    by_phase = {row["phase"]: row["journeys"] for row in local}
     assert (by_phase["purchase"], by_phase["retention"]) == (1, 1)
+    # And as a table for people: a line per phase, its journeys in the journeys column.
+    header, rule, *lines = report("funnel", data=tmp_path / "var").splitlines()
+    columns = header.split()
+    assert columns[:2] == ["phase", "journeys"] and set(rule) <= {"-", " "}
+    assert {line.split()[0]: int(line.split()[1]) for line in lines} == by_phase
+
+
+def report(*args: str, data: Path | None = None) -> Any:
+    """`klantreis report … --site demo`: its table, or with `--json` the figure it printed."""
+    env = {**os.environ, **({"KLANTREIS_DATA_DIR": str(data)} if data else {})}
+    done = subprocess.run(
+        [KLANTREIS, "report", args[0], "--site", "demo", *args[1:]],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if "--json" in args else done.stdout
 
 
 def test_bad_input_gets_a_precise_4xx_and_never_a_5xx(tmp_path: Path) -> None:
